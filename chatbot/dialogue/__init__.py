@@ -1,0 +1,1 @@
+"""The engine: one path from a customer's message to a grounded, cited answer."""

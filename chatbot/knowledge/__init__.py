@@ -1,0 +1,1 @@
+"""Documents and FAQ pairs: loading, chunking, embedding, indexing and hybrid search."""

@@ -1,0 +1,1 @@
+"""The generator: weights from disk, device choice, and the batching generation worker."""

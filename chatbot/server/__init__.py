@@ -1,0 +1,1 @@
+"""The FastAPI application: customer WebSocket, REST v1 and the static web widget."""

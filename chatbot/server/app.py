@@ -1,0 +1,69 @@
+"""Application factory. Models load once per process, in the background, after the port opens.
+
+``/healthz`` answers 503 until the engine is warm, so a load balancer (or ``make serve``'s
+caller) knows when to send traffic; every other route answers 503 ``not_ready`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from chatbot.config import PROJECT_ROOT, Settings, get_settings
+from chatbot.dialogue.engine import Engine
+from chatbot.server.errors import install_error_handlers
+from chatbot.server.routes import router
+from chatbot.server.websocket import ws_router
+from chatbot.store import Store
+
+log = logging.getLogger(__name__)
+
+WEB_ROOT = PROJECT_ROOT / "web"
+
+
+def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.resolved_database_url)
+        engine = Engine(settings, store)
+        app.state.settings, app.state.store, app.state.engine = settings, store, engine
+        app.state.warmup_error = None
+
+        async def warm() -> None:
+            try:
+                await asyncio.to_thread(engine.warm_up)
+                log.info("engine ready")
+            except Exception as error:  # reported by /healthz; the process keeps serving errors
+                log.exception("engine failed to start")
+                app.state.warmup_error = str(error)
+
+        task = asyncio.create_task(warm())
+        try:
+            yield
+        finally:
+            task.cancel()
+            engine.close()
+            store.close()
+
+    app = FastAPI(
+        title="Kestrel Assist",
+        version="0.1.0",
+        description="Grounded banking customer-service assistant: REST, WebSocket and the chat widget.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(ws_router)
+    if (web_root / "widget").is_dir():
+        app.mount("/widget", StaticFiles(directory=web_root / "widget"), name="widget")
+    if web_root.is_dir():
+        app.mount("/", StaticFiles(directory=web_root, html=True), name="web")
+    return app
