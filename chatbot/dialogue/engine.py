@@ -66,6 +66,7 @@ class EngineOptions:
     retrieval_mode: str | None = None
     grounding_check: bool | None = None
     generation: bool | None = None
+    faq_route: bool = True  # False measures the generator on questions the FAQ would answer verbatim
 
 
 def clean_text(text: object, max_chars: int) -> str:
@@ -183,7 +184,7 @@ class Engine:
         best_faq = max((h for h in hits if h.passage.kind == "faq"), key=lambda h: h.score, default=None)
         best_score = max((h.score for h in hits), default=0.0)
 
-        if best_faq is not None and best_faq.score >= self.settings.faq_threshold:
+        if options.faq_route and best_faq is not None and best_faq.score >= self.settings.faq_threshold:
             text = best_faq.passage.answer or ""
             yield DeltaEvent(id=answer_id, text=text)
             yield self._answer(answer_id, text, "faq", [best_faq])

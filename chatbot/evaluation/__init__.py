@@ -1,0 +1,1 @@
+"""Benchmarks and metrics behind `chatbot eval`: what we measure is what customers get."""
