@@ -45,14 +45,15 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = Field(200, ge=32, le=512)
     retrieval_top_k: int = Field(5, ge=1, le=50)
     retrieval_mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
-    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    rrf_k: int = Field(10, ge=1, description="Reciprocal-rank-fusion constant (tuned on the dev set).")
+    bm25_weight: float = Field(0.3, ge=0.0, description="Weight of the BM25 ranking in the fusion (dense is 1).")
 
     # --- routing -----------------------------------------------------------------------------
     faq_threshold: float = Field(
-        0.72, ge=0.0, le=1.0, description="Cosine similarity above which a curated FAQ answer is returned verbatim."
+        0.78, ge=0.0, le=1.0, description="Cosine similarity above which a curated FAQ answer is returned verbatim."
     )
     relevance_threshold: float = Field(
-        0.40, ge=0.0, le=1.0, description="Best cosine similarity below which nothing is relevant (fallback)."
+        0.45, ge=0.0, le=1.0, description="Best cosine similarity below which nothing is relevant (fallback)."
     )
     grounding_check: bool = True
     fallback_message: str = (

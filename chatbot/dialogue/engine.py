@@ -100,7 +100,9 @@ class Engine:
             return
         self.embedder.warm_up()
         self.index = KnowledgeIndex.load(self.settings.data_dir)
-        self.retriever = Retriever(self.index, self.embedder, rrf_k=self.settings.rrf_k)
+        self.retriever = Retriever(
+            self.index, self.embedder, rrf_k=self.settings.rrf_k, bm25_weight=self.settings.bm25_weight
+        )
         if self.settings.generation_enabled:
             loaded = load_generator(
                 self.settings.generator_model,

@@ -29,10 +29,18 @@ class Hit:
 
 
 class Retriever:
-    def __init__(self, index: KnowledgeIndex, embedder: Embedder, rrf_k: int = 60, candidates: int = 50) -> None:
+    def __init__(
+        self,
+        index: KnowledgeIndex,
+        embedder: Embedder,
+        rrf_k: int = 60,
+        bm25_weight: float = 0.5,
+        candidates: int = 50,
+    ) -> None:
         self.index = index
         self.embedder = embedder
         self.rrf_k = rrf_k
+        self.bm25_weight = bm25_weight
         self.candidates = candidates
 
     def search(self, query: str, top_k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
@@ -51,9 +59,9 @@ class Retriever:
         dense_rank = {int(i): r for r, i in enumerate(dense_order)}
         bm25_rank = {int(i): r for r, i in enumerate(bm25_order)}
         fused: dict[int, float] = {}
-        for ranks in (dense_rank, bm25_rank):
+        for ranks, weight in ((dense_rank, 1.0), (bm25_rank, self.bm25_weight)):
             for i, rank in ranks.items():
-                fused[i] = fused.get(i, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+                fused[i] = fused.get(i, 0.0) + weight / (self.rrf_k + rank + 1)
         order = sorted(fused, key=lambda i: (-fused[i], -cosine[i]))[:top_k]
         return [
             Hit(
