@@ -49,3 +49,14 @@ def test_figures_are_normalised_across_formats() -> None:
         "time:17:30",
         "date:10/1",
     }
+
+
+def test_a_figure_from_another_product_in_the_same_context_is_caught() -> None:
+    context = [
+        "The High-Yield Savings account earns 4.00% APY on every balance.",
+        "The 12-month CD earns 4.10% APY. Early withdrawal costs 90 days of interest.",
+    ]
+    assert check_grounding("The High-Yield Savings account earns 4.00% APY.", context).supported
+    wrong = check_grounding("The High-Yield Savings account earns 4.10% APY.", context)
+    assert not wrong.supported and wrong.unsupported == ["percent:4.1"]
+    assert check_grounding("A 12-month CD pays 4.10% APY.", context).supported

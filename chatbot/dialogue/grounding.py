@@ -1,9 +1,12 @@
-"""Check that every figure in a generated answer appears in the passages it was generated from.
+"""Check that every figure in a generated answer appears, in the same sense, in its sources.
 
 A bank cannot let a language model invent a fee, a rate or a phone number. We pull every figure
 (money, percentages, times, dates, phone numbers, plain counts) out of the answer and out of its
 sources, normalise both sides (``$35.00`` = ``$35``, ``2.5 percent`` = ``2.50%``, ``five`` = ``5``)
-and accept the answer only if each figure of the answer is among the figures of its sources.
+and accept an answer sentence only if each of its figures appears in a source passage that also
+shares most of the answer sentence's key words. The second condition catches a real failure of small
+models: quoting a figure that is in the context but belongs to another product ("High-Yield
+Savings earns 4.10% APY" when 4.10% is the CD rate in the next passage).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from chatbot.knowledge.bm25 import tokenize
 
 NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
@@ -86,13 +91,54 @@ def _comparable(figure: str) -> set[str]:
     return forms
 
 
-def check_grounding(answer: str, sources: Iterable[str]) -> GroundingResult:
-    source_figures: set[str] = set()
-    for text in sources:
-        for figure in extract_figures(text):
-            source_figures |= _comparable(figure)
-    answer_figures = extract_figures(answer)
-    # Small counts in ordinary prose ("one of our team", "2 options") are not claims about the bank.
-    claims = sorted(f for f in answer_figures if not (f.startswith("number:") and f[7:] in {"0", "1"}))
-    unsupported = [f for f in claims if f not in source_figures]
-    return GroundingResult(supported=not unsupported, figures=claims, unsupported=unsupported)
+SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])|\n+")
+FIGURE_WORDS = frozenset([*MONTHS.split("|"), *NUMBER_WORDS])  # parts of figures, compared as figures
+GENERIC = frozenset(["kestrel", "bank", "customer", "account", "fee", "cost", "charge", "pay", "take", "day"])
+
+
+def _key_words(sentence: str) -> set[str]:
+    """Content words of a sentence: no stop words, no numbers, no words every banking text shares."""
+    return {
+        t
+        for t in tokenize(sentence)
+        if not t[0].isdigit() and len(t) > 2 and t not in GENERIC and t not in FIGURE_WORDS and "." not in t
+    }
+
+
+@dataclass(frozen=True)
+class _Source:
+    figures: frozenset[str]
+    words: frozenset[str]
+
+
+def _sources(texts: Iterable[str]) -> list[_Source]:
+    return [
+        _Source(
+            frozenset(form for figure in extract_figures(text) for form in _comparable(figure)),
+            frozenset(_key_words(text)),
+        )
+        for text in texts
+    ]
+
+
+def check_grounding(answer: str, sources: Iterable[str], max_shared_words: int = 3) -> GroundingResult:
+    """Every figure of every answer sentence must appear in a source passage on the same subject.
+
+    "Same subject": the passage shares at least half of the answer sentence's key words (at most
+    ``max_shared_words`` are required, so long sentences are not held to an impossible bar).
+    """
+    passages = _sources(sources)
+    claims: list[str] = []
+    unsupported: list[str] = []
+    for sentence in SENTENCES.split(answer):
+        # Small counts in ordinary prose ("one of our team", "2 options") are not claims about the bank.
+        figures = sorted(f for f in extract_figures(sentence) if not (f.startswith("number:") and f[7:] in {"0", "1"}))
+        if not figures:
+            continue
+        words = _key_words(sentence)
+        needed = min(max_shared_words, (len(words) + 1) // 2)
+        for figure in figures:
+            claims.append(figure)
+            if not any(figure in s.figures and len(words & s.words) >= needed for s in passages):
+                unsupported.append(figure)
+    return GroundingResult(supported=not unsupported, figures=sorted(set(claims)), unsupported=unsupported)
