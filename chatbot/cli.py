@@ -220,12 +220,15 @@ def eval_answers(
     dev_set: Annotated[list[Path] | None, typer.Option("--set", help="JSONL dev set(s).")] = None,
     limit: Annotated[int, typer.Option(help="Evaluate only the first N questions of each set (0: all).")] = 0,
     variants: Annotated[str, typer.Option(help="Comma-separated variants, or 'all'.")] = "all",
+    heldout: Annotated[int, typer.Option(help="Held-out FAQ pairs for the generator-alone comparison.")] = 40,
     output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
 ) -> None:
     """Retrieval recall, answer kinds, ROUGE-L, unsupported-figure rate and latency, per variant."""
     from chatbot.evaluation.answers import DEFAULT_SETS, run_answer_evaluation
 
-    report = run_answer_evaluation(get_settings(), dev_set or DEFAULT_SETS, limit=limit, variants=variants)
+    report = run_answer_evaluation(
+        get_settings(), dev_set or DEFAULT_SETS, limit=limit, variants=variants, heldout_limit=heldout
+    )
     print(report.markdown())
     if output:
         output.write_text(json.dumps(report.as_dict(), indent=2))

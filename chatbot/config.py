@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     generation_enabled: bool = True
 
     # --- generation --------------------------------------------------------------------------
-    max_new_tokens: int = Field(160, ge=1, le=2048)
+    max_new_tokens: int = Field(96, ge=1, le=2048)
     context_passages: int = Field(3, ge=1, le=10)
     max_batch_size: int = Field(8, ge=1, le=128)
     batch_wait_ms: int = Field(10, ge=0, le=1000)

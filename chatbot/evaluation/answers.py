@@ -132,7 +132,7 @@ class EvaluationReport:
             lines += ["", "FAQ threshold sweep (hybrid retrieval, verbatim-answer route):", ""]
             lines += ["| threshold | answered verbatim | verbatim answers correct |", "|---|---|---|"]
             for row in self.thresholds:
-                lines.append(f"| {row['threshold']:.2f} | {row['coverage']:.0%} | {row['precision']:.1%} |")
+                lines.append(f"| {row['threshold']:.3f} | {row['coverage']:.0%} | {row['precision']:.1%} |")
         return "\n".join(lines)
 
 
@@ -286,7 +286,7 @@ def heldout_generation(engine: Engine, pairs: list[tuple[str, str]], sources: So
 
 
 def run_answer_evaluation(
-    settings: Settings, sets: list[Path], limit: int = 0, variants: str = "all", heldout_limit: int = 100
+    settings: Settings, sets: list[Path], limit: int = 0, variants: str = "all", heldout_limit: int = 40
 ) -> EvaluationReport:
     started = time.perf_counter()
     questions: list[DevQuestion] = []
@@ -323,7 +323,9 @@ def run_answer_evaluation(
         held = sorted(holdout_ids(gold))
         pairs = [(main.index.passages[main.index.by_id[i]].text, gold[i]) for i in held][:heldout_limit]
         for fine_tuned, name in ((False, "base SmolLM2-135M-Instruct"), (True, "fine-tuned (LoRA)")):
-            if (fine_tuned and not engine_for(True).worker) or not engine_for(fine_tuned).worker:
+            worker = engine_for(fine_tuned).worker
+            # Without generation there is nothing to compare; without an adapter, "fine-tuned" is the base.
+            if worker is None or (fine_tuned and worker.loaded.adapter is None):
                 continue
             heldout[name] = heldout_generation(engine_for(fine_tuned), pairs, sources)
     for engine in engines.values():
