@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     relevance_threshold: float = Field(
         0.45, ge=0.0, le=1.0, description="Best cosine similarity below which nothing is relevant (fallback)."
     )
+    confident_threshold: float = Field(
+        0.60,
+        ge=0.0,
+        le=1.0,
+        description="Best cosine above which a model's 'not in the context' is overruled by an extractive answer.",
+    )
     grounding_check: bool = True
     fallback_message: str = (
         "I'm sorry, I couldn't find the answer to that in Kestrel Bank's help content. Would you like me to "

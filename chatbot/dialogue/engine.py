@@ -221,37 +221,45 @@ class Engine:
         source_texts = [p.text for p in passages]
         messages = chat_messages(query, passages)
         buffer, sent = "", ""
-        failed = False
+        outcome = "ok"  # or "unsupported" (a figure its sources lack) or "not_available"
+
+        def verdict(sentence: str) -> str:
+            if NOT_AVAILABLE.lower().rstrip(".") in sentence.lower():
+                return "not_available"
+            if check and not check_grounding(sentence, source_texts).supported:
+                return "unsupported"
+            return "ok"
+
         stream = self.worker.stream(messages, self.settings.max_new_tokens)
         try:
             async for piece in stream:
-                buffer += piece
-                sentences = SENTENCE_BOUNDARY.split(buffer)
                 # Everything but the last fragment is a complete sentence: verify, then send it.
-                for sentence in sentences[:-1]:
-                    if check and not check_grounding(sentence, source_texts).supported:
-                        failed = True
+                *complete, buffer = SENTENCE_BOUNDARY.split(buffer + piece)
+                for sentence in complete:
+                    outcome = verdict(sentence)
+                    if outcome != "ok":
                         break
                     chunk = (" " if sent else "") + sentence.strip()
                     sent += chunk
                     yield DeltaEvent(id=answer_id, text=chunk)
-                if failed:
+                if outcome != "ok":
                     break
-                buffer = sentences[-1]
         finally:
             await stream.aclose()
         tail = buffer.strip()
-        if not failed and tail:
-            if check and not check_grounding(tail, source_texts).supported:
-                failed = True
-            else:
+        if outcome == "ok" and tail:
+            outcome = verdict(tail)
+            if outcome == "ok":
                 chunk = (" " if sent else "") + tail
                 sent += chunk
                 yield DeltaEvent(id=answer_id, text=chunk)
         text = sent.strip()
-        if not failed and NOT_AVAILABLE.lower().rstrip(".") in text.lower():
+        if outcome == "not_available" and max(h.score for h in context) < self.settings.confident_threshold:
             yield self._answer(answer_id, self.settings.fallback_message, "fallback", [])
             return
+        # A model that says "not in the context" while retrieval is confident under-read a
+        # paraphrased question: the best source's own sentences serve the customer better.
+        failed = outcome != "ok"
         if failed or not text:
             extractive, source = await asyncio.to_thread(self.extractive_answer, query, context)
             yield self._answer(answer_id, extractive, "extractive", [source])
