@@ -28,6 +28,7 @@ from chatbot.dialogue.engine import Engine, EngineOptions
 from chatbot.dialogue.grounding import check_grounding
 from chatbot.evaluation.metrics import percentile, rouge_l
 from chatbot.knowledge.index import KnowledgeIndex
+from chatbot.machine import cpu_name
 from chatbot.schema import AnswerObject
 
 DEFAULT_SETS = [PROJECT_ROOT / "evaluation" / "dev_bank.jsonl", PROJECT_ROOT / "evaluation" / "dev_cfpb.jsonl"]
@@ -155,20 +156,12 @@ def load_dev_set(path: Path) -> list[DevQuestion]:
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import os
 
     import torch
 
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+    return f"{cpu_name()}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 class SourceTexts:

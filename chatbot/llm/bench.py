@@ -33,6 +33,7 @@ from chatbot.config import Settings
 from chatbot.llm.loading import LoadedModel, load_generator
 from chatbot.llm.prompts import ContextPassage, chat_messages
 from chatbot.llm.worker import GenerationWorker, _Request
+from chatbot.machine import cpu_name
 from chatbot.models import resolve_model_spec
 
 # Banking-flavoured filler, so the prompt tokenises like real context (figures, names, punctuation).
@@ -143,16 +144,6 @@ class _Clock:
 
     def put_nowait(self, item: object) -> None:  # the worker hands this to call_soon_threadsafe
         pass
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench_prompt(worker: GenerationWorker, prompt_tokens: int) -> list[int]:

@@ -52,6 +52,7 @@ import torch
 from chatbot.config import Settings
 from chatbot.llm.loading import choose_device, resolve_generator_path
 from chatbot.llm.prompts import NOT_AVAILABLE, ContextPassage, chat_messages
+from chatbot.machine import cpu_name
 from chatbot.models import force_offline
 from chatbot.training.splits import DEFAULT_FRACTION, holdout_ids
 
@@ -465,7 +466,7 @@ def train_on_examples(
     result: dict[str, Any] = {
         "base_model": base_model_name or model_path,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "precision": "bf16 autocast, fp32 weights" if use_bf16 else "fp32",
         "examples": len(rows),
         "answerable": sum(e.answerable for e, _ in kept),
@@ -520,18 +521,6 @@ def _save_adapter(model: Any, output: Path, save_dtype: str, base_name: str) -> 
         adapter_config = json.loads((Path(scratch) / "adapter_config.json").read_text(encoding="utf-8"))
         adapter_config["base_model_name_or_path"] = base_name
         (output / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n", encoding="utf-8")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def _base_model_name(settings: Settings) -> str:
