@@ -209,7 +209,7 @@ class Engine:
         yield self._answer(answer_id, text, "extractive", [source])
 
     def _context(self, hits: list[Hit]) -> list[Hit]:
-        """The passages shown to the model: best first, at most one per FAQ answer."""
+        """The passages shown to the model, by cosine rather than fusion rank: the closest first."""
         ordered = sorted(hits, key=lambda h: -h.score)
         return ordered[: self.settings.context_passages]
 
