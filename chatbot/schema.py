@@ -34,6 +34,9 @@ class AnswerObject(BaseModel):
     intent: IntentRef | None = None
     sources: list[SourceRef] = Field(default_factory=list)
     handoff: bool = False
+    quick_replies: list[str] = Field(
+        default_factory=list, description="Short options the widget shows as buttons; sending one sends its text."
+    )
     latency_ms: int = 0
 
 
