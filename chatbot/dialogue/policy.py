@@ -1,0 +1,208 @@
+"""What to do with a message once we know what the customer wants: the routing policy.
+
+Order (first match wins), documented in docs/architecture.md:
+
+1. prompt injection or jailbreak (``chatbot.guard.injection``) → refusal (unless it only resembles
+   an attack and confidently asks for a person: a handoff reveals nothing);
+2. ``human_agent`` → handoff;
+3. an action intent above ``flow_threshold`` → its flow: the bank's procedure, quoted from the
+   knowledge-base passage the flow names (``urgent-help`` sections), with its source; where a person
+   must act now (a fraud claim, an account closure) the answer starts a handoff, otherwise it
+   offers one as a quick reply (a knowledge base without that passage gets the retrieval routes);
+4. greeting / goodbye / thanks (short messages only) → a short friendly reply;
+5. a follow-up (resolved from the previous turns) → retrieval on the resolved query;
+6. ``out_of_scope`` above ``oos_refusal_confidence`` and nothing relevant in the knowledge base
+   (best cosine under ``relevance_threshold``, where retrieval would fall back anyway) → a refusal
+   that says what the assistant can help with;
+7. two close, unconfident intents where at least one would change the route, and no FAQ answer
+   close enough to send verbatim → a clarifying question (kind ``clarification``) with the options as
+   quick replies;
+8. everything else → retrieval, unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from chatbot.config import Settings
+from chatbot.guard.injection import REFUSAL_TEXT, InjectionVerdict
+from chatbot.knowledge.retriever import Hit
+from chatbot.schema import AnswerKind, IntentRef
+
+OUT_OF_SCOPE = "out_of_scope"
+
+HANDOFF_REPLY = "Talk to an agent"
+
+
+@dataclass(frozen=True)
+class Flow:
+    intent: str
+    passage_id: str  # the knowledge-base passage that states the procedure
+    label: str  # what a clarifying question calls it
+    handoff: bool  # a person must act now: the answer starts a handoff
+
+
+FLOWS: dict[str, Flow] = {
+    flow.intent: flow
+    for flow in [
+        Flow(
+            "lost_or_stolen_card", "urgent-help#card-lost-or-stolen-what-to-do-now", "My card is lost or stolen", False
+        ),
+        Flow(
+            "compromised_card",
+            "urgent-help#card-details-compromised-or-used-by-someone-else",
+            "Someone used my card details",
+            True,
+        ),
+        Flow("card_swallowed", "urgent-help#card-kept-by-an-atm", "An ATM kept my card", False),
+        Flow("lost_or_stolen_phone", "urgent-help#phone-with-the-kestrel-app-lost-or-stolen", "I lost my phone", False),
+        Flow("transaction_charged_twice", "urgent-help#charged-twice-for-one-purchase", "I was charged twice", False),
+        Flow(
+            "card_payment_not_recognised",
+            "urgent-help#card-payment-you-don-t-recognize",
+            "A card payment I don't recognize",
+            True,
+        ),
+        Flow(
+            "direct_debit_payment_not_recognised",
+            "urgent-help#direct-debit-you-don-t-recognize",
+            "A direct debit I don't recognize",
+            True,
+        ),
+        Flow(
+            "cash_withdrawal_not_recognised",
+            "urgent-help#cash-withdrawal-you-don-t-recognize",
+            "A cash withdrawal I don't recognize",
+            True,
+        ),
+        Flow("pin_blocked", "urgent-help#pin-blocked-after-wrong-attempts", "My PIN is blocked", False),
+        Flow("terminate_account", "urgent-help#closing-your-kestrel-account", "Close my account", True),
+    ]
+}
+
+SMALL_TALK = {
+    "greeting": "Hello! I'm Kestrel Bank's assistant. Ask me about accounts, cards, payments, loans or fees.",
+    "goodbye": "Thanks for chatting with Kestrel Bank. Goodbye!",
+    "thanks": "You're welcome! Is there anything else I can help you with?",
+}
+SMALL_TALK_MAX_WORDS = 8
+
+OFFER_TEXT = "If you'd like, I can connect you with a member of our team."
+STARTED_TEXT = "I'm connecting you with a member of our team now; they will join this chat shortly."
+HANDOFF_TEXT = "Of course. I'm connecting you with a member of our team; they will join this chat shortly."
+OUT_OF_SCOPE_TEXT = (
+    "Sorry, I can't help with that. I'm Kestrel Bank's assistant: I can answer questions about our accounts, "
+    "cards, payments and transfers, loans, fees and rates, and help if your card is lost or you see a payment "
+    "you don't recognize."
+)
+CLARIFY_TEXT = "Just to be sure I help with the right thing: which of these is it?"
+
+
+def intent_label(name: str) -> str:
+    """A quick-reply label for an intent: the flow's own label, else the intent name made readable."""
+    if name in FLOWS:
+        return FLOWS[name].label
+    if name == "human_agent":
+        return HANDOFF_REPLY
+    words = name.replace("_", " ").strip(" ?")
+    return words[:1].upper() + words[1:]
+
+
+def is_short(text: str, limit: int = SMALL_TALK_MAX_WORDS) -> bool:
+    return len(re.findall(r"\w+", text)) <= limit
+
+
+def flow_body(passage_text: str) -> str:
+    """A chunk's text without the "Title — heading" line the chunker puts first."""
+    return passage_text.split("\n", 1)[-1].strip()
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What the engine knows about a message before it answers."""
+
+    ranking: list[IntentRef]  # the classifier's top intents for the message as typed (empty without one)
+    resolved_ranking: list[IntentRef]  # the same for the resolved follow-up (= ranking for a standalone turn)
+    injection: InjectionVerdict | None
+    hits: list[Hit]  # retrieval on the resolved query
+    best_score: float  # best cosine among the hits
+
+
+@dataclass(frozen=True)
+class Decision:
+    route: Literal["retrieval", "refusal", "handoff", "flow", "small_talk", "clarification"]
+    intent: IntentRef | None
+    kind: AnswerKind = "flow"
+    text: str = ""
+    handoff: bool = False
+    quick_replies: tuple[str, ...] = ()
+    flow: Flow | None = None
+
+
+# A quick reply sent back verbatim always means its option, whatever the classifier thinks of it.
+QUICK_REPLY_INTENTS = {HANDOFF_REPLY.lower(): "human_agent", **{f.label.lower(): f.intent for f in FLOWS.values()}}
+
+
+def decide(raw: str, understood: Understanding, settings: Settings, followup: bool = False) -> Decision:
+    """The route for one message, by the order in the module docstring.
+
+    Actions (handoff, flows, refusals, small talk, clarification) are decided on the message as
+    typed: a follow-up such as "is there a fee for that?" after a flow asks about the flow's topic
+    and must not run the flow again. Its answer carries the resolved query's intent.
+    """
+    ranking = understood.ranking
+    top = ranking[0] if ranking else None
+    chosen = QUICK_REPLY_INTENTS.get(raw.strip().lower().rstrip(".!"))
+    if chosen is not None:
+        top = IntentRef(name=chosen, confidence=1.0)
+    injection = understood.injection
+    wants_person = top is not None and top.name == "human_agent" and top.confidence >= settings.flow_threshold
+    # A message that only resembles an attack but clearly asks for a person gets one: a handoff
+    # reveals nothing ("I want to talk to a human" is close to "act as a Kestrel employee").
+    resembles_only = wants_person and injection is not None and injection.reason == "similar"
+    if injection is not None and injection.attack and chosen is None and not resembles_only:
+        return Decision("refusal", top, "refusal", REFUSAL_TEXT)
+    if top is None:
+        return Decision("retrieval", None)
+    if wants_person or (top.name == "human_agent" and chosen):
+        return Decision("handoff", top, "handoff", HANDOFF_TEXT, handoff=True)
+    if top.name in FLOWS and top.confidence >= settings.flow_threshold:
+        return Decision("flow", top, "flow", flow=FLOWS[top.name])
+    if top.name in SMALL_TALK and is_short(raw):
+        return Decision("small_talk", top, "flow", SMALL_TALK[top.name])
+    if followup:
+        resolved = understood.resolved_ranking
+        return Decision("retrieval", resolved[0] if resolved else top)
+    if (
+        top.name == OUT_OF_SCOPE
+        and top.confidence >= settings.oos_refusal_confidence
+        and understood.best_score < settings.relevance_threshold
+    ):
+        return Decision("refusal", top, "refusal", OUT_OF_SCOPE_TEXT)
+    options = clarification_options(ranking, understood.best_score, settings)
+    if options:
+        return Decision("clarification", top, "clarification", CLARIFY_TEXT, quick_replies=options)
+    return Decision("retrieval", top)
+
+
+def clarification_options(ranking: list[IntentRef], best_score: float, settings: Settings) -> tuple[str, ...]:
+    """The options to offer when the best intents are close, none is confident, and at least one of
+    them would change the route (a flow or a handoff), and no curated FAQ answer matches well enough to be
+    returned verbatim; empty when we should just answer."""
+    if len(ranking) < 2 or best_score >= settings.faq_threshold:
+        return ()
+    first = ranking[0]
+    if first.confidence >= settings.clarify_confidence:
+        return ()
+    close = [
+        r
+        for r in ranking[1:3]
+        if r.confidence >= settings.clarify_min_second and first.confidence - r.confidence < settings.clarify_margin
+    ]
+    names = [first.name, *(r.name for r in close)]
+    routed = set(FLOWS) | {"human_agent"}
+    if len(names) < 2 or OUT_OF_SCOPE in names or not routed & set(names):
+        return ()
+    return tuple(intent_label(name) for name in names)
