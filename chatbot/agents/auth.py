@@ -1,0 +1,191 @@
+"""Passwords, agent tokens and customer tokens.
+
+- Agent passwords: argon2id (argon2-cffi's defaults, RFC 9106 low-memory profile); hashes are
+  upgraded on login when the parameters change.
+- Agent tokens: JWT HS256 (PyJWT) over the agent id, role and expiry, signed with ``secret_key``.
+  The agent is looked up on every request, so a deactivated agent loses access at once and a
+  changed role applies without a new login.
+- Customer tokens: 32 random bytes, URL-safe, given once when the conversation is created; only
+  their SHA-256 is stored, so a leaked database does not let anyone read conversations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from chatbot.config import Settings
+
+AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+ROLES = ("agent", "admin")
+MIN_PASSWORD_CHARS = 8
+_hasher = PasswordHasher()  # argon2id
+_DUMMY_HASH = _hasher.hash("not a real password: used to spend the same time on unknown names")
+
+
+class TokenError(Exception):
+    """``code`` is the API error code: missing_token, invalid_token or expired_token."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant work whether or not the agent exists (``None`` hash), so names cannot be probed by timing."""
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _hasher.check_needs_rehash(password_hash)
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured key, or one generated once into data_dir/secret.key (readable by its owner only)."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.data_dir) / "secret.key"
+    if path.exists():
+        key = path.read_text().strip()
+        if key:
+            return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+@dataclass(frozen=True)
+class AgentClaims:
+    agent_id: str
+    role: str
+    expires_at: int
+
+
+def issue_agent_token(key: str, agent_id: str, role: str, ttl_s: int, now: float | None = None) -> tuple[str, int]:
+    issued = int(now if now is not None else time.time())
+    expires = issued + ttl_s
+    token = jwt.encode({"sub": agent_id, "role": role, "iat": issued, "exp": expires, "typ": "agent"}, key, "HS256")
+    return token, expires
+
+
+def verify_agent_token(key: str, token: str | None) -> AgentClaims:
+    if token is None:
+        raise TokenError("missing_token", "Sign in first: this needs an agent token (Authorization: Bearer …).")
+    if not token:  # another scheme than Bearer, or an empty one
+        raise TokenError("invalid_token", "The agent token is not valid.")
+    try:
+        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["sub", "exp", "role"]})
+    except jwt.ExpiredSignatureError:
+        raise TokenError("expired_token", "Your session has expired; sign in again.") from None
+    except jwt.PyJWTError:
+        raise TokenError("invalid_token", "The agent token is not valid.") from None
+    if claims.get("typ") != "agent" or not isinstance(claims.get("sub"), str):
+        raise TokenError("invalid_token", "The agent token is not valid.")
+    return AgentClaims(agent_id=claims["sub"], role=str(claims["role"]), expires_at=int(claims["exp"]))
+
+
+class LoginThrottle:
+    """Refuse logins for a (client address, name) pair after ``limit`` failures within ``window_s``.
+
+    Keyed by address and name together, so a stranger cannot lock a real agent out from elsewhere.
+    In-process, like the delivery hub: each server process counts its own failures.
+    """
+
+    def __init__(self, limit: int = 5, window_s: float = 300.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[tuple[str, str], list[float]] = {}
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        recent = [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)
+        return recent
+
+    def retry_after(self, address: str, name: str, now: float | None = None) -> int:
+        """Seconds until this pair may try again; 0 when it may try now."""
+        moment = time.monotonic() if now is None else now
+        recent = self._recent((address, name.lower()), moment)
+        if len(recent) < self.limit:
+            return 0
+        return max(1, int(self.window_s - (moment - recent[0])) + 1)
+
+    def failed(self, address: str, name: str, now: float | None = None) -> None:
+        moment = time.monotonic() if now is None else now
+        key = (address, name.lower())
+        self._failures[key] = [*self._recent(key, moment), moment]
+        if len(self._failures) > 10_000:  # bound the memory an attacker can make us use
+            self._failures.pop(next(iter(self._failures)))
+
+    def succeeded(self, address: str, name: str) -> None:
+        self._failures.pop((address, name.lower()), None)
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; ``""`` for another scheme, None if absent."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def new_customer_token() -> tuple[str, str]:
+    """(token given to the customer once, its SHA-256 kept in the database)."""
+    token = secrets.token_urlsafe(32)
+    return token, customer_token_hash(token)
+
+
+def customer_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def customer_token_matches(stored_hash: str | None, token: str | None) -> bool:
+    if not stored_hash or not token:
+        return False
+    return hmac.compare_digest(stored_hash, customer_token_hash(token))
+
+
+TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']+")
+
+
+class TokenRedactingFilter(logging.Filter):
+    """Mask ``token=…`` in logged URLs: both WebSockets take their token in the query string, and
+    uvicorn logs every WebSocket path with its query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = TOKEN_IN_URL.sub(r"\1[redacted]", message), ()
+        return True
+
+
+def install_token_redaction(names: tuple[str, ...] = ("uvicorn.error", "uvicorn.access")) -> None:
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TokenRedactingFilter) for f in logger.filters):
+            logger.addFilter(TokenRedactingFilter())

@@ -1,0 +1,215 @@
+"""REST for support agents (Bearer agent token) and admins: login, queue, transcript, lifecycle, analytics.
+
+The routes are thin: chatbot/agents/service.py runs the lifecycle, chatbot/store/handoff.py the
+atomic status changes. docs/agent-api.md lists every route, body and error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from chatbot.agents import analytics
+from chatbot.agents.auth import (
+    LoginThrottle,
+    TokenError,
+    bearer,
+    hash_password,
+    issue_agent_token,
+    needs_rehash,
+    verify_agent_token,
+    verify_password,
+)
+from chatbot.agents.service import HandoffService, message_out, note_out
+from chatbot.agents.suggestions import suggest
+from chatbot.dialogue.engine import Engine
+from chatbot.server.errors import ApiError
+from chatbot.server.routes import ConversationId
+from chatbot.store import ConversationNotFound, Store
+from chatbot.store.handoff import AgentRecord
+
+agent_router = APIRouter(tags=["agents"])
+STATUSES = ("bot", "waiting", "assigned", "closed")
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class AgentMessageIn(BaseModel):
+    text: str = Field(description="The reply to the customer (max_message_chars at most).")
+    suggestion_id: str | None = Field(None, max_length=64, description="The suggestion this reply started from.")
+
+
+class NoteIn(BaseModel):
+    text: str
+
+
+async def authenticate(store: Store, key: str, token: str | None) -> AgentRecord:
+    """The agent behind a token: signature and expiry checked, then the account (it may have been disabled)."""
+    try:
+        claims = verify_agent_token(key, token)
+    except TokenError as error:
+        raise ApiError(401, error.code, error.message) from None
+    agent = await asyncio.to_thread(store.agent_by_id, claims.agent_id)
+    if agent is None or not agent.active:
+        raise ApiError(401, "invalid_token", "The agent token is not valid.")
+    return agent
+
+
+async def current_agent(request: Request) -> AgentRecord:
+    token = bearer(request.headers.get("authorization"))
+    return await authenticate(request.app.state.store, request.app.state.secret_key, token)
+
+
+async def current_admin(agent: Annotated[AgentRecord, Depends(current_agent)]) -> AgentRecord:
+    if agent.role != "admin":
+        raise ApiError(403, "forbidden", "This needs an admin account.")
+    return agent
+
+
+def service(request: Request) -> HandoffService:
+    return request.app.state.handoff  # type: ignore[no-any-return]
+
+
+Agent = Annotated[AgentRecord, Depends(current_agent)]
+Admin = Annotated[AgentRecord, Depends(current_admin)]
+Service = Annotated[HandoffService, Depends(service)]
+
+
+@agent_router.post("/v1/agent/login")
+async def login(body: LoginIn, request: Request) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    settings = request.app.state.settings
+    address = request.client.host if request.client else "unknown"
+    if not hasattr(request.app.state, "login_throttle"):  # 5 failures per (address, name) in 5 minutes
+        request.app.state.login_throttle = LoginThrottle()
+    throttle: LoginThrottle = request.app.state.login_throttle
+    wait = throttle.retry_after(address, body.username)
+    if wait:
+        raise ApiError(429, "too_many_attempts", f"Too many failed sign-ins; try again in {wait} seconds.")
+    agent = await asyncio.to_thread(store.agent_by_name, body.username)
+    valid = await asyncio.to_thread(verify_password, agent.password_hash if agent else None, body.password)
+    if agent is None or not valid or not agent.active:
+        throttle.failed(address, body.username)
+        raise ApiError(401, "invalid_credentials", "Wrong username or password.")
+    throttle.succeeded(address, body.username)
+    if needs_rehash(agent.password_hash):
+        await asyncio.to_thread(store.set_password_hash, agent.id, hash_password(body.password))
+    token, expires = issue_agent_token(request.app.state.secret_key, agent.id, agent.role, settings.agent_token_ttl_s)
+    expires_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(expires))
+    return {"token": token, "expires_at": expires_at, "agent": agent.public()}
+
+
+@agent_router.get("/v1/agent/me")
+async def me(agent: Agent) -> dict[str, Any]:
+    return agent.public()
+
+
+@agent_router.get("/v1/agent/conversations")
+async def list_conversations(
+    agent: Agent,
+    handoff: Service,
+    status: Annotated[str, Query(max_length=100)] = "waiting,assigned",
+    mine: bool = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    wanted = tuple(s.strip() for s in status.split(",") if s.strip())
+    unknown = [s for s in wanted if s not in STATUSES]
+    if not wanted or unknown:
+        raise ApiError(422, "invalid_status", f"status must be a comma-separated list of {', '.join(STATUSES)}.")
+    conversations = await handoff.list_conversations(wanted, agent.id if mine else None, limit)
+    return {"conversations": conversations}
+
+
+@agent_router.get("/v1/agent/conversations/{conversation_id}")
+async def conversation_detail(conversation_id: ConversationId, agent: Agent, handoff: Service) -> dict[str, Any]:
+    record = await handoff.record(conversation_id)
+    store = handoff.store
+    messages = await asyncio.to_thread(store.messages_after, conversation_id, None)
+    notes = await asyncio.to_thread(store.notes, conversation_id)
+    return {
+        "conversation": handoff.conversation_out(record),
+        "messages": [message_out(m) for m in messages],
+        "notes": [note_out(n) for n in notes],
+    }
+
+
+@agent_router.post("/v1/agent/conversations/{conversation_id}/claim")
+async def claim(conversation_id: ConversationId, agent: Agent, handoff: Service) -> dict[str, Any]:
+    return await handoff.claim(conversation_id, agent)
+
+
+@agent_router.post("/v1/agent/conversations/{conversation_id}/messages", status_code=201)
+async def send_message(
+    conversation_id: ConversationId, body: AgentMessageIn, agent: Agent, handoff: Service
+) -> dict[str, Any]:
+    return await handoff.agent_message(conversation_id, agent, body.text, body.suggestion_id)
+
+
+@agent_router.post("/v1/agent/conversations/{conversation_id}/return")
+async def return_to_bot(conversation_id: ConversationId, agent: Agent, handoff: Service) -> dict[str, Any]:
+    return await handoff.return_to_bot(conversation_id, agent)
+
+
+@agent_router.post("/v1/agent/conversations/{conversation_id}/close")
+async def close(conversation_id: ConversationId, agent: Agent, handoff: Service) -> dict[str, Any]:
+    return await handoff.close(conversation_id, agent)
+
+
+@agent_router.post("/v1/agent/conversations/{conversation_id}/notes", status_code=201)
+async def add_note(conversation_id: ConversationId, body: NoteIn, agent: Agent, handoff: Service) -> dict[str, Any]:
+    return await handoff.add_note(conversation_id, agent, body.text)
+
+
+@agent_router.post("/v1/agent/conversations/{conversation_id}/suggestions")
+async def suggestions(
+    conversation_id: ConversationId, agent: Agent, handoff: Service, request: Request
+) -> dict[str, Any]:
+    engine: Engine = request.app.state.engine
+    if not engine.ready:
+        raise ApiError(503, "not_ready", "The assistant is still starting; try again in a few seconds.")
+    record = await handoff.record(conversation_id)
+    if record.status == "closed":
+        raise ApiError(409, "conversation_closed", "This conversation is closed.")
+    latest = await asyncio.to_thread(handoff.store.last_user_message, conversation_id)
+    if latest is None:
+        return {"message_id": None, "suggestions": []}
+    items = await suggest(engine, latest.text)
+    try:
+        stored = await asyncio.to_thread(
+            handoff.store.add_suggestions,
+            conversation_id,
+            latest.id,
+            agent.id,
+            [(item.kind, item.text, [s.model_dump() for s in item.sources]) for item in items],
+        )
+    except ConversationNotFound:
+        raise ApiError(404, "conversation_not_found", f"No conversation with id {conversation_id!r}.") from None
+    return {
+        "message_id": latest.id,
+        "suggestions": [{"id": s.id, "kind": s.kind, "text": s.text, "sources": s.sources} for s in stored],
+    }
+
+
+@agent_router.get("/v1/analytics")
+async def get_analytics(
+    admin: Admin, request: Request, days: Annotated[int, Query(ge=1, le=3650)] = 30
+) -> dict[str, Any]:
+    return await analytics.compute(request.app.state.store, days)
+
+
+@agent_router.get("/v1/analytics/unanswered.csv")
+async def unanswered_csv(admin: Admin, request: Request, days: Annotated[int, Query(ge=1, le=3650)] = 30) -> Response:
+    report = await analytics.compute(request.app.state.store, days, top=500)
+    return Response(
+        analytics.unanswered_csv(report["top_unanswered"]),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="unanswered.csv"'},
+    )

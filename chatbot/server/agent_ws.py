@@ -1,0 +1,90 @@
+"""The agent WebSocket ``/ws/agent?token=``: the live queue, every new message, customers' presence.
+
+Server frames: ``queue`` (on connect and whenever a conversation changes status), ``message`` (every
+message stored in any conversation, with its conversation id), ``presence`` (customer online /
+typing), ``note`` (an internal note was added), ``error``. Client frames: ``{"type": "typing",
+"conversation_id"}`` (shown to that conversation's customer as ``{"type": "typing", "agent_name"}``)
+and ``{"type": "ping"}`` (answered ``pong``). A bad, expired or forged token gets an ``error`` frame
+with its code and the socket is closed with 4401 (browsers cannot read an HTTP status of a refused
+WebSocket, but they can read a frame and a close code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from chatbot.agents.hub import Connection, DeliveryHub
+from chatbot.agents.service import HandoffService
+from chatbot.server.agent_routes import authenticate
+from chatbot.server.errors import ApiError
+
+log = logging.getLogger(__name__)
+agent_ws_router = APIRouter()
+UNAUTHORIZED_CLOSE = 4401
+
+
+def _frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    if raw.get("bytes") is not None:
+        return None, "Binary frames are not supported; send JSON text frames."
+    try:
+        frame = json.loads(raw.get("text") or "")
+    except json.JSONDecodeError:
+        frame = None
+    if not isinstance(frame, dict):
+        return None, 'Frames must be JSON objects such as {"type": "typing", "conversation_id": "conv_…"}.'
+    if frame.get("type") not in ("typing", "ping"):
+        return None, f"Unknown frame type {frame.get('type')!r}; expected 'typing' or 'ping'."
+    if frame["type"] == "typing" and not (
+        isinstance(frame.get("conversation_id"), str) and 0 < len(frame["conversation_id"]) <= 64
+    ):
+        return None, "A typing frame needs a 'conversation_id'."
+    return frame, None
+
+
+@agent_ws_router.websocket("/ws/agent")
+async def agent_socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    store = websocket.app.state.store
+    handoff: HandoffService = websocket.app.state.handoff
+    hub: DeliveryHub = websocket.app.state.hub
+    try:
+        agent = await authenticate(store, websocket.app.state.secret_key, websocket.query_params.get("token") or None)
+    except ApiError as error:
+        with contextlib.suppress(Exception):
+            await websocket.send_json({"type": "error", "code": error.code, "message": error.message})
+            await websocket.close(code=UNAUTHORIZED_CLOSE)
+        return
+    connection = Connection(websocket, agent.id)
+    connection.start()
+    connection.send(await handoff.queue_frame())  # the first frame, before any live one
+    hub.add_agent(agent.id, connection)
+    try:
+        while True:
+            raw = await websocket.receive()
+            if raw.get("type") == "websocket.disconnect":
+                return
+            frame, problem = _frame(raw)
+            if frame is None:
+                connection.send({"type": "error", "code": "invalid_frame", "message": problem or "invalid frame"})
+            elif frame["type"] == "ping":
+                connection.send({"type": "pong"})
+            else:
+                hub.to_customer(frame["conversation_id"], {"type": "typing", "agent_name": agent.name})
+    except WebSocketDisconnect:
+        return
+    except Exception:
+        log.exception("agent websocket failed")
+        with contextlib.suppress(Exception):
+            connection.send({"type": "error", "code": "internal_error", "message": "Something went wrong."})
+            await asyncio.wait_for(connection.flush(), timeout=2)
+            await websocket.close(code=1011)
+    finally:
+        hub.remove_agent(agent.id, connection)
+        await connection.stop()
