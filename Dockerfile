@@ -21,6 +21,8 @@ COPY --chown=chatbot:chatbot chatbot ./chatbot
 COPY --chown=chatbot:chatbot knowledge_base ./knowledge_base
 COPY --chown=chatbot:chatbot models ./models
 COPY --chown=chatbot:chatbot web ./web
+# Intent-classifier training data: the classifier is built into /data on first start (a few minutes).
+COPY --chown=chatbot:chatbot data ./data
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
@@ -31,5 +33,5 @@ RUN mkdir /data && chown chatbot:chatbot /data
 VOLUME ["/data"]
 USER chatbot
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz').status == 200 else 1)"
+HEALTHCHECK --interval=30s --timeout=5s --start-period=600s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz').status == 200 else 1)"
 ENTRYPOINT ["/bin/sh", "-c", "chatbot ingest && exec chatbot serve"]

@@ -8,7 +8,7 @@ PORT ?= 8000
 export CHATBOT_DATA_DIR ?= var
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-all setup install models index lint typecheck bench eval clean
+.PHONY: serve test test-all setup install models index intents lint typecheck bench eval clean
 
 serve: setup
 	$(BIN)/chatbot serve --host $(HOST) --port $(PORT)
@@ -19,7 +19,7 @@ test: setup
 test-all: setup browser
 	$(BIN)/python -m pytest -q
 
-setup: install models index
+setup: install models index intents
 
 # The virtual environment, from pinned versions; re-run only when the pins change.
 $(STAMP): pyproject.toml constraints.txt
@@ -41,6 +41,10 @@ models: install
 # Rebuild the index when the knowledge base or its settings changed (incremental).
 index: install
 	@$(BIN)/chatbot ingest --check >/dev/null 2>&1 || $(BIN)/chatbot ingest
+
+# Train the intent classifier when missing or when its training data changed (a few minutes, once).
+intents: install
+	@$(BIN)/chatbot train intents --if-stale
 
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from chatbot.agents.cli import agents_app
 from chatbot.config import Settings, get_settings
 
 app = typer.Typer(help="Kestrel Assist: a self-hosted, grounded banking assistant.", no_args_is_help=True)
@@ -21,6 +22,7 @@ bench_app = typer.Typer(help="Speed benchmarks.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
+app.add_typer(agents_app, name="agents")
 console = Console(stderr=True)
 
 
@@ -229,6 +231,110 @@ def eval_answers(
     report = run_answer_evaluation(
         get_settings(), dev_set or DEFAULT_SETS, limit=limit, variants=variants, heldout_limit=heldout
     )
+    print(report.markdown())
+    if output:
+        output.write_text(json.dumps(report.as_dict(), indent=2))
+
+
+@eval_app.command("dialogue")
+def eval_dialogue(
+    generation: Annotated[bool, typer.Option(help="Generate retrieval answers (slower; routing is the same).")] = False,
+    banking77: Annotated[bool, typer.Option(help="Also run the injection detector on BANKING77 test.")] = True,
+    sweep: Annotated[bool, typer.Option(help="Sweep the flow threshold and clarification margin.")] = True,
+    output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """Follow-up retrieval recall, routing accuracy, injection refusals, false refusals, clarification rate."""
+    from chatbot.evaluation.dialogue import run_dialogue_evaluation
+
+    report = run_dialogue_evaluation(get_settings(), generation=generation, banking77=banking77, sweep=sweep)
+    print(report.markdown())
+    if output:
+        output.write_text(json.dumps(report.as_dict(), indent=2))
+
+
+# --- intent classification (chatbot/nlu) -----------------------------------------------------------
+nlu_app = typer.Typer(help="The intent classifier on its own.", no_args_is_help=True)
+app.add_typer(nlu_app, name="nlu")
+
+
+@train_app.command("intents")
+def train_intents(
+    if_stale: Annotated[bool, typer.Option(help="Only train when the artifact is missing or stale.")] = False,
+    seed: Annotated[int, typer.Option()] = 13,
+) -> None:
+    """Train the intent classifier (BANKING77 + CLINC150 train/val) into data_dir/nlu, with a progress bar."""
+    from chatbot.knowledge.embedder import Embedder
+    from chatbot.nlu.artifact import artifact_state, build_artifact
+    from chatbot.nlu.encoder import SentenceEncoder
+    from chatbot.nlu.model import ModelConfig
+
+    settings = get_settings()
+    state = artifact_state(settings)
+    if if_stale and state == "ok":
+        console.print(f"intent classifier up to date in {settings.resolved_nlu_dir}")
+        return
+    encoder = SentenceEncoder(Embedder(settings.embedding_model))
+    meta = build_artifact(settings, encoder, ModelConfig(seed=seed), progress=lambda m: console.print(m))
+    console.print(json.dumps(meta, indent=2))
+
+
+@nlu_app.command("parse")
+def nlu_parse(
+    text: Annotated[list[str] | None, typer.Argument(help="The message; none reads one per line from stdin.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result per line.")] = False,
+) -> None:
+    """Name the intent of a message: the best intent, its confidence and the top 5."""
+    from chatbot.dialogue.engine import InputError, clean_text
+    from chatbot.nlu import IntentClassifier
+
+    settings = get_settings()
+    texts = [" ".join(text)] if text else [line.strip() for line in sys.stdin if line.strip()]
+    classifier = IntentClassifier(settings)
+    with console.status("Loading the intent classifier…"):
+        classifier.warm_up()
+    failures = 0
+    for raw in texts:
+        try:
+            cleaned = clean_text(raw, settings.max_message_chars)
+        except InputError as error:
+            failures += 1
+            if as_json:
+                print(json.dumps({"error": {"code": error.code, "message": error.message}}), flush=True)
+            else:
+                console.print(f"[red]{error.message}[/red]")
+            continue
+        result = classifier.parse(cleaned)
+        if as_json:
+            print(json.dumps({"text": cleaned, **result.as_dict()}), flush=True)
+        else:
+            others = ", ".join(f"{r.name} {r.confidence:.2f}" for r in result.ranking[1:])
+            print(f"{result.intent.name}\t{result.intent.confidence:.3f}\t{cleaned}\t({others})", flush=True)
+    raise typer.Exit(1 if failures else 0)
+
+
+@eval_app.command("intents")
+def eval_intents(
+    limit: Annotated[int, typer.Option(help="Evaluate a fixed random sample of N test examples (0: all).")] = 0,
+    latency_samples: Annotated[int, typer.Option(help="Single messages timed for parse latency.")] = 300,
+    output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """BANKING77 test: accuracy and macro-F1 (77-way and as shipped), parse latency p50/p95."""
+    from chatbot.evaluation.intents import evaluate_intents
+
+    report = evaluate_intents(get_settings(), limit=limit, latency_samples=latency_samples)
+    print(report.markdown())
+    if output:
+        output.write_text(json.dumps(report.as_dict(), indent=2))
+
+
+@eval_app.command("oos")
+def eval_oos(
+    output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """CLINC150 banking + credit cards with out-of-scope: in-scope accuracy, OOS recall and precision."""
+    from chatbot.evaluation.intents import evaluate_oos
+
+    report = evaluate_oos(get_settings())
     print(report.markdown())
     if output:
         output.write_text(json.dumps(report.as_dict(), indent=2))

@@ -68,6 +68,20 @@ class Settings(BaseSettings):
     )
     generation_enabled: bool = True
 
+    # --- intent classification (chatbot/nlu, docs/benchmarks.md) ----------------------------------
+    nlu_dir: Path | None = Field(
+        None, description="Intent-classifier artifact folder; empty means data_dir/nlu (built when missing)."
+    )
+    nlu_data_dir: Path = Field(PROJECT_ROOT / "data" / "nlu", description="Intent training data (BANKING77, CLINC150).")
+    nlu_oos_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Probability of the two best intents below which a message is out_of_scope; "
+        "empty means the threshold tuned on held-out training data, stored with the artifact.",
+    )  # fmt: skip
+
+    @property
+    def resolved_nlu_dir(self) -> Path:
+        return self.nlu_dir if self.nlu_dir is not None else self.data_dir / "nlu"
+
     # --- generation --------------------------------------------------------------------------
     max_new_tokens: int = Field(96, ge=1, le=2048)
     context_passages: int = Field(3, ge=1, le=10)
@@ -79,6 +93,34 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     max_message_chars: int = Field(2000, ge=1)
     history_turns: int = Field(6, ge=0)
+
+    # --- dialogue routing (chatbot/dialogue/policy.py; tuned as docs/benchmarks.md says) ---------
+    flow_threshold: float = Field(
+        0.75, ge=0.0, le=1.0, description="Intent confidence above which an action flow runs."
+    )
+    oos_refusal_confidence: float = Field(
+        0.7, ge=0.0, le=1.0, description="out_of_scope confidence above which (and no confident match) we refuse."
+    )
+    clarify_confidence: float = Field(
+        0.7, ge=0.0, le=1.0, description="Below this best-intent confidence a close runner-up triggers a question."
+    )
+    clarify_margin: float = Field(0.35, ge=0.0, le=1.0, description="Top-two intent gap under which we ask.")
+    clarify_min_second: float = Field(0.2, ge=0.0, le=1.0, description="The runner-up must be at least this likely.")
+    injection_margin: float = Field(
+        0.03, description="Seed-attack minus ordinary-text similarity above which a message is refused."
+    )
+    resolve_followups: bool = True
+
+    # --- agents and handoff (docs/agent-api.md) ----------------------------------------------------
+    secret_key: str = Field(
+        "", description="Signs agent tokens; empty means a random key kept in data_dir/secret.key (mode 0600)."
+    )
+    agent_token_ttl_s: int = Field(8 * 3600, ge=60, description="How long an agent login token stays valid.")
+    handoff_flag_after_s: int = Field(300, ge=1, description="A waiting conversation nobody takes is flagged after.")
+    expected_wait_s: int = Field(120, ge=0, description="Expected wait told to customers while agents are online.")
+    offline_wait_s: int = Field(
+        24 * 3600, ge=0, description="Expected wait told to customers when no agent is online (the team's target)."
+    )
 
     @property
     def resolved_database_url(self) -> str:

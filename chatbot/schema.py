@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-AnswerKind = Literal["faq", "generated", "extractive", "flow", "refusal", "fallback", "handoff"]
+AnswerKind = Literal["faq", "generated", "extractive", "flow", "refusal", "fallback", "handoff", "clarification"]
 
 
 class SourceRef(BaseModel):

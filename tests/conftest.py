@@ -21,6 +21,7 @@ from chatbot.llm.loading import resolve_generator_path
 
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
 DEFAULTS = Settings()
+PROJECT_DATA_DIR = Path(os.environ.get("CHATBOT_DATA_DIR", PROJECT_ROOT / "var"))
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +54,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, kb_dir: Path, converted_g
         generator_model=converted_generator,
         database_url=f"sqlite:///{data_dir / 'test.db'}",
         max_new_tokens=48,
+        nlu_dir=PROJECT_DATA_DIR / "nlu",  # the intent classifier `make` builds, not one trained per session
     )
 
 

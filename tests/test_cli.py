@@ -32,7 +32,7 @@ def test_ask_json_reads_questions_from_stdin(built_index: Settings) -> None:
     )
     assert result.returncode == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [a["kind"] for a in answers] == ["faq", "fallback"]
+    assert [a["kind"] for a in answers] == ["faq", "refusal"]
     assert answers[0]["sources"][0]["id"] == "wires" and answers[0]["text"].startswith("Wires requested before")
 
 

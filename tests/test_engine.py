@@ -34,8 +34,16 @@ def test_faq_threshold_decides_between_verbatim_and_composed_answers(engine: Eng
         engine.settings = original
 
 
-def test_unrelated_question_falls_back_and_offers_a_human(engine: Engine) -> None:
+def test_unrelated_question_is_refused_with_what_the_assistant_can_do(engine: Engine) -> None:
     answer = ask(engine, "Who won the football world cup in 1998?")
+    assert answer.kind == "refusal"
+    assert answer.intent is not None and answer.intent.name == "out_of_scope"
+    assert answer.sources == []
+    assert "accounts" in answer.text
+
+
+def test_banking_question_the_knowledge_base_lacks_falls_back_and_offers_a_human(engine: Engine) -> None:
+    answer = ask(engine, "Can I open a safe deposit box at your branch?")
     assert answer.kind == "fallback"
     assert answer.sources == []
     assert "member of our team" in answer.text

@@ -30,10 +30,19 @@ def client(built_index: Settings) -> Iterator[TestClient]:
     app_client.__exit__(None, None, None)
 
 
+TOKENS: dict[str, str] = {}
+
+
 def new_conversation(client: TestClient) -> str:
     response = client.post("/v1/conversations")
     assert response.status_code == 201
+    TOKENS[response.json()["id"]] = response.json()["token"]
     return str(response.json()["id"])
+
+
+def auth(conversation: str) -> dict[str, str]:
+    """The customer token of a conversation this module created (customers read only their own)."""
+    return {"Authorization": f"Bearer {TOKENS[conversation]}"}
 
 
 def test_healthz_reports_index_and_generator(client: TestClient) -> None:
@@ -44,15 +53,19 @@ def test_healthz_reports_index_and_generator(client: TestClient) -> None:
 
 def test_message_round_trip_returns_an_answer_object(client: TestClient) -> None:
     conversation = new_conversation(client)
-    response = client.post(f"/v1/conversations/{conversation}/messages", json={"text": "My card was stolen, help"})
+    response = client.post(
+        f"/v1/conversations/{conversation}/messages",
+        json={"text": "My card was stolen, help"},
+        headers=auth(conversation),
+    )
     assert response.status_code == 200
     answer = response.json()
     assert set(answer) == {"id", "conversation_id", "role", "text", "kind", "intent", "sources", "handoff",
-                           "latency_ms"}  # fmt: skip
+                           "quick_replies", "latency_ms"}  # fmt: skip
     assert answer["conversation_id"] == conversation and answer["role"] == "assistant"
     assert answer["kind"] == "faq" and answer["sources"][0]["id"] == "lost-cards"
 
-    history = client.get(f"/v1/conversations/{conversation}/messages").json()
+    history = client.get(f"/v1/conversations/{conversation}/messages", headers=auth(conversation)).json()
     assert [m["role"] for m in history["messages"]] == ["user", "assistant"]
     assert history["messages"][1]["id"] == answer["id"]
     assert history["messages"][1]["sources"][0]["id"] == "lost-cards"
@@ -60,8 +73,13 @@ def test_message_round_trip_returns_an_answer_object(client: TestClient) -> None
 
 def test_card_numbers_are_redacted_before_they_are_stored(client: TestClient) -> None:
     conversation = new_conversation(client)
-    client.post(f"/v1/conversations/{conversation}/messages", json={"text": "card 4111 1111 1111 1111 was stolen"})
-    stored = client.get(f"/v1/conversations/{conversation}/messages").json()["messages"][0]["text"]
+    client.post(
+        f"/v1/conversations/{conversation}/messages",
+        json={"text": "card 4111 1111 1111 1111 was stolen"},
+        headers=auth(conversation),
+    )
+    stored = client.get(f"/v1/conversations/{conversation}/messages", headers=auth(conversation)).json()
+    stored = stored["messages"][0]["text"]
     assert "4111 1111" not in stored and "[CARD ••••1111]" in stored
 
 
@@ -76,7 +94,7 @@ def test_card_numbers_are_redacted_before_they_are_stored(client: TestClient) ->
 )
 def test_bad_messages_get_precise_errors(client: TestClient, body: dict[str, Any], status: int, code: str) -> None:
     conversation = new_conversation(client)
-    response = client.post(f"/v1/conversations/{conversation}/messages", json=body)
+    response = client.post(f"/v1/conversations/{conversation}/messages", json=body, headers=auth(conversation))
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
     assert response.json()["error"]["message"]
@@ -87,7 +105,7 @@ def test_garbage_body_and_unknown_ids_are_rejected_cleanly(client: TestClient) -
     garbage = client.post(
         f"/v1/conversations/{conversation}/messages",
         content=b"\xff\xfe\x00binary",
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **auth(conversation)},
     )
     assert garbage.status_code in {400, 422} and "error" in garbage.json()
     missing = client.post("/v1/conversations/conv_doesnotexist/messages", json={"text": "hello"})
@@ -112,6 +130,8 @@ def test_websocket_streams_start_deltas_and_message(client: TestClient) -> None:
         assert ready["type"] == "ready" and ready["conversation_id"].startswith("conv_")
         ws.send_json({"type": "message", "text": "how long does a replacement card take to arrive"})
         frames = receive_answer(ws)
+    assert frames[0]["type"] == "ack" and frames[0]["message_id"].startswith("msg_")  # stored before answered
+    frames = frames[1:]
     assert frames[0]["type"] == "start" and frames[-1]["type"] == "message"
     assert {f["type"] for f in frames[1:-1]} == {"delta"}
     message = frames[-1]["message"]
@@ -136,7 +156,7 @@ def test_websocket_keeps_the_connection_through_malformed_frames(client: TestCli
 
 def test_websocket_resumes_a_known_conversation(client: TestClient) -> None:
     conversation = new_conversation(client)
-    with client.websocket_connect(f"/ws/chat?conversation_id={conversation}") as ws:
+    with client.websocket_connect(f"/ws/chat?conversation_id={conversation}&token={TOKENS[conversation]}") as ws:
         assert ws.receive_json()["conversation_id"] == conversation
     with client.websocket_connect("/ws/chat?conversation_id=conv_unknown") as ws:
         assert ws.receive_json()["code"] == "conversation_not_found"
@@ -147,12 +167,17 @@ def test_conversations_survive_an_app_restart(built_index: Settings) -> None:
     first = started(built_index)
     try:
         conversation = new_conversation(first)
-        first.post(f"/v1/conversations/{conversation}/messages", json={"text": "What is the cut-off time for wires?"})
+        first.post(
+            f"/v1/conversations/{conversation}/messages",
+            json={"text": "What is the cut-off time for wires?"},
+            headers=auth(conversation),
+        )
     finally:
         first.__exit__(None, None, None)
     second = started(built_index)
     try:
-        messages = second.get(f"/v1/conversations/{conversation}/messages").json()["messages"]
+        messages = second.get(f"/v1/conversations/{conversation}/messages", headers=auth(conversation)).json()
+        messages = messages["messages"]
     finally:
         second.__exit__(None, None, None)
     assert [m["role"] for m in messages] == ["user", "assistant"]

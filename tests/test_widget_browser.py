@@ -52,6 +52,8 @@ class Server:
             CHATBOT_DATABASE_URL=f"sqlite:///{database}",
             CHATBOT_MAX_NEW_TOKENS="32",
         )
+        if settings.nlu_dir is not None:  # the intent classifier `make` built, not one trained per server
+            self.env["CHATBOT_NLU_DIR"] = str(settings.nlu_dir)
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -69,6 +71,7 @@ class Server:
                     return
             except OSError:
                 time.sleep(0.3)
+        self.stop()  # never leave a half-started server behind
         raise RuntimeError("server did not become healthy")
 
     def stop(self) -> None:
@@ -122,7 +125,11 @@ def test_customer_asks_sees_answer_with_source_and_survives_a_server_restart(ser
         page.get_by_test_id("kc-send").click()
         expect(page.locator('[data-testid="kc-bot-message"][data-final="true"]')).to_have_count(3, timeout=60000)
         assert page.evaluate("sessionStorage.getItem('kestrel-chat-conversation')") == conversation
+        token = page.evaluate("sessionStorage.getItem('kestrel-chat-token')")  # customers read only their own
         browser.close()
 
-    history = urllib.request.urlopen(f"{server.url}/v1/conversations/{conversation}/messages", timeout=10).read()
+    request = urllib.request.Request(
+        f"{server.url}/v1/conversations/{conversation}/messages", headers={"Authorization": f"Bearer {token}"}
+    )
+    history = urllib.request.urlopen(request, timeout=10).read()
     assert history.count(b'"role":"user"') == 3  # all three questions stored in one conversation

@@ -24,7 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from chatbot.config import Settings
+from chatbot.dialogue import policy
+from chatbot.dialogue.followup import Resolution, resolve
 from chatbot.dialogue.grounding import check_grounding
+from chatbot.guard.injection import REFUSAL_TEXT, InjectionDetector, benign_sample, leaks_instructions
 from chatbot.guard.pii import redact
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import KnowledgeIndex, Passage
@@ -32,12 +35,14 @@ from chatbot.knowledge.retriever import Hit, Retriever
 from chatbot.llm.loading import choose_device, load_generator
 from chatbot.llm.prompts import NOT_AVAILABLE, ContextPassage, chat_messages
 from chatbot.llm.worker import GenerationWorker
+from chatbot.nlu import IntentClassifier
 from chatbot.schema import (
     AnswerKind,
     AnswerObject,
     DeltaEvent,
     EngineEvent,
     ErrorEvent,
+    IntentRef,
     MessageEvent,
     SourceRef,
     StartEvent,
@@ -67,6 +72,8 @@ class EngineOptions:
     grounding_check: bool | None = None
     generation: bool | None = None
     faq_route: bool = True  # False measures the generator on questions the FAQ would answer verbatim
+    dialogue: bool = True  # False: retrieval only (no injection guard, intents, flows or clarification)
+    resolve_followups: bool | None = None  # None: the setting; False measures retrieval without resolution
 
 
 def clean_text(text: object, max_chars: int) -> str:
@@ -92,6 +99,8 @@ class Engine:
         self.index: KnowledgeIndex | None = None
         self.retriever: Retriever | None = None
         self.worker: GenerationWorker | None = None
+        self.guard: InjectionDetector | None = None
+        self.nlu = IntentClassifier(settings, embedder=self.embedder)  # cheap; shares the MiniLM
         self.ready = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -99,6 +108,7 @@ class Engine:
         if self.ready:
             return
         self.embedder.warm_up()
+        self.nlu.warm_up()
         self.index = KnowledgeIndex.load(self.settings.data_dir)
         self.retriever = Retriever(
             self.index, self.embedder, rrf_k=self.settings.rrf_k, bm25_weight=self.settings.bm25_weight
@@ -114,6 +124,13 @@ class Engine:
                 loaded, max_batch_size=self.settings.max_batch_size, batch_wait_ms=self.settings.batch_wait_ms
             )
             self.worker.start()
+        self.guard = InjectionDetector(
+            self.embedder,
+            self.settings.injection_margin,
+            reference=self.index.vectors,
+            benign=benign_sample(self.settings.nlu_data_dir / "banking77" / "train.csv"),
+        )
+        self.guard.warm_up()
         self.ready = True
 
     def close(self) -> None:
@@ -123,9 +140,17 @@ class Engine:
 
     # ------------------------------------------------------------------ the contract
     async def respond(
-        self, text: object, conversation_id: str | None = None, options: EngineOptions | None = None
+        self,
+        text: object,
+        conversation_id: str | None = None,
+        options: EngineOptions | None = None,
+        user_message_stored: bool = False,
     ) -> AsyncIterator[EngineEvent]:
-        """Answer one customer message as a stream: ``start``, ``delta``*, then ``message`` (or ``error``)."""
+        """Answer one customer message as a stream: ``start``, ``delta``*, then ``message`` (or ``error``).
+
+        ``user_message_stored``: the server stored (and acknowledged) the customer's message itself
+        before calling, so it must not be stored twice.
+        """
         started = time.perf_counter()
         try:
             cleaned = clean_text(text, self.settings.max_message_chars)
@@ -135,13 +160,13 @@ class Engine:
         redacted = redact(cleaned)
         if redacted.changed:
             log.info("redacted customer message", extra={"redacted": redacted.found})
-        if self.store is not None and conversation_id is not None:
+        if self.store is not None and conversation_id is not None and not user_message_stored:
             await asyncio.to_thread(self.store.add_user_message, conversation_id, redacted.text)
         answer_id = new_id("msg")
         yield StartEvent(id=answer_id, conversation_id=conversation_id)
 
         final: AnswerObject | None = None
-        async for event in self._route(redacted.text, answer_id, options or EngineOptions()):
+        async for event in self._route(redacted.text, answer_id, options or EngineOptions(), conversation_id):
             if isinstance(event, AnswerObject):
                 final = event
             else:
@@ -158,10 +183,14 @@ class Engine:
         yield MessageEvent(message=final)
 
     async def answer(
-        self, text: object, conversation_id: str | None = None, options: EngineOptions | None = None
+        self,
+        text: object,
+        conversation_id: str | None = None,
+        options: EngineOptions | None = None,
+        user_message_stored: bool = False,
     ) -> AnswerObject:
         """Convenience for callers that want only the final answer; raises InputError on bad input."""
-        async for event in self.respond(text, conversation_id, options):
+        async for event in self.respond(text, conversation_id, options, user_message_stored):
             if isinstance(event, ErrorEvent):
                 raise InputError(event.code, event.message)
             if isinstance(event, MessageEvent):
@@ -179,10 +208,107 @@ class Engine:
 
     # ------------------------------------------------------------------ routing
     async def _route(
-        self, query: str, answer_id: str, options: EngineOptions
+        self, query: str, answer_id: str, options: EngineOptions, conversation_id: str | None = None
+    ) -> AsyncIterator[EngineEvent | AnswerObject]:
+        """Understand the message (follow-up, injection, intent), then answer by the policy's order.
+
+        The order is in ``chatbot/dialogue/policy.py`` and docs/architecture.md. Every answer carries
+        the classifier's top intent; retrieval answers are checked for leaked instructions last.
+        """
+        if not options.dialogue:
+            async for item in self._retrieval_route(query, answer_id, options):
+                yield item
+            return
+        history = await asyncio.to_thread(self._history, conversation_id, query)
+        use_history = options.resolve_followups
+        if use_history is None:
+            use_history = self.settings.resolve_followups
+        resolution = resolve(query, history) if use_history and history else Resolution(query, False, None)
+        mode = options.retrieval_mode or self.settings.retrieval_mode
+        understood = await asyncio.to_thread(self.understand, query, resolution.query, mode)
+        decision = policy.decide(query, understood, self.settings, resolution.dependent)
+        intent = decision.intent
+        known = self.index.by_id if self.index is not None else {}
+        missing_flow = decision.flow is not None and decision.flow.passage_id not in known  # KB lacks the procedure
+        if decision.route == "retrieval" or missing_flow:
+            async for item in self._retrieval_route(resolution.query, answer_id, options, understood.hits):
+                if isinstance(item, AnswerObject):
+                    item.intent = intent
+                    if leaks_instructions(item.text):
+                        log.warning("answer quoted internal instructions; refused instead")
+                        item = AnswerObject(id=answer_id, text=REFUSAL_TEXT, kind="refusal", intent=intent)
+                yield item
+            return
+        answer = self._decided_answer(decision, answer_id, resolution.query, understood.hits)
+        yield DeltaEvent(id=answer_id, text=answer.text)
+        yield answer
+
+    def _history(self, conversation_id: str | None, current: str) -> list[str]:
+        """The conversation's previous customer turns, oldest first (the current one left out)."""
+        if self.store is None or conversation_id is None or self.settings.history_turns == 0:
+            return []
+        try:
+            stored = self.store.messages(conversation_id, limit=2 * self.settings.history_turns + 1)
+        except LookupError:
+            return []
+        turns = [m.text for m in stored if m.role == "user"]
+        if turns and turns[-1] == current:
+            turns = turns[:-1]
+        return turns[-self.settings.history_turns :]
+
+    def understand(self, raw: str, query: str, mode: str | None = None) -> policy.Understanding:
+        """Injection check on the raw message; intents and retrieval on the resolved query."""
+        self.warm_up()
+        nlu = getattr(self, "nlu", None)
+        vector = self.embedder.encode([raw])[0]  # shared by the classifier and the injection check
+        ranking: list[IntentRef] = []
+        resolved = ranking
+        if nlu is not None:
+            ranking = resolved = list(nlu.parse(raw, embedding=vector).ranking)
+            if query != raw:
+                resolved = list(nlu.parse(query).ranking)
+        verdict = self.guard.check(raw, vector) if self.guard is not None else None
+        hits = self.search(query, max(self.settings.retrieval_top_k, 10), mode)
+        best = max((h.score for h in hits), default=0.0)
+        return policy.Understanding(ranking, resolved, verdict, hits, best)
+
+    def _decided_answer(self, decision: policy.Decision, answer_id: str, query: str, hits: list[Hit]) -> AnswerObject:
+        """The answer for every route but retrieval: refusal, handoff, flow, small talk, clarification."""
+        if decision.route == "flow" and decision.flow is not None:
+            return self._flow_answer(decision.flow, answer_id, query, hits, decision.intent)
+        return AnswerObject(
+            id=answer_id,
+            text=decision.text,
+            kind=decision.kind,
+            intent=decision.intent,
+            handoff=decision.handoff,
+            quick_replies=list(decision.quick_replies),
+        )
+
+    def _flow_answer(
+        self, flow: policy.Flow, answer_id: str, query: str, hits: list[Hit], intent: IntentRef | None
+    ) -> AnswerObject:
+        """The procedure from the flow's knowledge-base passage, addressed by id (``_route`` sends a
+        message whose flow passage the deployment's knowledge base lacks to retrieval instead)."""
+        assert self.index is not None
+        position = self.index.by_id[flow.passage_id]
+        passage = self.index.passages[position]
+        cosine = float(self.embedder.encode([query])[0] @ self.index.vectors[position])
+        hit = Hit(passage=passage, score=cosine, fused=0.0, dense_rank=None, bm25_rank=None)
+        body, handoff = policy.flow_body(passage.text), flow.handoff
+        text = f"{body}\n\n{policy.STARTED_TEXT if handoff else policy.OFFER_TEXT}"
+        answer = self._answer(answer_id, text, "flow", [hit])
+        answer.intent = intent
+        answer.handoff = handoff
+        answer.quick_replies = [] if handoff else [policy.HANDOFF_REPLY]
+        return answer
+
+    async def _retrieval_route(
+        self, query: str, answer_id: str, options: EngineOptions, hits: list[Hit] | None = None
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
         mode = options.retrieval_mode or self.settings.retrieval_mode
-        hits = await asyncio.to_thread(self.search, query, max(self.settings.retrieval_top_k, 10), mode)
+        if hits is None:
+            hits = await asyncio.to_thread(self.search, query, max(self.settings.retrieval_top_k, 10), mode)
         best_faq = max((h for h in hits if h.passage.kind == "faq"), key=lambda h: h.score, default=None)
         best_score = max((h.score for h in hits), default=0.0)
 
@@ -227,6 +353,8 @@ class Engine:
             if NOT_AVAILABLE.lower().rstrip(".") in sentence.lower():
                 return "not_available"
             if check and not check_grounding(sentence, source_texts).supported:
+                return "unsupported"
+            if leaks_instructions(sentence):  # never stream a quoted system prompt
                 return "unsupported"
             return "ok"
 
@@ -292,6 +420,28 @@ class Engine:
             sources=list(sources.values()),
             handoff=False,
         )
+
+    # ------------------------------------------------------------------ agent assist
+    async def draft(self, query: str) -> AnswerObject | None:
+        """A reply drafted for a support agent (chatbot/agents/suggestions.py), never shown to a customer.
+
+        The generated route alone — retrieval, the fine-tuned model over the best passages, the same
+        per-sentence grounding check as customer answers — with nothing stored or streamed. ``None``
+        when nothing relevant is found or generation is off; a draft the model declines or that fails
+        the check becomes the extractive answer (kind ``extractive``), exactly as for a customer.
+        """
+        if self.worker is None or not query.strip():
+            return None
+        hits = await asyncio.to_thread(self.search, query, max(self.settings.retrieval_top_k, 10))
+        if not hits or max(h.score for h in hits) < self.settings.relevance_threshold:
+            return None
+        final: AnswerObject | None = None
+        async for item in self._generate(query, new_id("draft"), self._context(hits), self.settings.grounding_check):
+            if isinstance(item, AnswerObject):
+                final = item
+        # The adapter still declines many paraphrased questions; when retrieval is confident the
+        # engine's extractive answer (the best source's own sentences) is the draft, as for customers.
+        return final if final is not None and final.kind in ("generated", "extractive") else None
 
 
 def context_passage(passage: Passage, max_words: int = 120) -> ContextPassage:

@@ -251,10 +251,11 @@ def evaluate_variant(
     return VariantResult(
         label=variant.label,
         questions=len(questions),
-        kinds={k: kinds.get(k, 0) / len(answers) for k in KINDS},
+        kinds={k: kinds.get(k, 0) / len(answers) for k in (*KINDS, *sorted(set(kinds) - set(KINDS)))},
         rouge_l=sum(scores) / max(1, len(scores)),
         unsupported_rate=len(flagged) / len(answers),
-        unanswerable_fallback=sum(a.kind == "fallback" for a in unanswerable) / max(1, len(unanswerable)),
+        # A refusal (out of scope, since the dialogue routing) declines as a fallback does.
+        unanswerable_fallback=sum(a.kind in {"fallback", "refusal"} for a in unanswerable) / max(1, len(unanswerable)),
         latency={k: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)} for k, v in latency.items()},
         examples_unsupported=flagged[:5],
     )

@@ -15,9 +15,15 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from chatbot.agents.auth import install_token_redaction, secret_key
+from chatbot.agents.hub import InProcessHub
+from chatbot.agents.service import HandoffService
 from chatbot.config import PROJECT_ROOT, Settings, get_settings
 from chatbot.dialogue.engine import Engine
+from chatbot.server.agent_routes import agent_router
+from chatbot.server.agent_ws import agent_ws_router
 from chatbot.server.errors import install_error_handlers
+from chatbot.server.nlu_routes import nlu_router
 from chatbot.server.routes import router
 from chatbot.server.websocket import ws_router
 from chatbot.store import Store
@@ -36,6 +42,11 @@ def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> F
         engine = Engine(settings, store)
         app.state.settings, app.state.store, app.state.engine = settings, store, engine
         app.state.warmup_error = None
+        # Human handoff: live delivery (in-process now, Redis later), lifecycle, token signing key.
+        app.state.hub = InProcessHub()
+        app.state.handoff = HandoffService(settings, store, app.state.hub)
+        app.state.secret_key = secret_key(settings)
+        app.state.handoff.start()
 
         async def warm() -> None:
             try:
@@ -50,6 +61,7 @@ def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> F
             yield
         finally:
             task.cancel()
+            await app.state.handoff.stop()
             engine.close()
             store.close()
 
@@ -60,8 +72,12 @@ def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> F
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_token_redaction()  # the WebSockets' ?token= must not reach the access logs
     app.include_router(router)
     app.include_router(ws_router)
+    app.include_router(agent_router)
+    app.include_router(agent_ws_router)
+    app.include_router(nlu_router)
     if (web_root / "widget").is_dir():
         app.mount("/widget", StaticFiles(directory=web_root / "widget"), name="widget")
     if web_root.is_dir():

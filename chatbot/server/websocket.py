@@ -1,13 +1,18 @@
 """The customer WebSocket: one JSON frame per event, the connection kept through bad frames.
 
-Frames from the client: ``{"type": "message", "text": "..."}``. Frames from the server:
-``ready`` (with the conversation id, on connect), then per answer ``start``, ``delta``*,
-``message`` (the AnswerObject) — or ``error`` with a code and a readable message.
+``/ws/chat?conversation_id=&token=&after=``. Frames from the client: ``{"type": "message", "text",
+"client_id"?}``, ``{"type": "handoff"}``, ``{"type": "typing"}``. Frames from the server: ``ready``
+(conversation id, status, and the token of a new conversation), ``history`` (what was stored after
+``after``), ``ack`` once a message is stored, then per answer ``start``, ``delta``*, ``message`` (the
+AnswerObject) — only while the assistant has the conversation —, ``handoff`` on every status change,
+``agent_message`` for a support agent's reply, or ``error`` with a code and a readable message.
+docs/agent-api.md describes every frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -15,19 +20,23 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from chatbot.dialogue.engine import Engine
-from chatbot.store import Store
+from chatbot.agents.auth import customer_token_matches, new_customer_token
+from chatbot.agents.hub import Connection, DeliveryHub
+from chatbot.agents.service import HandoffService, message_out
+from chatbot.dialogue.engine import Engine, InputError
+from chatbot.schema import MessageEvent
+from chatbot.store import ConversationNotFound, Store
+from chatbot.store.handoff import MessageNotFound
 
 log = logging.getLogger(__name__)
 ws_router = APIRouter()
 
 
-async def _send_error(websocket: WebSocket, code: str, message: str) -> None:
-    await websocket.send_json({"type": "error", "code": code, "message": message})
+CLIENT_FRAMES = ("message", "handoff", "typing")
 
 
-def _parse_frame(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """Return ``(text, None)`` for a valid message frame, else ``(None, error message)``."""
+def _parse_frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Return ``(frame, None)`` for a valid client frame, else ``(None, error message)``."""
     if raw.get("bytes") is not None:
         return None, "Binary frames are not supported; send JSON text frames."
     try:
@@ -36,48 +45,138 @@ def _parse_frame(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
         return None, 'Frames must be JSON objects such as {"type": "message", "text": "Hello"}.'
     if not isinstance(frame, dict):
         return None, 'Frames must be JSON objects such as {"type": "message", "text": "Hello"}.'
-    if frame.get("type") != "message":
-        return None, f"Unknown frame type {frame.get('type')!r}; expected 'message'."
-    text = frame.get("text")
-    if not isinstance(text, str):
+    if frame.get("type") not in CLIENT_FRAMES:
+        return None, f"Unknown frame type {frame.get('type')!r}; expected 'message', 'handoff' or 'typing'."
+    if frame["type"] == "message" and not isinstance(frame.get("text"), str):
         return None, "A message frame needs a 'text' string."
-    return text, None
+    client_id = frame.get("client_id")
+    if client_id is not None and (not isinstance(client_id, str | int) or len(str(client_id)) > 64):
+        return None, "client_id must be a string of 64 characters at most."
+    return frame, None
 
 
 @ws_router.websocket("/ws/chat")
 async def customer_chat(websocket: WebSocket) -> None:
     await websocket.accept()
+    store: Store = websocket.app.state.store
+    connection = Connection(websocket, "")
+    connection.start()
+
+    def error(code: str, message: str) -> None:
+        connection.send({"type": "error", "code": code, "message": message})
+
+    params = websocket.query_params
+    requested, token, after = params.get("conversation_id"), params.get("token"), params.get("after")
+    conversation_id: str | None = None
+    status = "bot"
+    ready: dict[str, Any] = {"type": "ready"}
+    try:
+        if requested and len(requested) <= 64:
+            try:
+                record = await asyncio.to_thread(store.conversation, requested)
+            except ConversationNotFound:
+                error("conversation_not_found", "That conversation was not found; starting a new one.")
+            else:
+                if customer_token_matches(record.token_hash, token):
+                    conversation_id, status = record.id, record.status
+                else:
+                    error("invalid_token", "That conversation needs its token; starting a new one.")
+        elif requested:
+            error("conversation_not_found", "That conversation was not found; starting a new one.")
+        if conversation_id is None:
+            new_token, token_hash = new_customer_token()
+            conversation_id, _ = await asyncio.to_thread(store.create_conversation, "web", token_hash)
+            ready |= {"conversation_id": conversation_id, "token": new_token, "status": "bot"}
+        else:
+            ready |= {"conversation_id": conversation_id, "status": status}
+    except Exception:  # e.g. the database is unreachable: say so, and release the writer task
+        log.exception("websocket set-up failed")
+        error("internal_error", "Something went wrong on our side; please try again.")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.flush(), timeout=2)
+            await websocket.close(code=1011)
+        await connection.stop()
+        return
+    await _serve_customer(websocket, connection, str(ready["conversation_id"]), ready, after)
+
+
+async def _serve_customer(
+    websocket: WebSocket, connection: Connection, conversation_id: str, ready: dict[str, Any], after: str | None
+) -> None:
     engine: Engine = websocket.app.state.engine
     store: Store = websocket.app.state.store
-    requested = websocket.query_params.get("conversation_id")
-    conversation_id: str | None = None
-    if requested and len(requested) <= 64 and await asyncio.to_thread(store.conversation_exists, requested):
-        conversation_id = requested
-    elif requested:
-        await _send_error(websocket, "conversation_not_found", "That conversation was not found; starting a new one.")
-    if conversation_id is None:
-        conversation_id, _ = await asyncio.to_thread(store.create_conversation, "web")
-    await websocket.send_json({"type": "ready", "conversation_id": conversation_id})
+    handoff: HandoffService = websocket.app.state.handoff
+    hub: DeliveryHub = websocket.app.state.hub
+
+    def error(code: str, message: str) -> None:
+        connection.send({"type": "error", "code": code, "message": message})
+
+    connection.owner = conversation_id
+    connection.send(ready)
+    if after and ready.get("token") is None:
+        await _send_history(connection, store, conversation_id, after)
+    hub.add_customer(conversation_id, connection)
+    handoff.presence(conversation_id)
     try:
         while True:
             raw = await websocket.receive()
             if raw.get("type") == "websocket.disconnect":
                 return
-            text, problem = _parse_frame(raw)
-            if problem is not None:
-                await _send_error(websocket, "invalid_frame", problem)
+            frame, problem = _parse_frame(raw)
+            if problem is not None or frame is None:
+                error("invalid_frame", problem or "invalid frame")
                 continue
-            if not engine.ready:
-                await _send_error(websocket, "not_ready", "The assistant is still starting; try again shortly.")
-                continue
-            async for event in engine.respond(text, conversation_id):
-                await websocket.send_json(event.model_dump(mode="json"))
+            if frame["type"] == "typing":
+                handoff.presence(conversation_id, typing=True)
+            elif frame["type"] == "handoff":
+                current, changed = await handoff.start_handoff(conversation_id, "customer_request")
+                if not changed:
+                    connection.send(current)
+            else:
+                await _customer_message(connection, engine, handoff, conversation_id, frame)
     except WebSocketDisconnect:
         return
     except Exception:  # never drop a customer without a reason
         log.exception("websocket handler failed")
         try:
-            await _send_error(websocket, "internal_error", "Something went wrong on our side; please try again.")
+            error("internal_error", "Something went wrong on our side; please try again.")
+            await asyncio.wait_for(connection.flush(), timeout=2)
             await websocket.close(code=1011)
         except Exception:
             return
+    finally:
+        hub.remove_customer(conversation_id, connection)
+        handoff.presence(conversation_id)
+        await connection.stop()
+
+
+async def _send_history(connection: Connection, store: Store, conversation_id: str, after: str) -> None:
+    """What the customer missed while away; an unknown ``after`` id gets the whole conversation."""
+    try:
+        messages = await asyncio.to_thread(store.messages_after, conversation_id, after)
+    except MessageNotFound:
+        problem = "That message id is not in this conversation; sending the whole history."
+        connection.send({"type": "error", "code": "message_not_found", "message": problem})
+        messages = await asyncio.to_thread(store.messages_after, conversation_id, None)
+    connection.send({"type": "history", "messages": [message_out(m) for m in messages]})
+
+
+async def _customer_message(
+    connection: Connection, engine: Engine, handoff: HandoffService, conversation_id: str, frame: dict[str, Any]
+) -> None:
+    """Store, acknowledge, then let the assistant answer — unless a person has (or is about to take) the chat."""
+    if not engine.ready and (await handoff.record(conversation_id)).status in ("bot", "closed"):
+        connection.send({"type": "error", "code": "not_ready", "message": "The assistant is still starting."})
+        return
+    try:
+        stored, status = await handoff.customer_message(conversation_id, frame["text"])
+    except InputError as problem:
+        connection.send({"type": "error", "code": problem.code, "message": problem.message})
+        return
+    connection.send({"type": "ack", "message_id": stored.id, "client_id": frame.get("client_id")})
+    if status != "bot":
+        return  # waiting or assigned: the bot stays silent, the agents have the message
+    async for event in engine.respond(stored.text, conversation_id, user_message_stored=True):
+        connection.send(event.model_dump(mode="json"))
+        if isinstance(event, MessageEvent):
+            await handoff.answered(event.message)

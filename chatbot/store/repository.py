@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.schema import AnswerObject
+from chatbot.store.handoff import HandoffRepository
+from chatbot.store.migrate import upgrade
 from chatbot.store.models import Base, Conversation, Message
 
 
@@ -37,6 +39,8 @@ class StoredMessage:
     handoff: bool
     latency_ms: int | None
     created_at: datetime
+    quick_replies: list[str] = field(default_factory=list)
+    agent_name: str | None = None  # set on role "agent" messages
 
     def as_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -60,25 +64,27 @@ def _stored(row: Message) -> StoredMessage:
         handoff=bool(row.handoff),
         latency_ms=row.latency_ms,
         created_at=row.created_at,
+        quick_replies=list(row.quick_replies or []),
+        agent_name=row.agent.name if row.agent_id is not None and row.agent is not None else None,
     )
 
 
-class Store:
+class Store(HandoffRepository):
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: SqlEngine = create_engine(url, future=True, pool_pre_ping=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine, Base.metadata)  # create_all, plus columns added since the first release
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def create_conversation(self, channel: str = "web") -> tuple[str, datetime]:
+    def create_conversation(self, channel: str = "web", token_hash: str | None = None) -> tuple[str, datetime]:
         with self._sessions.begin() as session:
-            conversation = Conversation(id=new_id("conv"), channel=channel)
+            conversation = Conversation(id=new_id("conv"), channel=channel, token_hash=token_hash)
             session.add(conversation)
             session.flush()
             return conversation.id, conversation.created_at
@@ -116,6 +122,7 @@ class Store:
                 sources=[s.model_dump() for s in answer.sources],
                 handoff=answer.handoff,
                 latency_ms=answer.latency_ms,
+                quick_replies=list(answer.quick_replies),
             )
             session.add(row)
             session.flush()

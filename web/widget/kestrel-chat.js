@@ -19,7 +19,12 @@
 
   const MAX_CHARS = 2000;
   const STORAGE_KEY = "kestrel-chat-conversation";
+  const TOKEN_KEY = "kestrel-chat-token"; // the conversation's customer token (only its owner may read it)
+  const LAST_SEEN_KEY = "kestrel-chat-last-seen"; // id of the last stored message shown, for ?after= on reconnect
   const OPEN_KEY = "kestrel-chat-open";
+  const TYPING_EVERY_MS = 3000; // at most one "typing" frame per 3 s, and only while a person is involved
+  const TOKEN_PATTERN = /^[A-Za-z0-9_.~-]{8,512}$/;
+  const MESSAGE_ID = /^[A-Za-z0-9_:.-]{1,80}$/;
   const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
   const CONVERSATION_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -99,6 +104,16 @@
     '<svg viewBox="0 0 24 24" width="20" height="20" fill="none" stroke="currentColor" stroke-width="2.2" ' +
     'stroke-linecap="round" stroke-linejoin="round" focusable="false"><path d="M4 12l16-8-6 16-2.5-6.5z"/><path d="M11.5 13.5L20 4"/></svg>';
 
+  const ICON_PERSON =
+    '<svg viewBox="0 0 24 24" width="16" height="16" fill="none" stroke="currentColor" stroke-width="2" ' +
+    'stroke-linecap="round" stroke-linejoin="round" focusable="false"><circle cx="12" cy="8" r="4"/><path d="M4 21c1.5-4 4.5-6 8-6s6.5 2 8 6"/></svg>';
+  const ICON_THUMB_UP =
+    '<svg viewBox="0 0 24 24" width="15" height="15" fill="none" stroke="currentColor" stroke-width="2" ' +
+    'stroke-linecap="round" stroke-linejoin="round" focusable="false"><path d="M7 11v9H4v-9z"/><path d="M7 11l4-8c1.7 0 2.7 1.2 2.3 2.9L12.7 9H19a2 2 0 0 1 2 2.3l-1.2 7A2 2 0 0 1 17.8 20H7"/></svg>';
+  const ICON_THUMB_DOWN =
+    '<svg viewBox="0 0 24 24" width="15" height="15" fill="none" stroke="currentColor" stroke-width="2" ' +
+    'stroke-linecap="round" stroke-linejoin="round" focusable="false"><path d="M17 13V4h3v9z"/><path d="M17 13l-4 8c-1.7 0-2.7-1.2-2.3-2.9l.6-3.1H5a2 2 0 0 1-2-2.3l1.2-7A2 2 0 0 1 6.2 4H17"/></svg>';
+
   const countChars = (text) => Array.from(text).length; // code points, as the server counts
   const formatNumber = (n) => n.toLocaleString("en-US");
   const isHttpUrl = (url) => typeof url === "string" && /^https?:\/\//i.test(url.trim());
@@ -161,7 +176,38 @@
 #kestrel-chat .kc-agent-name{display:block;font-size:12px;font-weight:650;color:#2d6a3f;margin-bottom:2px;white-space:normal;}
 #kestrel-chat .kc-sources{display:block;margin-top:7px;padding-top:6px;border-top:1px solid #dfe6eb;font-size:12px;color:var(--kc-muted);white-space:normal;}
 #kestrel-chat .kc-sources a{color:var(--kc-brand);text-decoration:underline;}
-#kestrel-chat .kc-handoff{display:block;margin-top:6px;font-size:12px;font-style:italic;color:var(--kc-muted);white-space:normal;}
+#kestrel-chat .kc-handoff-note{display:block;margin-top:6px;font-size:12px;font-style:italic;color:var(--kc-muted);white-space:normal;}
+#kestrel-chat .kc-quick-replies{display:flex;flex-wrap:wrap;gap:6px;margin-top:8px;white-space:normal;}
+#kestrel-chat .kc-quick-reply{font:inherit;font-size:13px;padding:5px 10px;border:1px solid var(--kc-brand);border-radius:14px;background:#fff;color:var(--kc-brand);cursor:pointer;}
+#kestrel-chat .kc-quick-reply:hover,#kestrel-chat .kc-quick-reply:focus-visible{background:var(--kc-brand);color:#fff;}
+#kestrel-chat .kc-msg-agent{border-left:4px solid #2d8a4e;}
+#kestrel-chat .kc-notice.kc-handoff-notice{align-self:stretch;max-width:none;display:flex;gap:8px;align-items:flex-start;text-align:left;font-size:13px;
+  color:#1f3b4d;background:#eaf3f8;border:1px solid #c9dfea;border-radius:10px;padding:8px 11px;white-space:pre-wrap;overflow-wrap:anywhere;}
+#kestrel-chat .kc-notice.kc-handoff-notice[data-status="assigned"]{background:#eef7f0;border-color:#cfe6d6;color:#1f4a2c;}
+#kestrel-chat .kc-notice.kc-handoff-notice[data-status="closed"]{background:#f3f4f6;border-color:#dfe3e8;color:#3b4650;}
+#kestrel-chat .kc-handoff-notice .kc-icon{margin-top:1px;flex:none;}
+#kestrel-chat .kc-feedback{display:flex;align-items:center;gap:4px;margin-top:7px;font-size:12px;color:var(--kc-muted);white-space:normal;flex-wrap:wrap;}
+#kestrel-chat .kc-feedback-label{margin-right:2px;}
+#kestrel-chat .kc-feedback .kc-thumb{display:inline-flex;align-items:center;justify-content:center;width:28px;height:26px;border-radius:8px;
+  border:1px solid #d3dde4;background:#fff;color:#4a5b68;}
+#kestrel-chat .kc-feedback .kc-thumb:hover:not(:disabled){border-color:var(--kc-brand);color:var(--kc-brand);}
+#kestrel-chat .kc-feedback .kc-thumb[aria-pressed="true"]{background:var(--kc-brand);border-color:var(--kc-brand);color:#fff;}
+#kestrel-chat .kc-feedback .kc-thumb:disabled{opacity:.55;}
+#kestrel-chat .kc-feedback-form{display:flex;gap:6px;width:100%;margin-top:6px;}
+#kestrel-chat .kc-feedback-comment{flex:1;min-width:0;padding:6px 8px;border:1px solid #c5d1da;border-radius:8px;background:#fff;font-size:13px;color:#1b2730;}
+#kestrel-chat .kc-feedback-comment:focus{outline:none;border-color:var(--kc-brand);box-shadow:0 0 0 3px rgba(11,79,108,.18);}
+#kestrel-chat .kc-feedback-submit{padding:6px 10px;border-radius:8px;background:var(--kc-brand);color:#fff;font-size:12.5px;font-weight:600;}
+#kestrel-chat .kc-feedback-label.kc-feedback-wide{order:3;flex-basis:100%;margin-top:4px;}
+#kestrel-chat .kc-feedback-form{order:4;}
+#kestrel-chat .kc-feedback-done{color:#2d6a3f;font-weight:600;}
+#kestrel-chat .kc-feedback-error{color:#8a3b3b;}
+#kestrel-chat .kc-actions{display:flex;align-items:center;gap:8px;margin-bottom:8px;min-height:28px;}
+#kestrel-chat .kc-handoff-button{display:inline-flex;align-items:center;gap:6px;padding:5px 11px;border:1px solid #c5d1da;border-radius:999px;
+  background:#fff;color:var(--kc-brand);font-size:13px;font-weight:600;line-height:1.2;}
+#kestrel-chat .kc-handoff-button:hover:not(:disabled){border-color:var(--kc-brand);background:#f1f7fa;}
+#kestrel-chat .kc-handoff-button[hidden]{display:none;}
+#kestrel-chat .kc-mode{font-size:12.5px;color:var(--kc-muted);overflow:hidden;text-overflow:ellipsis;white-space:nowrap;}
+#kestrel-chat .kc-mode[data-mode="assigned"]{color:#2d6a3f;font-weight:600;}
 #kestrel-chat .kc-interrupted{display:block;margin-top:6px;font-size:12px;color:#8a3b3b;white-space:normal;}
 #kestrel-chat .kc-notice{align-self:center;max-width:92%;text-align:center;font-size:12.5px;color:#6b3b00;background:#fff4e0;border:1px solid #f3dcb5;
   border-radius:10px;padding:6px 10px;white-space:pre-wrap;overflow-wrap:anywhere;}
@@ -274,7 +320,14 @@
   const sendButton = el("button", { type: "submit", class: "kc-send", "data-testid": "kc-send", "aria-label": "Send message", disabled: true }, [
     svg(ICON_SEND),
   ]);
+  const handoffButton = el(
+    "button",
+    { type: "button", class: "kc-handoff-button", "data-testid": "kc-handoff", "aria-label": "Talk to a person from our team" },
+    [svg(ICON_PERSON), el("span", { text: "Talk to a person" })]
+  );
+  const modeLabel = el("span", { class: "kc-mode", "data-testid": "kc-mode", "data-mode": "bot" });
   const composer = el("form", { class: "kc-composer", novalidate: true }, [
+    el("div", { class: "kc-actions" }, [handoffButton, modeLabel]),
     el("div", { class: "kc-row" }, [input, sendButton]),
     el("div", { class: "kc-meta" }, [el("span", { class: "kc-hint", id: uid + "-hint", text: "Enter to send \u00b7 Shift+Enter for a new line" }), counter]),
   ]);
@@ -307,9 +360,24 @@
     const stored = storage.get(STORAGE_KEY);
     return stored && CONVERSATION_ID.test(stored) ? stored : null;
   })();
-  const queue = []; // {text, bubble} typed while disconnected
+  const queue = []; // {text, bubble} typed while disconnected, or {handoff: true}
   const bubbles = new Map(); // message id -> assistant bubble record
   let inFlight = 0; // messages sent whose answer has not finished
+  let token = (() => {
+    const stored = storage.get(TOKEN_KEY);
+    return conversationId && stored && TOKEN_PATTERN.test(stored) ? stored : null;
+  })();
+  let lastSeenId = (() => {
+    const stored = storage.get(LAST_SEEN_KEY);
+    return conversationId && stored && MESSAGE_ID.test(stored) ? stored : null;
+  })();
+  let conversationStatus = "bot"; // bot | waiting | assigned | closed (from "ready" and "handoff" frames)
+  const shown = new Set(); // ids of stored messages on screen: history and reconnects never show one twice
+  const awaitingAck = new Map(); // client_id -> user bubble sent but not yet acknowledged as stored
+  const liveNotices = []; // texts of handoff notices shown live; a replayed "system" message with that text is skipped
+  let lastTypingSent = 0;
+  let agentTypingTimer = null;
+  let assignedAgent = ""; // name of the agent chatting with the customer, for the status line
 
   // --------------------------------------------------------------------- rendering
   function nearBottom() {
@@ -432,13 +500,29 @@
     return line;
   }
 
+  /** Quick replies (clarification options, "Talk to an agent"): a click sends the button's text, once. */
+  function renderQuickReplies(replies) {
+    const labels = Array.isArray(replies) ? replies.map(asText).filter((t) => t.trim()) : [];
+    if (!labels.length) return null;
+    const group = el("span", { class: "kc-quick-replies", "data-testid": "kc-quick-replies", role: "group", "aria-label": "Suggested replies" });
+    labels.forEach((label) => {
+      const button = el("button", { type: "button", class: "kc-quick-reply", "data-testid": "kc-quick-reply", text: label });
+      button.addEventListener("click", () => {
+        group.remove();
+        sendText(label);
+      });
+      group.appendChild(button);
+    });
+    return group;
+  }
+
   /** Fill a bubble from a final AnswerObject: replace the text, add sources and the hand-off note. */
   function finalize(record, answer) {
     clearTyping(record);
     record.final = true;
     record.text = asText(answer.text);
     record.body.textContent = record.text;
-    record.node.querySelectorAll(".kc-sources,.kc-handoff,.kc-interrupted").forEach((n) => n.remove());
+    record.node.querySelectorAll(".kc-sources,.kc-handoff-note,.kc-interrupted,.kc-feedback,.kc-quick-replies").forEach((n) => n.remove());
     const kind = asText(answer.kind);
     if (kind) record.node.setAttribute("data-kind", kind);
     if (answer.intent && typeof answer.intent === "object" && answer.intent.name) {
@@ -447,10 +531,235 @@
     const sources = renderSources(answer.sources);
     if (sources) record.node.appendChild(sources);
     if (answer.handoff === true) {
-      record.node.appendChild(el("span", { class: "kc-handoff", "data-testid": "kc-handoff", text: "A member of our team will take over." }));
+      record.node.appendChild(el("span", { class: "kc-handoff-note", "data-testid": "kc-handoff-note", text: "A member of our team will take over." }));
     }
+    const replies = renderQuickReplies(answer.quick_replies);
+    if (replies) record.node.appendChild(replies);
     record.node.setAttribute("data-final", "true");
     record.node.setAttribute("aria-busy", "false");
+    addFeedback(record.node, answer.id);
+    markShown(answer.id);
+  }
+
+  // --------------------------------------------------------------------- feedback on answers
+  /** Thumbs up/down under a stored answer; thumbs-down then offers an optional comment. */
+  function addFeedback(node, messageId) {
+    const id = asText(messageId);
+    if (!MESSAGE_ID.test(id)) return;
+    const label = el("span", { class: "kc-feedback-label", text: "Was this helpful?" });
+    const up = el("button", { type: "button", class: "kc-thumb", "data-testid": "kc-feedback-up", "aria-label": "Helpful", "aria-pressed": "false", title: "Helpful" }, [
+      svg(ICON_THUMB_UP),
+    ]);
+    const down = el(
+      "button",
+      { type: "button", class: "kc-thumb", "data-testid": "kc-feedback-down", "aria-label": "Not helpful", "aria-pressed": "false", title: "Not helpful" },
+      [svg(ICON_THUMB_DOWN)]
+    );
+    const bar = el("div", { class: "kc-feedback", role: "group", "aria-label": "Rate this answer" }, [label, up, down]);
+    let form = null;
+
+    function done(text) {
+      if (form) form.remove();
+      form = null;
+      label.className = "kc-feedback-label kc-feedback-wide kc-feedback-done";
+      label.setAttribute("data-testid", "kc-feedback-done");
+      label.textContent = text;
+    }
+
+    function failed(problem) {
+      label.className = "kc-feedback-label kc-feedback-wide kc-feedback-error";
+      label.removeAttribute("data-testid");
+      label.textContent = problem;
+    }
+
+    function rate(rating) {
+      up.setAttribute("aria-pressed", rating === "up" ? "true" : "false");
+      down.setAttribute("aria-pressed", rating === "down" ? "true" : "false");
+      return postFeedback(id, rating, null);
+    }
+
+    up.addEventListener("click", () => {
+      rate("up").then(() => done("Thanks for your feedback!"), failed);
+    });
+    down.addEventListener("click", () => {
+      rate("down").then(() => {
+        label.className = "kc-feedback-label kc-feedback-wide";
+        label.removeAttribute("data-testid");
+        label.textContent = "Thanks. What were you looking for?";
+        if (form) return;
+        const comment = el("input", {
+          type: "text",
+          class: "kc-feedback-comment",
+          "data-testid": "kc-feedback-comment",
+          maxlength: "1000",
+          placeholder: "Optional comment",
+          "aria-label": "What was wrong with this answer? (optional)",
+          autocomplete: "off",
+        });
+        const submit = el("button", { type: "submit", class: "kc-feedback-submit", "data-testid": "kc-feedback-submit", text: "Send" });
+        form = el("form", { class: "kc-feedback-form", novalidate: true }, [comment, submit]);
+        form.addEventListener("submit", (event) => {
+          event.preventDefault();
+          event.stopPropagation();
+          const text = comment.value.trim().slice(0, 1000);
+          if (!text) {
+            done("Thanks for your feedback.");
+            return;
+          }
+          submit.disabled = true;
+          postFeedback(id, "down", text).then(
+            () => done("Thanks, your comment helps us improve."),
+            (problem) => {
+              submit.disabled = false;
+              failed(problem);
+            }
+          );
+        });
+        bar.appendChild(form);
+        comment.focus();
+      }, failed);
+    });
+    node.appendChild(bar);
+  }
+
+  /** POST /v1/messages/{id}/feedback with the conversation token; rejects with a readable reason. */
+  function postFeedback(messageId, rating, comment) {
+    if (!token || typeof fetch !== "function") return Promise.reject("Feedback is not available right now.");
+    const body = { rating };
+    if (comment) body.comment = comment;
+    return fetch(HTTP_BASE + "/v1/messages/" + encodeURIComponent(messageId) + "/feedback", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json", Authorization: "Bearer " + token },
+      body: JSON.stringify(body),
+    }).then(
+      (response) => {
+        if (response.ok) return response.json().catch(() => ({}));
+        return response
+          .json()
+          .catch(() => null)
+          .then((data) => {
+            const message = data && data.error && data.error.message;
+            throw asText(message) || "Your feedback could not be saved.";
+          });
+      },
+      () => {
+        throw "Your feedback could not be sent; check your connection.";
+      }
+    );
+  }
+
+  // --------------------------------------------------------------------- stored messages, seen once
+  function markShown(id) {
+    const key = asText(id);
+    if (!MESSAGE_ID.test(key)) return;
+    shown.add(key);
+  }
+
+  /** Remember the newest stored message on screen: a reconnect asks only for what came after it. */
+  function noteLatest(id) {
+    const key = asText(id);
+    if (!MESSAGE_ID.test(key)) return;
+    lastSeenId = key;
+    storage.set(LAST_SEEN_KEY, key);
+  }
+
+  const HANDOFF_TEXT = {
+    waiting: "We're connecting you with a member of our team.",
+    assigned: "You're now chatting with a member of our team.",
+    bot: "You're back with the Kestrel Bank assistant.",
+    closed: "This conversation has been closed. Thank you for contacting Kestrel Bank.",
+  };
+
+  /** A notice from a `handoff` frame, using the server's text (it knows who is online and the wait). */
+  function addHandoffNotice(frame) {
+    const state = asText(frame.status);
+    let text = asText(frame.text).trim();
+    if (!text) {
+      text = HANDOFF_TEXT[state] || "";
+      if (state === "assigned" && asText(frame.agent_name).trim()) text = asText(frame.agent_name).trim() + " from our team has joined the chat.";
+      if (state === "waiting" && frame.agents_online === 0) {
+        text = "No agent is online right now. Leave a message here and a member of our team will read it and reply.";
+      } else if (state === "waiting" && typeof frame.expected_wait_s === "number" && frame.expected_wait_s > 0) {
+        text += " Expected wait: about " + Math.max(1, Math.round(frame.expected_wait_s / 60)) + " min.";
+      }
+    }
+    if (!text) return;
+    liveNotices.push(text);
+    if (liveNotices.length > 20) liveNotices.shift();
+    append(
+      el("div", {
+        class: "kc-notice kc-handoff-notice",
+        "data-testid": "kc-handoff-notice",
+        "data-status": state,
+        "data-agents-online": typeof frame.agents_online === "number" ? String(frame.agents_online) : null,
+      }, [
+        svg(ICON_PERSON),
+        el("span", { text }),
+      ]),
+      true
+    );
+    markUnread();
+  }
+
+  /** Show the conversation's mode next to the hand-off button, and hide the button while a person is involved. */
+  function setConversationStatus(state, agentName) {
+    if (!["bot", "waiting", "assigned", "closed"].includes(state)) return;
+    conversationStatus = state;
+    clearTimeout(agentTypingTimer);
+    const name = asText(agentName).trim() || (state === "assigned" ? assignedAgent : "");
+    assignedAgent = state === "assigned" ? name : "";
+    modeLabel.setAttribute("data-mode", state);
+    modeLabel.textContent =
+      state === "waiting" ? "Waiting for a member of our team\u2026" : state === "assigned" ? "Chatting with " + (name || "our team") : "";
+    handoffButton.hidden = state === "waiting" || state === "assigned";
+    input.setAttribute(
+      "placeholder",
+      state === "waiting" ? "Leave a message for our team\u2026" : state === "assigned" ? "Type your message\u2026" : "Type your question\u2026"
+    );
+    root.setAttribute("data-conversation-status", state);
+  }
+
+  /** Render one stored message (REST history or a `history` frame) unless it is already on screen. */
+  function renderStored(item, container) {
+    if (!item || typeof item !== "object") return null;
+    const id = asText(item.id);
+    if (id && shown.has(id)) return null;
+    let node = null;
+    if (item.role === "user") {
+      // A message sent just before the connection dropped may be stored without its ack: adopt its bubble.
+      for (const [clientId, bubble] of awaitingAck) {
+        if (bubble.isConnected && bubble.firstChild && bubble.firstChild.textContent === asText(item.text)) {
+          awaitingAck.delete(clientId);
+          if (id) bubble.setAttribute("data-message-id", id);
+          markShown(id);
+          return null;
+        }
+      }
+      node = addUserBubble(asText(item.text), false, container);
+      if (id) node.setAttribute("data-message-id", id);
+    } else if (item.role === "assistant") {
+      if (id && bubbles.has(id)) return null;
+      const record = createBotBubble(id, container);
+      finalize(record, item);
+      node = record.node;
+    } else if (item.role === "agent") {
+      node = addAgentBubble(item, container);
+    } else if (item.role === "system") {
+      const text = asText(item.text).trim();
+      const live = liveNotices.indexOf(text);
+      if (live >= 0) {
+        liveNotices.splice(live, 1); // shown already from the live frame
+      } else if (text) {
+        node = el("div", { class: "kc-notice kc-handoff-notice", "data-testid": "kc-handoff-notice", "data-status": "history" }, [
+          svg(ICON_PERSON),
+          el("span", { text }),
+        ]);
+        if (container) container.appendChild(node);
+        else append(node, true);
+      }
+    }
+    markShown(id);
+    return node;
   }
 
   function interruptStreaming(reason) {
@@ -470,6 +779,7 @@
   }
 
   function addAgentBubble(message, container) {
+    markShown(message.id);
     const name = asText(message.agent_name).trim() || "Kestrel Bank team";
     const node = el("div", {
       class: "kc-msg kc-msg-agent",
@@ -493,7 +803,12 @@
   }
 
   function socketUrl() {
-    return WS_BASE + "/ws/chat" + (conversationId ? "?conversation_id=" + encodeURIComponent(conversationId) : "");
+    if (!conversationId) return WS_BASE + "/ws/chat";
+    // The token proves this browser owns the conversation; `after` asks for the messages missed while away.
+    let url = WS_BASE + "/ws/chat?conversation_id=" + encodeURIComponent(conversationId);
+    if (token) url += "&token=" + encodeURIComponent(token);
+    if (token && lastSeenId) url += "&after=" + encodeURIComponent(lastSeenId);
+    return url;
   }
 
   function connect() {
@@ -557,17 +872,50 @@
     connect();
   }
 
-  function transmit(text) {
-    socket.send(JSON.stringify({ type: "message", text }));
-    inFlight += 1;
+  function transmit(text, bubble) {
+    const clientId = "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+    socket.send(JSON.stringify({ type: "message", text, client_id: clientId }));
+    lastTypingSent = 0; // the next keystroke starts a new message: tell the agent at once
+    if (bubble) awaitingAck.set(clientId, bubble);
+    // While a person is involved the bot stays silent: no answer is expected.
+    if (conversationStatus !== "waiting" && conversationStatus !== "assigned") inFlight += 1;
   }
 
   function flushQueue() {
     while (queue.length && ready && socket && socket.readyState === WebSocket.OPEN) {
       const item = queue.shift();
-      transmit(item.text);
+      if (item.handoff) {
+        socket.send(JSON.stringify({ type: "handoff" }));
+        continue;
+      }
+      transmit(item.text, item.bubble);
       setPending(item.bubble, false);
     }
+  }
+
+  /** "Talk to a person": ask for a hand-off now, or as soon as the connection is back. */
+  function requestHandoff() {
+    if (conversationStatus === "waiting" || conversationStatus === "assigned") return;
+    handoffButton.disabled = true;
+    setTimeout(() => {
+      handoffButton.disabled = false;
+    }, 8000);
+    if (ready && socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "handoff" }));
+    else {
+      if (!queue.some((item) => item.handoff)) queue.push({ handoff: true });
+      if (!started || (!socket && !reconnectTimer)) connect();
+      addNotice("You'll be connected to our team as soon as the connection is back.");
+    }
+  }
+
+  /** Tell the agent the customer is typing (throttled; only while a person is involved). */
+  function sendTyping() {
+    if (conversationStatus !== "waiting" && conversationStatus !== "assigned") return;
+    if (!ready || !socket || socket.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    if (now - lastTypingSent < TYPING_EVERY_MS) return;
+    lastTypingSent = now;
+    socket.send(JSON.stringify({ type: "typing" }));
   }
 
   function handleFrame(frame) {
@@ -575,9 +923,21 @@
       case "ready": {
         const id = asText(frame.conversation_id);
         if (CONVERSATION_ID.test(id)) {
+          if (id !== conversationId) {
+            // A new conversation: what was kept for the old one no longer applies.
+            token = null;
+            lastSeenId = null;
+            storage.set(TOKEN_KEY, null);
+            storage.set(LAST_SEEN_KEY, null);
+          }
           conversationId = id;
           storage.set(STORAGE_KEY, id);
         }
+        if (typeof frame.token === "string" && TOKEN_PATTERN.test(frame.token)) {
+          token = frame.token;
+          storage.set(TOKEN_KEY, token);
+        }
+        if (typeof frame.status === "string") setConversationStatus(frame.status, frame.agent_name);
         ready = true;
         everConnected = true;
         attempt = 0;
@@ -606,6 +966,7 @@
         if (!answer || typeof answer !== "object") break;
         const stick = nearBottom();
         finalize(botBubbleFor(answer.id, true), answer);
+        noteLatest(answer.id);
         if (stick) scrollToEnd(true);
         inFlight = Math.max(0, inFlight - 1);
         markUnread();
@@ -613,7 +974,13 @@
       }
       case "error": {
         const message = asText(frame.message).trim() || "Something went wrong; please try again.";
-        if (frame.code !== "conversation_not_found" && inFlight > 0) {
+        // An unknown `after` id: the server replays the whole conversation instead, which the widget de-duplicates.
+        if (frame.code === "message_not_found" && !inFlight) break;
+        if (frame.code === "invalid_token") {
+          token = null; // the server starts a new conversation and sends its token in "ready"
+          storage.set(TOKEN_KEY, null);
+        }
+        if (frame.code !== "conversation_not_found" && frame.code !== "invalid_token" && inFlight > 0) {
           inFlight -= 1;
           interruptStreaming("This answer was interrupted.");
         }
@@ -623,38 +990,82 @@
       case "agent_message": {
         const message = frame.message;
         if (!message || typeof message !== "object") break;
+        if (message.id && shown.has(asText(message.id))) break;
+        if (conversationStatus === "assigned") setConversationStatus("assigned", message.agent_name || assignedAgent); // ends "is typing"
         addAgentBubble(message);
+        noteLatest(message.id);
         markUnread();
         break;
       }
+      case "ack": {
+        // The customer's message is stored: remember its id so a reconnect neither loses nor repeats it.
+        const bubble = awaitingAck.get(asText(frame.client_id));
+        if (bubble) {
+          awaitingAck.delete(asText(frame.client_id));
+          if (frame.message_id) bubble.setAttribute("data-message-id", asText(frame.message_id));
+        }
+        markShown(frame.message_id);
+        noteLatest(frame.message_id);
+        break;
+      }
+      case "history": {
+        // Messages stored while this browser was away (after `after=`), in order; ones on screen are skipped.
+        if (!Array.isArray(frame.messages)) break;
+        let added = false;
+        let latest = null;
+        for (const item of frame.messages) {
+          if (renderStored(item)) added = true;
+          if (item && typeof item === "object" && item.id) latest = item.id;
+        }
+        if (latest) noteLatest(latest);
+        if (added) {
+          scrollToEnd(true);
+          markUnread();
+        }
+        break;
+      }
+      case "typing": {
+        // An agent is writing a reply: say so in the status line for a few seconds.
+        if (conversationStatus !== "assigned") break;
+        const name = asText(frame.agent_name).trim() || "Our team";
+        modeLabel.textContent = name + " is typing\u2026";
+        clearTimeout(agentTypingTimer);
+        agentTypingTimer = setTimeout(() => setConversationStatus(conversationStatus, assignedAgent), 4000);
+        break;
+      }
+      case "handoff": {
+        const state = asText(frame.status);
+        setConversationStatus(state, frame.agent_name);
+        handoffButton.disabled = false;
+        if ((state === "waiting" || state === "assigned") && !currentStreaming()) inFlight = 0;
+        addHandoffNotice(frame);
+        break;
+      }
       default:
-        break; // unknown or future frame types (e.g. "handoff") are ignored
+        break; // unknown or future frame types are ignored
     }
   }
 
   /** After a reload, show the earlier turns of the stored conversation (best effort, REST v1). */
   function loadHistory() {
-    if (historyRequested || !conversationId || typeof fetch !== "function") return;
+    if (historyRequested || !conversationId || !token || typeof fetch !== "function") return;
     historyRequested = true;
     const id = conversationId;
-    fetch(HTTP_BASE + "/v1/conversations/" + encodeURIComponent(id) + "/messages", { headers: { Accept: "application/json" } })
+    fetch(HTTP_BASE + "/v1/conversations/" + encodeURIComponent(id) + "/messages", {
+      headers: { Accept: "application/json", Authorization: "Bearer " + token },
+    })
       .then((response) => (response.ok ? response.json() : null))
       .then((data) => {
         if (!data || !Array.isArray(data.messages) || id !== conversationId) return;
         const fragment = document.createDocumentFragment();
+        let latest = null;
         for (const item of data.messages) {
           if (!item || typeof item !== "object") continue;
-          if (item.role === "user") {
-            addUserBubble(asText(item.text), false, fragment).setAttribute("data-history", "true");
-          } else if (item.role === "assistant") {
-            if (item.id && bubbles.has(String(item.id))) continue;
-            const record = createBotBubble(item.id, fragment);
-            finalize(record, item);
-            record.node.setAttribute("data-history", "true");
-          } else if (item.role === "agent") {
-            addAgentBubble(item, fragment).setAttribute("data-history", "true");
-          }
+          const node = renderStored(item, fragment);
+          if (node) node.setAttribute("data-history", "true");
+          if (item.id) latest = item.id;
         }
+        if (latest && !lastSeenId) noteLatest(latest);
         if (fragment.childNodes.length) {
           history.append(el("div", { class: "kc-notice kc-history-label", text: "Earlier in this conversation" }), fragment);
           scrollToEnd(true);
@@ -687,7 +1098,7 @@
     if (!started || (!socket && !reconnectTimer)) connect();
     const canSend = ready && socket && socket.readyState === WebSocket.OPEN;
     const bubble = addUserBubble(text, !canSend);
-    if (canSend) transmit(text);
+    if (canSend) transmit(text, bubble);
     else queue.push({ text, bubble });
     return true;
   }
@@ -706,7 +1117,11 @@
     event.preventDefault();
     submitFromInput();
   });
-  input.addEventListener("input", updateComposer);
+  input.addEventListener("input", () => {
+    updateComposer();
+    if (input.value.trim()) sendTyping();
+  });
+  handoffButton.addEventListener("click", requestHandoff);
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();
@@ -784,6 +1199,15 @@
     },
     get conversationId() {
       return conversationId;
+    },
+    /** Ask for a person from the bank's team (same as the "Talk to a person" button). */
+    handoff: () => {
+      open({ focus: false });
+      requestHandoff();
+    },
+    /** Who answers: "bot" | "waiting" (for an agent) | "assigned" (an agent is chatting) | "closed". */
+    get conversationStatus() {
+      return conversationStatus;
     },
   };
 
