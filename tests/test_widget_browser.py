@@ -6,85 +6,21 @@ server is restarted under the widget's feet and the widget reconnects to the sam
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from chatbot.config import Settings
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, Server, free_port
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and not os.environ.get("CI"):
-    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    def __init__(self, settings: Settings, port: int, database: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = dict(
-            os.environ,
-            CHATBOT_DATA_DIR=str(settings.data_dir),
-            CHATBOT_KNOWLEDGE_DIR=str(settings.knowledge_dir),
-            CHATBOT_GENERATOR_MODEL=settings.generator_model,
-            CHATBOT_DATABASE_URL=f"sqlite:///{database}",
-            CHATBOT_MAX_NEW_TOKENS="32",
-        )
-        if settings.nlu_dir is not None:  # the intent classifier `make` built, not one trained per server
-            self.env["CHATBOT_NLU_DIR"] = str(settings.nlu_dir)
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "chatbot.cli", "serve", "--port", str(self.port)],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(self.url + "/healthz", timeout=2).status == 200:
-                    return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()  # never leave a half-started server behind
-        raise RuntimeError("server did not become healthy")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.process = None
 
 
 @pytest.fixture(scope="module")
 def server(built_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     database = tmp_path_factory.mktemp("browser") / "chat.db"
-    running = Server(built_index, free_port(), database)
+    running = Server(built_index, free_port(), database, CHATBOT_MAX_NEW_TOKENS="32")
     running.start()
     yield running
     running.stop()
