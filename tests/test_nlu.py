@@ -68,12 +68,19 @@ def test_clear_examples(classifier: IntentClassifier, text: str, intent: str) ->
 
 
 @pytest.mark.parametrize(
-    "text", ["what is the APR on my credit card", "how much is in my checking account", "raise my credit limit"]
+    "text",
+    [
+        "what is the APR on my credit card",
+        "how much is in my checking account",
+        "raise my credit limit",
+        "Can I get a student loan from you?",
+    ],
 )
 def test_banking_questions_without_a_banking77_label_stay_in_scope(classifier: IntentClassifier, text: str) -> None:
-    """Retrieval answers these; calling them out_of_scope would refuse a bank's own customers."""
+    """Retrieval answers these; calling them out_of_scope would refuse a bank's own customers, and a
+    conversational intent (``human_agent`` at 0.001) would read as a request in the console."""
     result = classifier.parse(text)
-    assert result.intent.name != "out_of_scope", result.as_dict()
+    assert result.intent.name not in EXTRA_INTENTS, result.as_dict()
     assert all(r.name in INTENTS for r in result.ranking)  # the internal class is never named
 
 
