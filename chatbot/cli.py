@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,12 +26,12 @@ app.add_typer(agents_app, name="agents")
 console = Console(stderr=True)
 
 
-def _engine(settings: Settings, generation: bool = True):  # type: ignore[no-untyped-def]
+def _engine(settings: Settings, generation: bool = True, store: Any = None):  # type: ignore[no-untyped-def]
     from chatbot.dialogue.engine import Engine
 
     if not generation:
         settings = settings.model_copy(update={"generation_enabled": False})
-    engine = Engine(settings)
+    engine = Engine(settings, store)
     with console.status("Loading models and index…"):
         engine.warm_up()
     return engine
@@ -131,8 +131,14 @@ def ask(
 def chat() -> None:
     """A terminal chat that streams answers as they are generated."""
     from chatbot.schema import DeltaEvent, ErrorEvent, MessageEvent
+    from chatbot.store import Store
 
-    engine = _engine(get_settings())
+    # A stored conversation, like the widget's: follow-ups ("and for gold cards?") are resolved
+    # from its earlier turns, and the transcript is there for analytics.
+    settings = get_settings()
+    store = Store(settings.resolved_database_url)
+    engine = _engine(settings, store=store)
+    conversation_id, _ = store.create_conversation("cli")
     out = Console()
 
     async def run() -> None:
@@ -143,7 +149,7 @@ def chat() -> None:
             except (EOFError, KeyboardInterrupt):
                 return
             out.print("bot › ", end="")
-            async for event in engine.respond(text):
+            async for event in engine.respond(text, conversation_id):
                 if isinstance(event, DeltaEvent):
                     out.print(event.text, end="")
                 elif isinstance(event, ErrorEvent):
@@ -160,6 +166,7 @@ def chat() -> None:
         asyncio.run(run())
     finally:
         engine.close()
+        store.close()
 
 
 @app.command()

@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+from sqlalchemy import select
+
 from chatbot.config import Settings
+from chatbot.store import Store
+from chatbot.store.models import Conversation
 
 
 def run_cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -17,7 +21,10 @@ def run_cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.Compl
         CHATBOT_KNOWLEDGE_DIR=str(settings.knowledge_dir),
         CHATBOT_GENERATOR_MODEL=settings.generator_model,
         CHATBOT_MAX_NEW_TOKENS="32",
+        CHATBOT_DATABASE_URL=settings.resolved_database_url,
     )
+    if settings.nlu_dir is not None:  # the intent classifier `make` built, not one trained per command
+        env["CHATBOT_NLU_DIR"] = str(settings.nlu_dir)
     return subprocess.run(
         [sys.executable, "-m", "chatbot.cli", *args], input=stdin, capture_output=True, text=True, env=env, timeout=300
     )
@@ -47,3 +54,17 @@ def test_ask_reports_bad_input_without_a_traceback(built_index: Settings) -> Non
     assert result.returncode == 1
     assert json.loads(result.stdout)["error"]["code"] == "message_too_long"
     assert "Traceback" not in result.stderr
+
+
+def test_chat_keeps_a_stored_conversation_so_follow_ups_have_their_context(built_index: Settings) -> None:
+    result = run_cli(built_index, "chat", stdin="How much is an international wire?\nand a domestic one?\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("bot ›") == 2
+    store = Store(built_index.resolved_database_url)
+    try:
+        with store._sessions() as session:
+            conversation = session.scalars(select(Conversation).where(Conversation.channel == "cli")).one()
+        roles = [m.role for m in store.messages(conversation.id)]
+    finally:
+        store.close()
+    assert roles == ["user", "assistant", "user", "assistant"]
