@@ -197,13 +197,16 @@ class Engine:
                 return event.message
         raise RuntimeError("the engine ended without an answer")
 
-    def search(self, query: str, top_k: int | None = None, mode: str | None = None) -> list[Hit]:
+    def search(
+        self, query: str, top_k: int | None = None, mode: str | None = None, vector: np.ndarray | None = None
+    ) -> list[Hit]:
         self.warm_up()
         assert self.retriever is not None
         return self.retriever.search(
             query,
             top_k or self.settings.retrieval_top_k,
             mode=(mode or self.settings.retrieval_mode),  # type: ignore[arg-type]
+            vector=vector,
         )
 
     # ------------------------------------------------------------------ routing
@@ -239,7 +242,7 @@ class Engine:
                         item = AnswerObject(id=answer_id, text=REFUSAL_TEXT, kind="refusal", intent=intent)
                 yield item
             return
-        answer = self._decided_answer(decision, answer_id, resolution.query, understood.hits)
+        answer = self._decided_answer(decision, answer_id, understood)
         yield DeltaEvent(id=answer_id, text=answer.text)
         yield answer
 
@@ -259,23 +262,25 @@ class Engine:
     def understand(self, raw: str, query: str, mode: str | None = None) -> policy.Understanding:
         """Injection check on the raw message; intents and retrieval on the resolved query."""
         self.warm_up()
-        nlu = getattr(self, "nlu", None)
-        vector = self.embedder.encode([raw])[0]  # shared by the classifier and the injection check
-        ranking: list[IntentRef] = []
-        resolved = ranking
-        if nlu is not None:
-            ranking = resolved = list(nlu.parse(raw, embedding=vector).ranking)
-            if query != raw:
-                resolved = list(nlu.parse(query).ranking)
+        # One encode of the message serves the classifier, the injection check and retrieval; a
+        # rewritten follow-up needs a second one, shared by its classification and its retrieval.
+        vector = self.embedder.encode([raw])[0]
+        query_vector = vector if query == raw else self.embedder.encode([query])[0]
+        ranking = resolved = list(self.nlu.parse(raw, embedding=vector).ranking)
+        if query != raw:
+            resolved = list(self.nlu.parse(query, embedding=query_vector).ranking)
         verdict = self.guard.check(raw, vector) if self.guard is not None else None
-        hits = self.search(query, max(self.settings.retrieval_top_k, 10), mode)
+        hits = self.search(query, max(self.settings.retrieval_top_k, 10), mode, vector=query_vector)
         best = max((h.score for h in hits), default=0.0)
-        return policy.Understanding(ranking, resolved, verdict, hits, best)
+        return policy.Understanding(ranking, resolved, verdict, hits, best, query_vector)
 
-    def _decided_answer(self, decision: policy.Decision, answer_id: str, query: str, hits: list[Hit]) -> AnswerObject:
+    def _decided_answer(
+        self, decision: policy.Decision, answer_id: str, understood: policy.Understanding
+    ) -> AnswerObject:
         """The answer for every route but retrieval: refusal, handoff, flow, small talk, clarification."""
         if decision.route == "flow" and decision.flow is not None:
-            return self._flow_answer(decision.flow, answer_id, query, hits, decision.intent)
+            assert understood.query_vector is not None
+            return self._flow_answer(decision.flow, answer_id, understood.query_vector, decision.intent)
         return AnswerObject(
             id=answer_id,
             text=decision.text,
@@ -286,14 +291,14 @@ class Engine:
         )
 
     def _flow_answer(
-        self, flow: policy.Flow, answer_id: str, query: str, hits: list[Hit], intent: IntentRef | None
+        self, flow: policy.Flow, answer_id: str, query_vector: np.ndarray, intent: IntentRef | None
     ) -> AnswerObject:
         """The procedure from the flow's knowledge-base passage, addressed by id (``_route`` sends a
         message whose flow passage the deployment's knowledge base lacks to retrieval instead)."""
         assert self.index is not None
         position = self.index.by_id[flow.passage_id]
         passage = self.index.passages[position]
-        cosine = float(self.embedder.encode([query])[0] @ self.index.vectors[position])
+        cosine = float(query_vector @ self.index.vectors[position])
         hit = Hit(passage=passage, score=cosine, fused=0.0, dense_rank=None, bm25_rank=None)
         body, handoff = policy.flow_body(passage.text), flow.handoff
         text = f"{body}\n\n{policy.STARTED_TEXT if handoff else policy.OFFER_TEXT}"

@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from chatbot.config import Settings
 from chatbot.guard.injection import REFUSAL_TEXT, InjectionVerdict
 from chatbot.knowledge.retriever import Hit
@@ -128,6 +130,7 @@ class Understanding:
     injection: InjectionVerdict | None
     hits: list[Hit]  # retrieval on the resolved query
     best_score: float  # best cosine among the hits
+    query_vector: np.ndarray | None = None  # the resolved query's embedding, for the flow's source score
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,15 @@ class Retriever:
         self.bm25_weight = bm25_weight
         self.candidates = candidates
 
-    def search(self, query: str, top_k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
+    def search(self, query: str, top_k: int = 5, mode: Mode = "hybrid", vector: np.ndarray | None = None) -> list[Hit]:
+        """``vector``: the query's embedding when the caller already has it (the engine encodes a
+        message once for the classifier, the injection check and retrieval)."""
         size = len(self.index.passages)
         if size == 0 or not query.strip():
             return []
-        vector = self.embedder.encode([query])
-        cosine = self.index.vectors @ vector[0]
+        if vector is None:
+            vector = self.embedder.encode([query])[0]
+        cosine = self.index.vectors @ vector
         depth = min(self.candidates, size)
         dense_order = np.argsort(-cosine)[:depth] if mode != "bm25" else np.array([], dtype=np.int64)
         bm25_order = np.array([], dtype=np.int64)
