@@ -219,29 +219,39 @@ class HandoffRepository:
     ) -> None:
         session.add(HandoffEvent(conversation_id=conversation_id, event=event, reason=reason, agent_id=agent_id))
 
+    @staticmethod
+    def _transition(session: Session, conversation_id: str, allowed: Any, **values: Any) -> bool:
+        """One conditional UPDATE: the conversation changes only if ``allowed`` holds for it now.
+
+        This is what makes the lifecycle safe under concurrency (two agents claiming at once: the
+        second UPDATE matches no row), in SQLite and PostgreSQL alike.
+        """
+        statement = (
+            update(Conversation)
+            .where(Conversation.id == conversation_id, allowed)
+            .values(**values, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return _rows(session.execute(statement)) > 0
+
     def request_handoff(self, conversation_id: str, reason: str) -> tuple[bool, ConversationRecord]:
         """bot (or closed) → waiting; ``False`` when the conversation was already waiting or assigned."""
         with self._sessions.begin() as session:
-            changed = _rows(
-                session.execute(
-                    update(Conversation)
-                    .where(Conversation.id == conversation_id, Conversation.status.in_(("bot", "closed")))
-                    .values(
-                        status="waiting",
-                        handoff_reason=reason,
-                        handoff_requested_at=utcnow(),
-                        flagged=False,
-                        assigned_agent_id=None,
-                        closed_at=None,
-                        closed_by=None,
-                        updated_at=utcnow(),
-                    )
-                    .execution_options(synchronize_session=False)
-                )
+            changed = self._transition(
+                session,
+                conversation_id,
+                Conversation.status.in_(("bot", "closed")),
+                status="waiting",
+                handoff_reason=reason,
+                handoff_requested_at=utcnow(),
+                flagged=False,
+                assigned_agent_id=None,
+                closed_at=None,
+                closed_by=None,
             )
             if changed:
                 self._event(session, conversation_id, "requested", reason)
-            return bool(changed), self._record(session, conversation_id)
+            return changed, self._record(session, conversation_id)
 
     def claim(self, conversation_id: str, agent_id: str) -> tuple[str, ConversationRecord]:
         """waiting → assigned ("claimed"), or bot → assigned ("taken_over"); one atomic UPDATE each.
@@ -251,18 +261,10 @@ class HandoffRepository:
         """
         with self._sessions.begin() as session:
             for source, outcome in (("waiting", "claimed"), ("bot", "taken_over")):
-                values: dict[str, Any] = {"status": "assigned", "assigned_agent_id": agent_id, "updated_at": utcnow()}
+                values: dict[str, Any] = {"status": "assigned", "assigned_agent_id": agent_id}
                 if source == "bot":
                     values |= {"handoff_reason": "agent_takeover", "handoff_requested_at": utcnow(), "flagged": False}
-                changed = _rows(
-                    session.execute(
-                        update(Conversation)
-                        .where(Conversation.id == conversation_id, Conversation.status == source)
-                        .values(**values)
-                        .execution_options(synchronize_session=False)
-                    )
-                )
-                if changed:
+                if self._transition(session, conversation_id, Conversation.status == source, **values):
                     if source == "bot":
                         self._event(session, conversation_id, "requested", "agent_takeover", agent_id)
                     self._event(session, conversation_id, "claimed", None, agent_id)
@@ -281,18 +283,8 @@ class HandoffRepository:
     def return_to_bot(self, conversation_id: str, agent_id: str, is_admin: bool = False) -> ConversationRecord:
         """waiting → bot, or assigned (to this agent, or any agent for an admin) → bot."""
         with self._sessions.begin() as session:
-            changed = _rows(
-                session.execute(
-                    update(Conversation)
-                    .where(
-                        Conversation.id == conversation_id,
-                        or_(Conversation.status == "waiting", self._holder_condition(agent_id, is_admin)),
-                    )
-                    .values(status="bot", assigned_agent_id=None, updated_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                )
-            )
-            if not changed:
+            allowed = or_(Conversation.status == "waiting", self._holder_condition(agent_id, is_admin))
+            if not self._transition(session, conversation_id, allowed, status="bot", assigned_agent_id=None):
                 self._explain(session, conversation_id, "not_in_handoff")
             self._event(session, conversation_id, "returned", None, agent_id)
             self._ignore_pending(session, conversation_id)
@@ -306,15 +298,8 @@ class HandoffRepository:
             allowed: Any = Conversation.status.in_(("bot", "waiting"))
             if agent_id is not None:
                 allowed = or_(allowed, self._holder_condition(agent_id, is_admin))
-            changed = _rows(
-                session.execute(
-                    update(Conversation)
-                    .where(Conversation.id == conversation_id, allowed)
-                    .values(status="closed", closed_at=utcnow(), closed_by=closed_by, updated_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                )
-            )
-            if not changed:
+            closed = {"status": "closed", "closed_at": utcnow(), "closed_by": closed_by}
+            if not self._transition(session, conversation_id, allowed, **closed):
                 self._explain(session, conversation_id, "conversation_closed")
             self._event(session, conversation_id, "closed", closed_by, agent_id)
             self._ignore_pending(session, conversation_id)
@@ -323,17 +308,12 @@ class HandoffRepository:
     def reopen(self, conversation_id: str) -> bool:
         """closed → bot, when the customer writes again after an agent closed the conversation."""
         with self._sessions.begin() as session:
-            changed = _rows(
-                session.execute(
-                    update(Conversation)
-                    .where(Conversation.id == conversation_id, Conversation.status == "closed")
-                    .values(status="bot", assigned_agent_id=None, updated_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                )
+            changed = self._transition(
+                session, conversation_id, Conversation.status == "closed", status="bot", assigned_agent_id=None
             )
             if changed:
                 self._event(session, conversation_id, "reopened")
-            return bool(changed)
+            return changed
 
     def _explain(self, session: Session, conversation_id: str, default: str) -> None:
         record = self._record(session, conversation_id)  # raises ConversationNotFound
