@@ -209,7 +209,7 @@ def test_widget_shows_quick_replies_as_buttons_and_sends_one(
     flow_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """A flow's "Talk to an agent" is a button under the answer; clicking it sends that text, once."""
-    browser_test = pytest.importorskip("tests.test_widget_browser")  # skips without Chromium
+    browser_test = pytest.importorskip("tests.browser_support")  # skips without Chromium
     from playwright.sync_api import expect, sync_playwright
 
     server = browser_test.Server(flow_settings, browser_test.free_port(), tmp_path_factory.mktemp("qr") / "chat.db")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from chatbot.config import Settings
 from chatbot.dialogue.engine import InputError, clean_text
@@ -25,6 +26,8 @@ from chatbot.store.handoff import AgentRecord, ConversationRecord, LifecycleConf
 from chatbot.store.repository import StoredMessage
 
 from .hub import DeliveryHub
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -252,37 +255,36 @@ class HandoffService:
         )
 
     # ------------------------------------------------------------------ agent side
-    async def claim(self, conversation_id: str, agent: AgentRecord) -> dict[str, Any]:
+    @staticmethod
+    async def _lifecycle(conversation_id: str, change: Callable[[], T]) -> T:
+        """Run a store lifecycle change off the event loop, as the agent API's 404 / 409 errors."""
         try:
-            outcome, record = await asyncio.to_thread(self.store.claim, conversation_id, agent.id)
+            return await asyncio.to_thread(change)
         except ConversationNotFound:
             raise not_found(conversation_id) from None
         except LifecycleConflict as error:
             raise conflict(error) from None
+
+    async def claim(self, conversation_id: str, agent: AgentRecord) -> dict[str, Any]:
+        outcome, record = await self._lifecycle(conversation_id, lambda: self.store.claim(conversation_id, agent.id))
         if outcome != "already_mine":
             log.info("conversation claimed", extra={"conversation": conversation_id, "outcome": outcome})
             await self._status_changed(record)
         return self.conversation_out(record)
 
     async def return_to_bot(self, conversation_id: str, agent: AgentRecord) -> dict[str, Any]:
-        try:
-            record = await asyncio.to_thread(self.store.return_to_bot, conversation_id, agent.id, agent.role == "admin")
-        except ConversationNotFound:
-            raise not_found(conversation_id) from None
-        except LifecycleConflict as error:
-            raise conflict(error) from None
+        is_admin = agent.role == "admin"
+        record = await self._lifecycle(
+            conversation_id, lambda: self.store.return_to_bot(conversation_id, agent.id, is_admin)
+        )
         await self._status_changed(record)
         return self.conversation_out(record)
 
     async def close(self, conversation_id: str, agent: AgentRecord) -> dict[str, Any]:
-        try:
-            record = await asyncio.to_thread(
-                self.store.close_conversation, conversation_id, agent.id, agent.role == "admin"
-            )
-        except ConversationNotFound:
-            raise not_found(conversation_id) from None
-        except LifecycleConflict as error:
-            raise conflict(error) from None
+        is_admin = agent.role == "admin"
+        record = await self._lifecycle(
+            conversation_id, lambda: self.store.close_conversation(conversation_id, agent.id, is_admin)
+        )
         await self._status_changed(record)
         return self.conversation_out(record)
 
