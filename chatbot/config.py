@@ -122,6 +122,39 @@ class Settings(BaseSettings):
         24 * 3600, ge=0, description="Expected wait told to customers when no agent is online (the team's target)."
     )
 
+    # --- integration API (issue 4, docs/integration-api.md) -----------------------------------------
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key's response is kept.")
+    page_size_max: int = Field(100, ge=1, le=1000, description="Largest page a cursor-paginated list returns.")
+    webhook_url: str = Field("", description="Conversation events (handoff, closed, feedback) are POSTed here.")
+    webhook_secret: str = Field("", description="Signs webhook payloads (HMAC-SHA256); empty means secret_key.")
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="Deliveries are retried with backoff, then failed.")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+
+    # --- security (issue 4, docs/security.md) -------------------------------------------------------
+    rate_limit_enabled: bool = True
+    rate_limit_ip_per_minute: int = Field(240, ge=1, description="Requests per client IP per minute.")
+    rate_limit_key_per_minute: int = Field(1200, ge=1, description="Requests per API key per minute.")
+    rate_limit_conversation_per_minute: int = Field(30, ge=1, description="Customer messages per conversation.")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest HTTP request body accepted (413 above).")
+    max_frame_bytes: int = Field(16 * 1024, ge=256, description="Largest WebSocket frame accepted (1009 above).")
+    ws_idle_timeout_s: float = Field(900.0, gt=0, description="A WebSocket that sends nothing this long is closed.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser (JSON list); empty: none."
+    )
+    retention_days: int = Field(0, ge=0, description="`chatbot purge` removes transcripts older than this; 0 keeps.")
+    retention_mode: Literal["delete", "anonymise"] = Field(
+        "anonymise", description="Purge deletes conversations, or keeps them with every text replaced."
+    )
+
+    # --- scale-out and operations (issue 4, docs/operations.md) --------------------------------------
+    redis_url: str = Field("", description="redis://… for delivery, presence and limits across processes.")
+    llm_base_url: str = Field("", description="An OpenAI-compatible server (vLLM, llama.cpp) to generate with.")
+    llm_api_key: str = Field("", description="Bearer key for llm_base_url, if it needs one.")
+    llm_model: str = Field("", description="Model name to request from llm_base_url; empty: the server's first.")
+    llm_timeout_s: float = Field(30.0, gt=0, le=600)
+    shutdown_grace_s: float = Field(30.0, ge=0, description="In-flight answers get this long to finish on SIGTERM.")
+    log_level: str = Field("INFO", description="Root log level of `chatbot serve`.")
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

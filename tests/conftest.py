@@ -6,6 +6,7 @@ data dir by ``make``), FAISS, SQLite. Only the knowledge base is small, so the s
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,9 +19,11 @@ from chatbot.dialogue.engine import Engine
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import build_index
 from chatbot.llm.loading import resolve_generator_path
+from tests.services import PostgresServer, RedisServer, postgres_bin, postgres_server, redis_bin, redis_server
 
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
 DEFAULTS = Settings()
+_DATABASE_NUMBERS = itertools.count()
 PROJECT_DATA_DIR = Path(os.environ.get("CHATBOT_DATA_DIR", PROJECT_ROOT / "var"))
 
 
@@ -70,3 +73,29 @@ def engine(built_index: Settings) -> Iterator[Engine]:
     warm.warm_up()
     yield warm
     warm.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (tests/services.py); skipped where it is not installed."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed here (`.ci/run` installs it: apt-get install postgresql)")
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's PostgreSQL server for one test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40] + f"_{os.getpid()}"
+    name += f"_{next(_DATABASE_NUMBERS)}"
+    return postgres.create_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[RedisServer]:
+    """A real Redis server for the session (tests/services.py); skipped where it is not installed."""
+    if redis_bin() is None:
+        pytest.skip("Redis is not installed here (`.ci/run` installs it: apt-get install redis-server)")
+    with redis_server() as server:
+        yield server
