@@ -150,7 +150,7 @@ class ApiKey(Base):
 
 
 class AuditEvent(Base):
-    """Who did what: every agent, admin, API-key and operator action, for the bank's auditors. Never deleted by purge."""
+    """Who did what: every agent, admin, API-key and operator action, for auditors. Purge never deletes it."""
 
     __tablename__ = "audit_log"
 

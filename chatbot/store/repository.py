@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.schema import AnswerObject
+from chatbot.store.audit import AuditRepository
 from chatbot.store.handoff import HandoffRepository
 from chatbot.store.migrate import upgrade
 from chatbot.store.models import Base, Conversation, Message
@@ -69,7 +70,7 @@ def _stored(row: Message) -> StoredMessage:
     )
 
 
-class Store(HandoffRepository):
+class Store(HandoffRepository, AuditRepository):
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
