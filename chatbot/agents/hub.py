@@ -2,8 +2,8 @@
 
 ``DeliveryHub`` is the whole interface the server uses; ``InProcessHub`` implements it for one
 server process with asyncio. Running several processes needs a hub that fans frames out through
-Redis pub/sub (issue 4) — the same five methods over a channel per conversation and one for
-agents. Delivery is best effort by design: every message is stored before it is delivered, and a
+Redis pub/sub: chatbot/agents/redis_hub.py's ``RedisHub`` (chosen when ``CHATBOT_REDIS_URL`` is set).
+Delivery is best effort by design: every message is stored before it is delivered, and a
 client that missed frames asks for them again with ``after=<last message id>``.
 """
 
@@ -80,6 +80,8 @@ class Connection:
 
 
 class DeliveryHub(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
     def add_customer(self, conversation_id: str, connection: Connection) -> None: ...
     def remove_customer(self, conversation_id: str, connection: Connection) -> None: ...
     def add_agent(self, agent_id: str, connection: Connection) -> None: ...
@@ -96,6 +98,12 @@ class InProcessHub:
     def __init__(self) -> None:
         self._customers: defaultdict[str, set[Connection]] = defaultdict(set)
         self._agents: defaultdict[str, set[Connection]] = defaultdict(set)
+
+    async def start(self) -> None:
+        """Nothing to start: one process delivers to its own sockets (RedisHub starts its tasks here)."""
+
+    async def stop(self) -> None:
+        """Nothing to stop; the sockets are closed by their handlers."""
 
     def add_customer(self, conversation_id: str, connection: Connection) -> None:
         self._customers[conversation_id].add(connection)
@@ -127,6 +135,14 @@ class InProcessHub:
         for sockets in targets:
             for connection in list(sockets):
                 connection.send(frame)
+
+    def online_agent_ids(self) -> set[str]:
+        """Agents with at least one open socket in this process (what RedisHub advertises to the others)."""
+        return {agent_id for agent_id, sockets in self._agents.items() if any(not c.closed for c in sockets)}
+
+    def online_conversation_ids(self) -> set[str]:
+        """Conversations whose customer has an open socket in this process."""
+        return {cid for cid, sockets in self._customers.items() if any(not c.closed for c in sockets)}
 
     def agents_online(self) -> int:
         return sum(1 for sockets in self._agents.values() if any(not c.closed for c in sockets))
