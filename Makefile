@@ -8,7 +8,7 @@ PORT ?= 8000
 export CHATBOT_DATA_DIR ?= var
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-all setup install models index intents lint typecheck bench eval clean
+.PHONY: serve test test-all setup install models index intents lint typecheck bench eval clean bench-load fuzz crash
 
 serve: setup
 	$(BIN)/chatbot serve --host $(HOST) --port $(PORT)
@@ -59,6 +59,16 @@ eval: setup
 
 bench: setup
 	$(BIN)/chatbot bench generate
+
+# Load and fault benchmarks against a real server (docs/load-and-fault.md); long on a 2-core CPU.
+bench-load: setup
+	$(BIN)/python benchmarks/load_ws.py --generation both --out load.json
+
+fuzz: setup
+	$(BIN)/python benchmarks/fuzz.py --out fuzz.json
+
+crash: setup
+	$(BIN)/python benchmarks/crash_restart.py --out crash.json
 
 clean:
 	rm -rf $(VENV) var

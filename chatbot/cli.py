@@ -14,6 +14,8 @@ from rich.table import Table
 
 from chatbot.agents.cli import agents_app
 from chatbot.config import Settings, get_settings
+from chatbot.integration.cli import keys_app
+from chatbot.store.cli import audit_app, db_app, purge
 
 app = typer.Typer(help="Kestrel Assist: a self-hosted, grounded banking assistant.", no_args_is_help=True)
 train_app = typer.Typer(help="Fine-tune the models on the knowledge base.", no_args_is_help=True)
@@ -23,6 +25,10 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 app.add_typer(agents_app, name="agents")
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.command("purge")(purge)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 
@@ -173,22 +179,47 @@ def chat() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(help="Proxies whose X-Forwarded-For/-Proto are trusted (comma-separated; default 127.0.0.1)."),
+    ] = None,
 ) -> None:
-    """Start the HTTP and WebSocket server."""
+    """Start the HTTP and WebSocket server (SIGTERM: finish answers in flight, then exit; docs/operations.md)."""
     import uvicorn
 
     from chatbot.logging import configure_logging
+    from chatbot.server.lifecycle import GracefulServer
 
     settings = get_settings()
-    configure_logging()
-    uvicorn.run(
+    configure_logging(settings.log_level)
+    config = uvicorn.Config(
         "chatbot.server.app:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
-        ws_max_size=64 * 1024,
+        ws_max_size=settings.max_frame_bytes,  # bigger frames: close 1009 (the app checks too)
+        timeout_keep_alive=int(settings.keep_alive_timeout_s),
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
+        proxy_headers=True,  # client address and scheme from X-Forwarded-* of trusted proxies only
+        forwarded_allow_ips=forwarded_allow_ips,
     )
+    server = GracefulServer(config, settings.shutdown_grace_s)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)
+
+
+@app.command("serve-llm")
+def serve_llm(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8001,
+    model_id: Annotated[str | None, typer.Option(help="Model name to serve under (default: kestrel-<model>).")] = None,
+) -> None:
+    """Serve the generator (converted model + LoRA) as an OpenAI-compatible API, for CHATBOT_LLM_BASE_URL."""
+    from chatbot.llm.openai_server import run
+
+    run(get_settings(), host, port, model_id)
 
 
 @train_app.command("generator")
@@ -257,6 +288,21 @@ def eval_dialogue(
     print(report.markdown())
     if output:
         output.write_text(json.dumps(report.as_dict(), indent=2))
+
+
+@eval_app.command("pii")
+def eval_pii(
+    corpus: Annotated[Path | None, typer.Option(help="JSONL corpus (default evaluation/pii.jsonl).")] = None,
+    split: Annotated[str, typer.Option(help="Comma-separated splits: dev, test, all.")] = "dev,test",
+    output: Annotated[Path | None, typer.Option("--out", "--output", help="Write the results as JSON here.")] = None,
+) -> None:
+    """PII redaction: recall per kind and overall, false-positive rate, spurious entities, per split."""
+    from chatbot.evaluation.pii import DEFAULT_CORPUS, run_pii_evaluation
+
+    report = run_pii_evaluation(corpus or DEFAULT_CORPUS, tuple(s.strip() for s in split.split(",") if s.strip()))
+    print(report.markdown())
+    if output:
+        output.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
 
 
 # --- intent classification (chatbot/nlu) -----------------------------------------------------------

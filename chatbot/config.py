@@ -126,11 +126,24 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key's response is kept.")
     page_size_max: int = Field(100, ge=1, le=1000, description="Largest page a cursor-paginated list returns.")
     webhook_url: str = Field("", description="Conversation events (handoff, closed, feedback) are POSTed here.")
-    webhook_secret: str = Field("", description="Signs webhook payloads (HMAC-SHA256); empty means secret_key.")
+    webhook_secret: str = Field("", description="Signs webhook payloads (HMAC-SHA256); empty: derived from secret_key.")
     webhook_max_attempts: int = Field(8, ge=1, le=50, description="Deliveries are retried with backoff, then failed.")
     webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+    webhook_backoff_s: float = Field(
+        10.0, gt=0, le=3600, description="First retry delay; doubles per failed attempt (jitter ½-1×, capped 1 h)."
+    )
 
     # --- security (issue 4, docs/security.md) -------------------------------------------------------
+    pii_public_numbers: list[str] = Field(
+        default_factory=lambda: [
+            "1-800-555-0142",
+            "1-800-555-0199",
+            "+1-302-555-0177",
+            "021000555",
+            "phishing@kestrelbank.example",
+        ],
+        description="The bank's own published phone numbers, routing number and e-mail addresses: never redacted.",
+    )
     rate_limit_enabled: bool = True
     rate_limit_ip_per_minute: int = Field(240, ge=1, description="Requests per client IP per minute.")
     rate_limit_key_per_minute: int = Field(1200, ge=1, description="Requests per API key per minute.")
@@ -138,6 +151,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest HTTP request body accepted (413 above).")
     max_frame_bytes: int = Field(16 * 1024, ge=256, description="Largest WebSocket frame accepted (1009 above).")
     ws_idle_timeout_s: float = Field(900.0, gt=0, description="A WebSocket that sends nothing this long is closed.")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, le=300, description="An idle HTTP keep-alive connection is closed.")
+    metrics_public: bool = Field(False, description="/metrics open to every client (else loopback or an admin).")
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser (JSON list); empty: none."
     )
@@ -148,6 +163,12 @@ class Settings(BaseSettings):
 
     # --- scale-out and operations (issue 4, docs/operations.md) --------------------------------------
     redis_url: str = Field("", description="redis://… for delivery, presence and limits across processes.")
+    presence_heartbeat_s: float = Field(
+        2.0, gt=0, le=60, description="With Redis: how often each process republishes its online agents/customers."
+    )
+    presence_ttl_s: float = Field(
+        6.0, gt=0, le=300, description="With Redis: a process that stops heartbeating leaves presence after this."
+    )
     llm_base_url: str = Field("", description="An OpenAI-compatible server (vLLM, llama.cpp) to generate with.")
     llm_api_key: str = Field("", description="Bearer key for llm_base_url, if it needs one.")
     llm_model: str = Field("", description="Model name to request from llm_base_url; empty: the server's first.")

@@ -19,14 +19,20 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         payload.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
-        if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+        if record.exc_info:  # exc_text: already formatted (and scrubbed of secrets) by log_filters
+            payload["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
 
 
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    from chatbot.server.log_filters import install as install_log_filters
+
+    install_log_filters(handler)  # request ids on every record; tokens, keys and passwords scrubbed
+    from chatbot.guard.log_filter import install as install_pii_filter
+
+    install_pii_filter(handler)  # card, account, SSN, IBAN, e-mail and phone numbers redacted
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -161,7 +161,7 @@ def test_wrong_role_gets_403_and_a_disabled_agent_loses_access(client: TestClien
 
 def test_customers_read_only_their_own_conversation(client: TestClient, settings_: Settings) -> None:
     created = client.post("/v1/conversations").json()
-    assert set(created) == {"id", "created_at", "status", "token"} and created["status"] == "bot"
+    assert set(created) == {"id", "created_at", "status", "token", "customer_id"} and created["status"] == "bot"
     conversation, headers = created["id"], {"Authorization": f"Bearer {created['token']}"}
     other, other_headers = new_conversation(client)
     assert client.get(f"/v1/conversations/{conversation}/messages", headers=headers).status_code == 200

@@ -112,7 +112,8 @@ class LoginThrottle:
     """Refuse logins for a (client address, name) pair after ``limit`` failures within ``window_s``.
 
     Keyed by address and name together, so a stranger cannot lock a real agent out from elsewhere.
-    In-process, like the delivery hub: each server process counts its own failures.
+    In-process: each server process counts its own failures; with Redis configured the app uses
+    RedisLoginThrottle (chatbot/agents/redis_throttle.py), which counts across processes.
     """
 
     def __init__(self, limit: int = 5, window_s: float = 300.0) -> None:
@@ -144,6 +145,9 @@ class LoginThrottle:
 
     def succeeded(self, address: str, name: str) -> None:
         self._failures.pop((address, name.lower()), None)
+
+    def close(self) -> None:
+        """Nothing to release here; the Redis-backed throttle (chatbot/agents/redis_throttle.py) closes its pool."""
 
 
 def bearer(authorization: str | None) -> str | None:

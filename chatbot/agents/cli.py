@@ -34,6 +34,7 @@ def create(
 ) -> None:
     """Create an agent account; the password is prompted for twice (hidden) unless --password-stdin."""
     from chatbot.agents.auth import AGENT_NAME, MIN_PASSWORD_CHARS, ROLES, hash_password
+    from chatbot.store.cli import operator_id
     from chatbot.store.handoff import AgentExists
 
     if not AGENT_NAME.fullmatch(name):
@@ -52,6 +53,7 @@ def create(
     store = _store()
     try:
         agent = store.create_agent(name, role, hash_password(password))
+        store.audit("operator", operator_id(), "agent.create", "agent", agent.id, detail={"role": agent.role})
     except AgentExists:
         console.print(f"[red]An agent named {name!r} already exists.[/red]")
         raise typer.Exit(1) from None
@@ -61,9 +63,15 @@ def create(
 
 
 def _set_active(name: str, active: bool) -> None:
+    from chatbot.store.cli import operator_id
+
     store = _store()
     try:
         found = store.set_agent_active(name, active)
+        agent = store.agent_by_name(name) if found else None
+        if agent is not None:
+            action = "agent.enable" if active else "agent.disable"
+            store.audit("operator", operator_id(), action, "agent", agent.id)
     finally:
         store.close()
     if not found:

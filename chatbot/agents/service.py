@@ -19,8 +19,11 @@ from typing import Any, TypeVar
 from chatbot.config import Settings
 from chatbot.dialogue.engine import InputError, clean_text
 from chatbot.guard.pii import redact
+from chatbot.integration.webhooks import emit
 from chatbot.schema import AnswerObject
 from chatbot.server.errors import ApiError
+from chatbot.server.metrics import observe_answer
+from chatbot.server.ratelimit import ConversationLimits
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import AgentRecord, ConversationRecord, LifecycleConflict, NoteRecord
 from chatbot.store.repository import StoredMessage
@@ -88,6 +91,7 @@ class HandoffService:
     def __init__(self, settings: Settings, store: Store, hub: DeliveryHub) -> None:
         self.settings, self.store, self.hub = settings, store, hub
         self._watcher: asyncio.Task[None] | None = None
+        self.limits: ConversationLimits | None = None  # per-conversation rate limit, set by the app
 
     # ------------------------------------------------------------------ frames
     def conversation_out(self, record: ConversationRecord) -> dict[str, Any]:
@@ -204,6 +208,8 @@ class HandoffService:
         with the assistant.
         """
         cleaned = clean_text(text, self.settings.max_message_chars)
+        if self.limits is not None:
+            await self.limits.check(conversation_id)  # RateLimited (429 / error frame): the message is not stored
         redacted = redact(cleaned)
         if redacted.changed:
             log.info("redacted customer message", extra={"redacted": redacted.found})
@@ -221,6 +227,7 @@ class HandoffService:
 
     async def answered(self, answer: AnswerObject) -> None:
         """After the engine stored an answer: show it to agents; hand over when the engine says so."""
+        observe_answer(answer.kind, answer.latency_ms)  # answer_latency_seconds{kind} on /metrics
         if answer.conversation_id is None:
             return
         message = await asyncio.to_thread(self.store.message, answer.id)
@@ -241,6 +248,7 @@ class HandoffService:
             raise not_found(conversation_id) from None
         if changed:
             log.info("handoff requested", extra={"conversation": conversation_id, "reason": reason})
+            await emit(self.settings, self.store, "handoff.requested", conversation_id, reason=reason, status="waiting")
             return await self._status_changed(record), True
         return self.handoff_frame(record), False
 
@@ -255,6 +263,15 @@ class HandoffService:
         )
 
     # ------------------------------------------------------------------ agent side
+    async def audit(
+        self, agent: AgentRecord, action: str, target_type: str, target_id: str, ip: str | None, **detail: Any
+    ) -> None:
+        """An audit event for an agent's or admin's action (ids only); a failed write never undoes the action."""
+        try:
+            await asyncio.to_thread(self.store.audit, agent.role, agent.id, action, target_type, target_id, ip, detail)
+        except Exception:
+            log.exception("audit event not recorded", extra={"action": action})
+
     @staticmethod
     async def _lifecycle(conversation_id: str, change: Callable[[], T]) -> T:
         """Run a store lifecycle change off the event loop, as the agent API's 404 / 409 errors."""
@@ -265,26 +282,33 @@ class HandoffService:
         except LifecycleConflict as error:
             raise conflict(error) from None
 
-    async def claim(self, conversation_id: str, agent: AgentRecord) -> dict[str, Any]:
+    async def claim(self, conversation_id: str, agent: AgentRecord, ip: str | None = None) -> dict[str, Any]:
         outcome, record = await self._lifecycle(conversation_id, lambda: self.store.claim(conversation_id, agent.id))
         if outcome != "already_mine":
             log.info("conversation claimed", extra={"conversation": conversation_id, "outcome": outcome})
+            action = "conversation.take_over" if outcome == "taken_over" else "conversation.claim"
+            await self.audit(agent, action, "conversation", conversation_id, ip)
+            await emit(self.settings, self.store, "conversation.assigned", conversation_id, agent_id=agent.id,
+                       outcome=outcome)  # fmt: skip
             await self._status_changed(record)
         return self.conversation_out(record)
 
-    async def return_to_bot(self, conversation_id: str, agent: AgentRecord) -> dict[str, Any]:
+    async def return_to_bot(self, conversation_id: str, agent: AgentRecord, ip: str | None = None) -> dict[str, Any]:
         is_admin = agent.role == "admin"
         record = await self._lifecycle(
             conversation_id, lambda: self.store.return_to_bot(conversation_id, agent.id, is_admin)
         )
+        await self.audit(agent, "conversation.return", "conversation", conversation_id, ip)
         await self._status_changed(record)
         return self.conversation_out(record)
 
-    async def close(self, conversation_id: str, agent: AgentRecord) -> dict[str, Any]:
+    async def close(self, conversation_id: str, agent: AgentRecord, ip: str | None = None) -> dict[str, Any]:
         is_admin = agent.role == "admin"
         record = await self._lifecycle(
             conversation_id, lambda: self.store.close_conversation(conversation_id, agent.id, is_admin)
         )
+        await self.audit(agent, "conversation.close", "conversation", conversation_id, ip)
+        await emit(self.settings, self.store, "conversation.closed", conversation_id, agent_id=agent.id, by="agent")
         await self._status_changed(record)
         return self.conversation_out(record)
 
@@ -296,7 +320,12 @@ class HandoffService:
         return redact(cleaned).text  # agents' messages are stored redacted too
 
     async def agent_message(
-        self, conversation_id: str, agent: AgentRecord, text: object, suggestion_id: str | None = None
+        self,
+        conversation_id: str,
+        agent: AgentRecord,
+        text: object,
+        suggestion_id: str | None = None,
+        ip: str | None = None,
     ) -> dict[str, Any]:
         body = self._agent_text(text)
         record = await self.record(conversation_id)
@@ -314,15 +343,24 @@ class HandoffService:
         await asyncio.to_thread(
             self.store.resolve_suggestions, conversation_id, suggestion_id, outcome or "ignored", message.id
         )
+        await self.audit(agent, "conversation.reply", "conversation", conversation_id, ip, message_id=message.id)
+        if suggestion_id is not None:
+            await self.audit(
+                agent, "suggestion.outcome", "suggestion", suggestion_id, ip,
+                conversation_id=conversation_id, message_id=message.id, outcome=outcome,
+            )  # fmt: skip
         self.publish_message(message)
         return message_out(message)
 
-    async def add_note(self, conversation_id: str, agent: AgentRecord, text: object) -> dict[str, Any]:
+    async def add_note(
+        self, conversation_id: str, agent: AgentRecord, text: object, ip: str | None = None
+    ) -> dict[str, Any]:
         body = self._agent_text(text)
         try:
             note = await asyncio.to_thread(self.store.add_note, conversation_id, agent.id, body)
         except ConversationNotFound:
             raise not_found(conversation_id) from None
+        await self.audit(agent, "conversation.note", "conversation", conversation_id, ip, note_id=note.id)
         out = note_out(note)
         self.hub.to_agents({"type": "note", "conversation_id": conversation_id, "note": out})
         return out

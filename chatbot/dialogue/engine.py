@@ -34,6 +34,7 @@ from chatbot.knowledge.index import KnowledgeIndex, Passage
 from chatbot.knowledge.retriever import Hit, Retriever
 from chatbot.llm.loading import choose_device, load_generator
 from chatbot.llm.prompts import NOT_AVAILABLE, ContextPassage, chat_messages
+from chatbot.llm.remote import GenerationUnavailable, RemoteGenerator
 from chatbot.llm.worker import GenerationWorker
 from chatbot.nlu import IntentClassifier
 from chatbot.schema import (
@@ -98,7 +99,7 @@ class Engine:
         self.embedder = Embedder(settings.embedding_model, device=str(choose_device(settings.device)))
         self.index: KnowledgeIndex | None = None
         self.retriever: Retriever | None = None
-        self.worker: GenerationWorker | None = None
+        self.worker: GenerationWorker | RemoteGenerator | None = None  # remote when llm_base_url is set
         self.guard: InjectionDetector | None = None
         self.nlu = IntentClassifier(settings, embedder=self.embedder)  # cheap; shares the MiniLM
         self.ready = False
@@ -113,7 +114,9 @@ class Engine:
         self.retriever = Retriever(
             self.index, self.embedder, rrf_k=self.settings.rrf_k, bm25_weight=self.settings.bm25_weight
         )
-        if self.settings.generation_enabled:
+        if self.settings.generation_enabled and self.settings.llm_base_url:
+            self.worker = RemoteGenerator.from_settings(self.settings)  # an OpenAI-compatible server generates
+        elif self.settings.generation_enabled:
             loaded = load_generator(
                 self.settings.generator_model,
                 self.settings.data_dir,
@@ -377,6 +380,8 @@ class Engine:
                     yield DeltaEvent(id=answer_id, text=chunk)
                 if outcome != "ok":
                     break
+        except GenerationUnavailable:  # the remote server failed (logged there): answer extractively
+            outcome = "unavailable"
         finally:
             await stream.aclose()
         tail = buffer.strip()

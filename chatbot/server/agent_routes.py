@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,12 +29,15 @@ from chatbot.agents.auth import (
 from chatbot.agents.service import HandoffService, message_out, note_out
 from chatbot.agents.suggestions import suggest
 from chatbot.dialogue.engine import Engine
+from chatbot.integration.auth import authenticate_key
+from chatbot.integration.keys import is_api_key
+from chatbot.integration.openapi import errors
 from chatbot.server.errors import ApiError
 from chatbot.server.routes import ConversationId
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import AgentRecord
 
-agent_router = APIRouter(tags=["agents"])
+agent_router = APIRouter(tags=["agents"], responses=errors(401))  # every route: 401 without a valid token
 STATUSES = ("bot", "waiting", "assigned", "closed")
 
 
@@ -74,32 +78,66 @@ async def current_admin(agent: Annotated[AgentRecord, Depends(current_agent)]) -
     return agent
 
 
+def key_scope(scope: str) -> Callable[[Request], Awaitable[AgentRecord]]:
+    """An agent token, or an API key with ``scope`` acting as a read-only back-office integration.
+
+    Keys open only the routes that read (queue, transcripts, analytics, audit log): every change to a
+    conversation is made by a named agent, so the audit log and the customer see who acted.
+    """
+
+    async def dependency(request: Request) -> AgentRecord:
+        token = bearer(request.headers.get("authorization"))
+        if token is not None and is_api_key(token):
+            key = await authenticate_key(request, token, scope)
+            return AgentRecord(id=key.id, name=key.name, role="api_key", active=True, created_at=key.created_at)
+        agent = await current_agent(request)
+        if scope == "admin" and agent.role != "admin":
+            raise ApiError(403, "forbidden", "This needs an admin account.")
+        return agent
+
+    return dependency
+
+
 def service(request: Request) -> HandoffService:
     return request.app.state.handoff  # type: ignore[no-any-return]
+
+
+def client_ip(request: Request) -> str | None:
+    """The caller's address for the audit log (behind a trusted proxy, from X-Forwarded-For)."""
+    return request.client.host if request.client else None
 
 
 Agent = Annotated[AgentRecord, Depends(current_agent)]
 Admin = Annotated[AgentRecord, Depends(current_admin)]
 Service = Annotated[HandoffService, Depends(service)]
+AgentReader = Annotated[AgentRecord, Depends(key_scope("agent"))]  # an agent, or an API key with scope agent
+AdminReader = Annotated[AgentRecord, Depends(key_scope("admin"))]  # an admin, or an API key with scope admin
 
 
-@agent_router.post("/v1/agent/login")
+@agent_router.post("/v1/agent/login", responses=errors(422, 429))
 async def login(body: LoginIn, request: Request) -> dict[str, Any]:
+    """Sign in with name and password: an agent token (JWT, valid agent_token_ttl_s) and the account."""
     store: Store = request.app.state.store
     settings = request.app.state.settings
     address = request.client.host if request.client else "unknown"
     if not hasattr(request.app.state, "login_throttle"):  # 5 failures per (address, name) in 5 minutes
         request.app.state.login_throttle = LoginThrottle()
     throttle: LoginThrottle = request.app.state.login_throttle
-    wait = throttle.retry_after(address, body.username)
+    wait = await asyncio.to_thread(throttle.retry_after, address, body.username)  # may ask Redis
     if wait:
         raise ApiError(429, "too_many_attempts", f"Too many failed sign-ins; try again in {wait} seconds.")
     agent = await asyncio.to_thread(store.agent_by_name, body.username)
     valid = await asyncio.to_thread(verify_password, agent.password_hash if agent else None, body.password)
     if agent is None or not valid or not agent.active:
-        throttle.failed(address, body.username)
+        await asyncio.to_thread(throttle.failed, address, body.username)
+        known = {"name_known": agent is not None}  # the typed name is never logged: it may be a password
+        await asyncio.to_thread(
+            store.audit, agent.role if agent else "agent", agent.id if agent else None, "agent.login_failed",
+            "agent", agent.id if agent else None, client_ip(request), known,
+        )  # fmt: skip
         raise ApiError(401, "invalid_credentials", "Wrong username or password.")
-    throttle.succeeded(address, body.username)
+    await asyncio.to_thread(throttle.succeeded, address, body.username)
+    await asyncio.to_thread(store.audit, agent.role, agent.id, "agent.login", "agent", agent.id, client_ip(request))
     if needs_rehash(agent.password_hash):
         await asyncio.to_thread(store.set_password_hash, agent.id, hash_password(body.password))
     token, expires = issue_agent_token(request.app.state.secret_key, agent.id, agent.role, settings.agent_token_ttl_s)
@@ -107,19 +145,21 @@ async def login(body: LoginIn, request: Request) -> dict[str, Any]:
     return {"token": token, "expires_at": expires_at, "agent": agent.public()}
 
 
-@agent_router.get("/v1/agent/me")
+@agent_router.get("/v1/agent/me", responses=errors(429))
 async def me(agent: Agent) -> dict[str, Any]:
+    """The signed-in agent: id, name, role."""
     return agent.public()
 
 
-@agent_router.get("/v1/agent/conversations")
+@agent_router.get("/v1/agent/conversations", responses=errors(422, 429))
 async def list_conversations(
-    agent: Agent,
+    agent: AgentReader,
     handoff: Service,
     status: Annotated[str, Query(max_length=100)] = "waiting,assigned",
     mine: bool = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
+    """Conversations by status: waiting ones first (oldest request first), then the rest."""
     wanted = tuple(s.strip() for s in status.split(",") if s.strip())
     unknown = [s for s in wanted if s not in STATUSES]
     if not wanted or unknown:
@@ -128,9 +168,13 @@ async def list_conversations(
     return {"conversations": conversations}
 
 
-@agent_router.get("/v1/agent/conversations/{conversation_id}")
-async def conversation_detail(conversation_id: ConversationId, agent: Agent, handoff: Service) -> dict[str, Any]:
+@agent_router.get("/v1/agent/conversations/{conversation_id}", responses=errors(404, 422, 429))
+async def conversation_detail(
+    conversation_id: ConversationId, agent: AgentReader, handoff: Service, request: Request
+) -> dict[str, Any]:
+    """A conversation with its whole transcript and internal notes."""
     record = await handoff.record(conversation_id)
+    await handoff.audit(agent, "conversation.view", "conversation", conversation_id, client_ip(request))
     store = handoff.store
     messages = await asyncio.to_thread(store.messages_after, conversation_id, None)
     notes = await asyncio.to_thread(store.notes, conversation_id)
@@ -141,37 +185,49 @@ async def conversation_detail(conversation_id: ConversationId, agent: Agent, han
     }
 
 
-@agent_router.post("/v1/agent/conversations/{conversation_id}/claim")
-async def claim(conversation_id: ConversationId, agent: Agent, handoff: Service) -> dict[str, Any]:
-    return await handoff.claim(conversation_id, agent)
+@agent_router.post("/v1/agent/conversations/{conversation_id}/claim", responses=errors(404, 409, 422, 429))
+async def claim(conversation_id: ConversationId, agent: Agent, handoff: Service, request: Request) -> dict[str, Any]:
+    """Take the conversation (waiting, or a takeover from the bot); exactly one of two racing agents wins."""
+    return await handoff.claim(conversation_id, agent, ip=client_ip(request))
 
 
-@agent_router.post("/v1/agent/conversations/{conversation_id}/messages", status_code=201)
+@agent_router.post(
+    "/v1/agent/conversations/{conversation_id}/messages", status_code=201, responses=errors(404, 409, 422, 429)
+)
 async def send_message(
-    conversation_id: ConversationId, body: AgentMessageIn, agent: Agent, handoff: Service
+    conversation_id: ConversationId, body: AgentMessageIn, agent: Agent, handoff: Service, request: Request
 ) -> dict[str, Any]:
-    return await handoff.agent_message(conversation_id, agent, body.text, body.suggestion_id)
+    """Reply to the customer in a conversation you hold (redacted, stored, then delivered)."""
+    return await handoff.agent_message(conversation_id, agent, body.text, body.suggestion_id, ip=client_ip(request))
 
 
-@agent_router.post("/v1/agent/conversations/{conversation_id}/return")
-async def return_to_bot(conversation_id: ConversationId, agent: Agent, handoff: Service) -> dict[str, Any]:
-    return await handoff.return_to_bot(conversation_id, agent)
+@agent_router.post("/v1/agent/conversations/{conversation_id}/return", responses=errors(404, 409, 422, 429))
+async def return_to_bot(
+    conversation_id: ConversationId, agent: Agent, handoff: Service, request: Request
+) -> dict[str, Any]:
+    """Hand the conversation back to the assistant."""
+    return await handoff.return_to_bot(conversation_id, agent, ip=client_ip(request))
 
 
-@agent_router.post("/v1/agent/conversations/{conversation_id}/close")
-async def close(conversation_id: ConversationId, agent: Agent, handoff: Service) -> dict[str, Any]:
-    return await handoff.close(conversation_id, agent)
+@agent_router.post("/v1/agent/conversations/{conversation_id}/close", responses=errors(404, 409, 422, 429))
+async def close(conversation_id: ConversationId, agent: Agent, handoff: Service, request: Request) -> dict[str, Any]:
+    """Close the conversation; the customer writing again reopens it with the assistant."""
+    return await handoff.close(conversation_id, agent, ip=client_ip(request))
 
 
-@agent_router.post("/v1/agent/conversations/{conversation_id}/notes", status_code=201)
-async def add_note(conversation_id: ConversationId, body: NoteIn, agent: Agent, handoff: Service) -> dict[str, Any]:
-    return await handoff.add_note(conversation_id, agent, body.text)
+@agent_router.post("/v1/agent/conversations/{conversation_id}/notes", status_code=201, responses=errors(404, 422, 429))
+async def add_note(
+    conversation_id: ConversationId, body: NoteIn, agent: Agent, handoff: Service, request: Request
+) -> dict[str, Any]:
+    """An internal note: agents see it, the customer never does."""
+    return await handoff.add_note(conversation_id, agent, body.text, ip=client_ip(request))
 
 
-@agent_router.post("/v1/agent/conversations/{conversation_id}/suggestions")
+@agent_router.post("/v1/agent/conversations/{conversation_id}/suggestions", responses=errors(404, 409, 422, 429, 503))
 async def suggestions(
     conversation_id: ConversationId, agent: Agent, handoff: Service, request: Request
 ) -> dict[str, Any]:
+    """Up to three suggested replies to the customer's latest message, each with its sources."""
     engine: Engine = request.app.state.engine
     if not engine.ready:
         raise ApiError(503, "not_ready", "The assistant is still starting; try again in a few seconds.")
@@ -198,16 +254,26 @@ async def suggestions(
     }
 
 
-@agent_router.get("/v1/analytics")
+@agent_router.get("/v1/analytics", responses=errors(403, 422, 429))
 async def get_analytics(
-    admin: Admin, request: Request, days: Annotated[int, Query(ge=1, le=3650)] = 30
+    admin: AdminReader, request: Request, days: Annotated[int, Query(ge=1, le=3650)] = 30
 ) -> dict[str, Any]:
-    return await analytics.compute(request.app.state.store, days)
+    """Admin: containment, handoffs, feedback, suggestion use, answer kinds, latency, top unanswered."""
+    report = await analytics.compute(request.app.state.store, days)
+    await service(request).audit(admin, "analytics.view", "analytics", "summary", client_ip(request), days=days)
+    return report
 
 
-@agent_router.get("/v1/analytics/unanswered.csv")
-async def unanswered_csv(admin: Admin, request: Request, days: Annotated[int, Query(ge=1, le=3650)] = 30) -> Response:
+@agent_router.get("/v1/analytics/unanswered.csv", responses=errors(403, 422, 429))
+async def unanswered_csv(
+    admin: AdminReader, request: Request, days: Annotated[int, Query(ge=1, le=3650)] = 30
+) -> Response:
+    """Admin: the top unanswered or thumbs-down questions as CSV (text,count,kind)."""
     report = await analytics.compute(request.app.state.store, days, top=500)
+    rows = len(report["top_unanswered"])
+    await service(request).audit(
+        admin, "analytics.export", "analytics", "unanswered.csv", client_ip(request), days=days, rows=rows
+    )
     return Response(
         analytics.unanswered_csv(report["top_unanswered"]),
         media_type="text/csv; charset=utf-8",

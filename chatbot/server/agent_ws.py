@@ -35,7 +35,7 @@ def _frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
         return None, "Binary frames are not supported; send JSON text frames."
     try:
         frame = json.loads(raw.get("text") or "")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[…" nested past the parser's depth
         frame = None
     if not isinstance(frame, dict):
         return None, 'Frames must be JSON objects such as {"type": "typing", "conversation_id": "conv_…"}.'

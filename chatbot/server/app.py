@@ -16,14 +16,23 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from chatbot.agents.auth import install_token_redaction, secret_key
-from chatbot.agents.hub import InProcessHub
+from chatbot.agents.redis_hub import make_hub
+from chatbot.agents.redis_throttle import make_login_throttle
 from chatbot.agents.service import HandoffService
 from chatbot.config import PROJECT_ROOT, Settings, get_settings
 from chatbot.dialogue.engine import Engine
+from chatbot.integration.webhooks import WebhookWorker
 from chatbot.server.agent_routes import agent_router
 from chatbot.server.agent_ws import agent_ws_router
+from chatbot.server.audit_routes import audit_router
 from chatbot.server.errors import install_error_handlers
+from chatbot.server.integration_routes import integration_router
+from chatbot.server.lifecycle import AnswerTracker
+from chatbot.server.metrics import metrics_router
+from chatbot.server.middleware import install_middleware
 from chatbot.server.nlu_routes import nlu_router
+from chatbot.server.openai_routes import openai_router
+from chatbot.server.ratelimit import ConversationLimits, close_limiter, make_limiter
 from chatbot.server.routes import router
 from chatbot.server.websocket import ws_router
 from chatbot.store import Store
@@ -42,11 +51,18 @@ def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> F
         engine = Engine(settings, store)
         app.state.settings, app.state.store, app.state.engine = settings, store, engine
         app.state.warmup_error = None
-        # Human handoff: live delivery (in-process now, Redis later), lifecycle, token signing key.
-        app.state.hub = InProcessHub()
+        # Human handoff: live delivery (this process, or all of them through Redis), lifecycle, token key.
+        app.state.hub = make_hub(settings)
+        await app.state.hub.start()
+        app.state.login_throttle = make_login_throttle(settings)  # shared by all processes with Redis
         app.state.handoff = HandoffService(settings, store, app.state.hub)
         app.state.secret_key = secret_key(settings)
         app.state.handoff.start()
+        # Rate limits (memory, or Redis with redis_url) and the answers-in-flight count for graceful shutdown.
+        app.state.limiter = make_limiter(settings)
+        app.state.handoff.limits = ConversationLimits(settings, app.state.limiter)
+        app.state.answers = AnswerTracker()
+        app.state.webhooks = WebhookWorker.started(settings, store, app.state.secret_key)  # signed event outbox
 
         async def warm() -> None:
             try:
@@ -61,7 +77,12 @@ def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> F
             yield
         finally:
             task.cancel()
+            await app.state.answers.drain(settings.shutdown_grace_s)  # answers in flight finish first
+            await close_limiter(app.state.limiter)
             await app.state.handoff.stop()
+            await app.state.webhooks.stop()
+            await app.state.hub.stop()
+            app.state.login_throttle.close()
             engine.close()
             store.close()
 
@@ -72,12 +93,17 @@ def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> F
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_middleware(app, settings)  # request ids, metrics, security headers, CORS, limits (docs/security.md)
+    app.include_router(metrics_router)
     install_token_redaction()  # the WebSockets' ?token= must not reach the access logs
     app.include_router(router)
     app.include_router(ws_router)
     app.include_router(agent_router)
     app.include_router(agent_ws_router)
+    app.include_router(audit_router)  # GET /v1/audit (admins)
     app.include_router(nlu_router)
+    app.include_router(integration_router)
+    app.include_router(openai_router)
     if (web_root / "widget").is_dir():
         app.mount("/widget", StaticFiles(directory=web_root / "widget"), name="widget")
     if web_root.is_dir():

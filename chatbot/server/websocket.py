@@ -25,6 +25,8 @@ from chatbot.agents.hub import Connection, DeliveryHub
 from chatbot.agents.service import HandoffService, message_out
 from chatbot.dialogue.engine import Engine, InputError
 from chatbot.schema import MessageEvent
+from chatbot.server.lifecycle import AnswerTracker
+from chatbot.server.ratelimit import RateLimited
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import MessageNotFound
 
@@ -41,7 +43,7 @@ def _parse_frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | N
         return None, "Binary frames are not supported; send JSON text frames."
     try:
         frame = json.loads(raw.get("text") or "")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[…" nested past the parser's depth
         return None, 'Frames must be JSON objects such as {"type": "message", "text": "Hello"}.'
     if not isinstance(frame, dict):
         return None, 'Frames must be JSON objects such as {"type": "message", "text": "Hello"}.'
@@ -173,10 +175,19 @@ async def _customer_message(
     except InputError as problem:
         connection.send({"type": "error", "code": problem.code, "message": problem.message})
         return
+    except RateLimited as limited:  # not stored: the client sends it again after retry_after seconds
+        connection.send({"type": "error", "code": limited.code, "message": limited.message,
+                         "retry_after": limited.retry_after, "client_id": frame.get("client_id")})  # fmt: skip
+        return
     connection.send({"type": "ack", "message_id": stored.id, "client_id": frame.get("client_id")})
     if status != "bot":
         return  # waiting or assigned: the bot stays silent, the agents have the message
-    async for event in engine.respond(stored.text, conversation_id, user_message_stored=True):
-        connection.send(event.model_dump(mode="json"))
-        if isinstance(event, MessageEvent):
-            await handoff.answered(event.message)
+    answers: AnswerTracker = connection.websocket.app.state.answers
+    with answers.answering():  # on SIGTERM the server waits for this answer (chatbot/server/lifecycle.py)
+        async for event in engine.respond(stored.text, conversation_id, user_message_stored=True):
+            connection.send(event.model_dump(mode="json"))
+            if isinstance(event, MessageEvent):
+                await handoff.answered(event.message)
+        if answers.draining:  # the socket closes next: the answer must have left first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(connection.flush(), timeout=5)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -335,14 +335,26 @@ class HandoffRepository:
                     )
                 )
             )
-            if ids:
-                session.execute(
-                    update(Conversation)
-                    .where(Conversation.id.in_(ids), Conversation.status == "waiting")
-                    .values(flagged=True)
-                    .execution_options(synchronize_session=False)
+            # One conditional UPDATE per conversation decides who flags it: with several server
+            # processes watching, only the one whose UPDATE changed the row reports (and broadcasts) it.
+            # In id order, so two watchers lock rows in the same order and cannot deadlock.
+            return [
+                cid
+                for cid in sorted(ids)
+                if _rows(
+                    session.execute(
+                        update(Conversation)
+                        .where(
+                            Conversation.id == cid,
+                            Conversation.status == "waiting",
+                            Conversation.flagged == False,  # noqa: E712 (SQL expression)
+                        )
+                        .values(flagged=True)
+                        .execution_options(synchronize_session=False)
+                    )
                 )
-            return ids
+                > 0
+            ]
 
     def list_conversations(
         self, statuses: Sequence[str], assigned_to: str | None = None, limit: int = 50
@@ -352,10 +364,11 @@ class HandoffRepository:
             query = select(Conversation).where(Conversation.status.in_(list(statuses)))
             if assigned_to is not None:
                 query = query.where(Conversation.assigned_agent_id == assigned_to)
+            # The request time orders the waiting ones only: elsewhere it is NULL or stale, and NULLs sort
+            # first in SQLite but last in PostgreSQL, which picked different rows under the limit.
+            waiting_since = case((Conversation.status == "waiting", Conversation.handoff_requested_at))
             query = query.order_by(
-                (Conversation.status != "waiting"),
-                Conversation.handoff_requested_at.asc(),
-                Conversation.updated_at.desc(),
+                (Conversation.status != "waiting"), waiting_since.asc(), Conversation.updated_at.desc()
             ).limit(limit)
             rows = list(session.scalars(query))
             if not rows:

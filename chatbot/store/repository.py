@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from chatbot.schema import AnswerObject
 from chatbot.store.audit import AuditRepository
 from chatbot.store.handoff import HandoffRepository
-from chatbot.store.migrate import upgrade
-from chatbot.store.models import Base, Conversation, Message
+from chatbot.store.migrate import engine_url, migrate
+from chatbot.store.models import Conversation, Message
 
 
 class ConversationNotFound(LookupError):
@@ -64,7 +64,7 @@ def _stored(row: Message) -> StoredMessage:
         sources=list(row.sources or []),
         handoff=bool(row.handoff),
         latency_ms=row.latency_ms,
-        created_at=row.created_at,
+        created_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),  # SQLite: naive
         quick_replies=list(row.quick_replies or []),
         agent_name=row.agent.name if row.agent_id is not None and row.agent is not None else None,
     )
@@ -72,12 +72,15 @@ def _stored(row: Message) -> StoredMessage:
 
 class Store(HandoffRepository, AuditRepository):
     def __init__(self, url: str) -> None:
+        url = engine_url(url)  # postgresql:// means psycopg 3
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: SqlEngine = create_engine(url, future=True, pool_pre_ping=True)
+        # PostgreSQL returns timestamptz in the session's time zone: UTC, so every time reads as stored.
+        options = {"connect_args": {"options": "-c timezone=UTC"}} if url.startswith("postgresql") else {}
+        self.engine: SqlEngine = create_engine(url, future=True, pool_pre_ping=True, **options)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        upgrade(self.engine, Base.metadata)  # create_all, plus columns added since the first release
+        migrate(self.engine)  # Alembic upgrade to head; adopts databases of releases before migrations
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

@@ -420,6 +420,7 @@
         break;
       }
       case "error":
+        if (frame.code === "idle_timeout") break; // the server closes an idle socket; we reconnect by ourselves
         if (frame.message) toast(asText(frame.message), "error");
         break;
       default:

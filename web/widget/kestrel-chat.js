@@ -839,7 +839,7 @@
       }
       if (frame && typeof frame === "object") handleFrame(frame);
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       if (socket !== ws) return;
       socket = null;
       const wasReady = ready;
@@ -849,6 +849,14 @@
         if (inFlight > 0 && wasReady) addNotice("The connection was lost before the answer arrived. Please ask again once we're reconnected.");
         inFlight = 0;
       }
+      // 1001: the server closed an idle connection. With the assistant, reconnect only when the customer
+      // writes again (sendText / open call connect()); while waiting for or talking to a person, at once.
+      if (event.code === 1001 && conversationStatus !== "waiting" && conversationStatus !== "assigned") {
+        started = false;
+        setState("closed");
+        return;
+      }
+      if (event.code === 1012) attempt = 0; // service restart: another server process takes over, reconnect soon
       setState("closed");
       scheduleReconnect();
     });
@@ -976,6 +984,13 @@
         const message = asText(frame.message).trim() || "Something went wrong; please try again.";
         // An unknown `after` id: the server replays the whole conversation instead, which the widget de-duplicates.
         if (frame.code === "message_not_found" && !inFlight) break;
+        if (frame.code === "idle_timeout") break; // the close that follows decides whether to reconnect
+        if (frame.code === "rate_limited") {
+          // That message was not stored: the answer in progress (if any) goes on; the notice says when to retry.
+          inFlight = Math.max(0, inFlight - 1);
+          addNotice(message);
+          break;
+        }
         if (frame.code === "invalid_token") {
           token = null; // the server starts a new conversation and sends its token in "ready"
           storage.set(TOKEN_KEY, null);
@@ -1176,8 +1191,16 @@
   // --------------------------------------------------------------------- mount
   function mount() {
     if (document.getElementById("kestrel-chat")) return;
-    const style = el("style", { id: "kestrel-chat-style", text: CSS });
-    (document.head || document.documentElement).appendChild(style);
+    // A constructed stylesheet is not inline CSS: pages with a strict Content-Security-Policy
+    // (no 'unsafe-inline' styles, as the Kestrel Assist server's own pages) still style the widget.
+    if (window.CSSStyleSheet && "adoptedStyleSheets" in document && "replaceSync" in CSSStyleSheet.prototype) {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(CSS);
+      document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+    } else {
+      const style = el("style", { id: "kestrel-chat-style", text: CSS });
+      (document.head || document.documentElement).appendChild(style);
+    }
     document.body.appendChild(root);
     updateComposer();
     setState("closed");
