@@ -106,14 +106,17 @@ def test_customer_hands_off_agent_replies_with_edited_suggestion_and_admin_sees_
     from playwright.sync_api import expect, sync_playwright
 
     # Another customer asked for a person over REST a little earlier: the queue lists waiting ones oldest first.
-    earlier = server.request("POST", "/v1/conversations")
-    server.request(
+    status, earlier = server.request("POST", "/v1/conversations")
+    assert status == 201, earlier
+    status, _ = server.request(
         "POST",
         f"/v1/conversations/{earlier['id']}/messages",
         {"text": "Can I open a joint savings account with my partner?"},
         token=earlier["token"],
     )
-    server.request("POST", f"/v1/conversations/{earlier['id']}/handoff", {}, token=earlier["token"])
+    assert status == 200
+    status, _ = server.request("POST", f"/v1/conversations/{earlier['id']}/handoff", {}, token=earlier["token"])
+    assert status == 200
     earlier_at = time.monotonic()
 
     with sync_playwright() as playwright:

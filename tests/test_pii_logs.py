@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot.guard.log_filter import PiiRedactionFilter, redact_value
+from chatbot.guard.log_filter import PiiRedactionFilter
 from chatbot.logging import configure_logging
 
 CARD, EMAIL, PHONE, SSN = "4111 1111 1111 1111", "jane.doe@example.com", "(415) 555-2671", "123-45-6789"
@@ -83,6 +83,10 @@ def test_the_filter_is_installed_once_on_the_root_handler(json_logs: pytest.Capt
     configure_logging("INFO")
     (handler,) = logging.getLogger().handlers
     assert sum(isinstance(f, PiiRedactionFilter) for f in handler.filters) == 1
+
+
+def redact_value(value: object) -> object:
+    return PiiRedactionFilter().rewrite_value(value)
 
 
 def test_redact_value_walks_containers() -> None:

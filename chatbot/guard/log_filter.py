@@ -12,46 +12,16 @@ tuples), the formatted exception and the stack. It is separate from the secrets 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from chatbot.guard.pii import redact
-
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-_MAX_DEPTH = 5
+from chatbot.logging import RewritingFilter
 
 
-def redact_value(value: Any, depth: int = 0) -> Any:
-    """``value`` with personal data redacted from every string in it (nested containers included)."""
-    if depth > _MAX_DEPTH:
-        return value
-    if isinstance(value, str):
-        return redact(value).text
-    if isinstance(value, dict):
-        return {key: redact_value(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(redact_value(item, depth + 1) for item in value)
-    return value
+class PiiRedactionFilter(RewritingFilter):
+    """Personal data out of every record; a log line is kept, only its personal data goes."""
 
-
-class PiiRedactionFilter(logging.Filter):
-    """Rewrites a record in place; never drops one (a log line is kept, only its personal data goes)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string: keep what there is, redacted
-            message = str(record.msg)
-        record.msg, record.args = redact(message).text, ()
-        for name, value in list(record.__dict__.items()):
-            if name not in _STANDARD:
-                record.__dict__[name] = redact_value(value)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text).text
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info).text
-        return True
+    def rewrite(self, text: str) -> str:
+        return redact(text).text
 
 
 def install(handler: logging.Handler) -> None:

@@ -17,10 +17,11 @@ import re
 from contextvars import ContextVar
 from typing import Any
 
+from chatbot.logging import RewritingFilter
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 REDACTED = "[redacted]"
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "request_id"}
 SECRET_FIELDS = re.compile(
     r"(\w*_)?(password|passwd|passphrase|secret|secret_key|token|api_key|apikey|authorization|cookie|credentials?)",
     re.I,
@@ -54,42 +55,17 @@ def scrub(text: str) -> str:
     return text
 
 
-def scrub_value(value: Any, depth: int = 0) -> Any:
-    """Scrub strings inside extras (dicts, lists, tuples); a field named like a secret is dropped whole."""
-    if depth > 5:
-        return value
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        return {
-            k: (REDACTED if isinstance(k, str) and SECRET_FIELDS.fullmatch(k) else scrub_value(v, depth + 1))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return type(value)(scrub_value(v, depth + 1) for v in value)
-    return value
+class SecretScrubFilter(RewritingFilter):
+    """Credentials out of every record; a field named like a secret is replaced whole."""
 
+    def rewrite(self, text: str) -> str:
+        return scrub(text)
 
-class SecretScrubFilter(logging.Filter):
-    """Rewrites the record: message (with its args merged in), extras and the formatted exception."""
+    def rewrite_field(self, name: str, value: Any) -> Any:
+        return REDACTED if SECRET_FIELDS.fullmatch(name) else self.rewrite_value(value)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string: log what we have, scrubbed
-            message = str(record.msg)
-        record.msg, record.args = scrub(message), ()
-        for name, value in list(record.__dict__.items()):
-            if name in _STANDARD:
-                continue
-            record.__dict__[name] = REDACTED if SECRET_FIELDS.fullmatch(name) else scrub_value(value)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
-        elif record.exc_text:
-            record.exc_text = scrub(record.exc_text)
-        if record.stack_info:
-            record.stack_info = scrub(record.stack_info)
-        return True
+    def rewrite_nested(self, key: Any, value: Any, depth: int) -> Any:
+        return REDACTED if isinstance(key, str) and SECRET_FIELDS.fullmatch(key) else self.rewrite_value(value, depth)
 
 
 class RequestIdFilter(logging.Filter):
