@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # --- generation --------------------------------------------------------------------------
     max_new_tokens: int = Field(96, ge=1, le=2048)
     context_passages: int = Field(3, ge=1, le=10)
+    engine_threads: int = Field(
+        0, ge=0, le=64, description="Threads for the engine's CPU work (encoding, retrieval); 0 means one per core."
+    )
     max_batch_size: int = Field(8, ge=1, le=128)
     batch_wait_ms: int = Field(10, ge=0, le=1000)
 

@@ -15,11 +15,15 @@ and the index once, and ``respond`` is the single contract the server, CLI and e
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -50,6 +54,7 @@ from chatbot.schema import (
 )
 from chatbot.store.repository import Store, new_id
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])")
@@ -103,6 +108,16 @@ class Engine:
         self.guard: InjectionDetector | None = None
         self.nlu = IntentClassifier(settings, embedder=self.embedder)  # cheap; shares the MiniLM
         self.ready = False
+        # The CPU-bound steps (encoding, classification, retrieval, extraction) run on the engine's own
+        # threads, not asyncio's default pool: under load they queue here, while the store's short
+        # writes (and so each message's ack) keep the default pool to themselves.
+        threads = settings.engine_threads or os.cpu_count() or 2
+        self._compute = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
+        """``function(*args)`` on the engine's threads (contextvars such as the request id follow)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._compute, context.run, function, *args)
 
     # ------------------------------------------------------------------ lifecycle
     def warm_up(self) -> None:
@@ -139,6 +154,7 @@ class Engine:
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()
+        self._compute.shutdown(wait=False, cancel_futures=True)
         self.ready = False
 
     # ------------------------------------------------------------------ the contract
@@ -231,7 +247,7 @@ class Engine:
             use_history = self.settings.resolve_followups
         resolution = resolve(query, history) if use_history and history else Resolution(query, False, None)
         mode = options.retrieval_mode or self.settings.retrieval_mode
-        understood = await asyncio.to_thread(self.understand, query, resolution.query, mode)
+        understood = await self._run(self.understand, query, resolution.query, mode)
         decision = policy.decide(query, understood, self.settings, resolution.dependent)
         intent = decision.intent
         known = self.index.by_id if self.index is not None else {}
@@ -316,7 +332,7 @@ class Engine:
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
         mode = options.retrieval_mode or self.settings.retrieval_mode
         if hits is None:
-            hits = await asyncio.to_thread(self.search, query, max(self.settings.retrieval_top_k, 10), mode)
+            hits = await self._run(self.search, query, max(self.settings.retrieval_top_k, 10), mode)
         best_faq = max((h for h in hits if h.passage.kind == "faq"), key=lambda h: h.score, default=None)
         best_score = max((h.score for h in hits), default=0.0)
 
@@ -338,7 +354,7 @@ class Engine:
             async for item in self._generate(query, answer_id, context, check):
                 yield item
             return
-        text, source = await asyncio.to_thread(self.extractive_answer, query, context)
+        text, source = await self._run(self.extractive_answer, query, context)
         yield DeltaEvent(id=answer_id, text=text)
         yield self._answer(answer_id, text, "extractive", [source])
 
@@ -399,7 +415,7 @@ class Engine:
         # paraphrased question: the best source's own sentences serve the customer better.
         failed = outcome != "ok"
         if failed or not text:
-            extractive, source = await asyncio.to_thread(self.extractive_answer, query, context)
+            extractive, source = await self._run(self.extractive_answer, query, context)
             yield self._answer(answer_id, extractive, "extractive", [source])
             return
         yield self._answer(answer_id, text, "generated", context)
@@ -442,7 +458,7 @@ class Engine:
         """
         if self.worker is None or not query.strip():
             return None
-        hits = await asyncio.to_thread(self.search, query, max(self.settings.retrieval_top_k, 10))
+        hits = await self._run(self.search, query, max(self.settings.retrieval_top_k, 10))
         if not hits or max(h.score for h in hits) < self.settings.relevance_threshold:
             return None
         final: AnswerObject | None = None
