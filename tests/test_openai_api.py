@@ -45,6 +45,7 @@ class ThreadServer:
     """uvicorn serving the app on a free port, in a thread; ready once /healthz says so."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_config=None)
@@ -395,7 +396,18 @@ def test_per_key_rate_limit_is_429_with_retry_after(server: ThreadServer, store:
         for _ in range(KEY_LIMIT + 1):
             client.models.list()
     assert int(caught.value.response.headers["Retry-After"]) >= 1
-    assert caught.value.body["code"] == "rate_limited"
+    # Refused by the middleware, before the route: still OpenAI's error shape.
+    assert caught.value.body["type"] == "rate_limit_error" and caught.value.body["code"] == "rate_limited"
+
+
+def test_a_body_over_the_limit_is_413_in_openai_shape(server: ThreadServer, store: Store) -> None:
+    _, key = new_key(store)
+    client = client_for(server, key)
+    too_long = "x" * (server.settings.max_body_bytes + 1)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="kestrel-assist", messages=[{"role": "user", "content": too_long}])
+    assert caught.value.status_code == 413
+    assert caught.value.body["type"] == "invalid_request_error" and caught.value.body["code"] == "payload_too_large"
 
 
 def test_per_conversation_rate_limit_is_429_in_openai_shape(client: OpenAI) -> None:

@@ -7,6 +7,7 @@ exception text or stack trace ever reaches a client.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +28,22 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
+
+
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
+
+
+def error_body_for(path: str, status: int, code: str, message: str) -> dict[str, Any]:
+    """Our error shape, or OpenAI's (which adds ``type`` and ``param``) on the OpenAI-compatible routes.
+
+    For refusals made before a route runs (rate limits, body size) so an OpenAI client library
+    sees the same error shape from the middleware as from the route itself.
+    """
+    if path.startswith(OPENAI_PATHS):
+        from chatbot.llm.openai_wire import error_body as openai_error_body
+
+        return openai_error_body(status, code, message)
+    return error_body(code, message)
 
 
 def _describe(error: RequestValidationError) -> str:

@@ -34,7 +34,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot.config import Settings
-from chatbot.server.errors import error_body
+from chatbot.server.errors import error_body_for
 from chatbot.server.log_filters import request_id_var
 from chatbot.server.metrics import MetricsMiddleware, top_level_route
 from chatbot.server.ratelimit import RateLimitMiddleware, install_rate_limit_errors
@@ -185,11 +185,12 @@ class BodySizeLimitMiddleware:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, bad: bool = False) -> None:
+        path = scope.get("path", "")
         if bad:
-            status, body = 400, error_body("bad_request", "Content-Length is not a valid number.")
+            status, body = 400, error_body_for(path, 400, "bad_request", "Content-Length is not a valid number.")
         else:
             message = f"The request body is larger than {self.max_bytes} bytes."
-            status, body = 413, error_body("payload_too_large", message)
+            status, body = 413, error_body_for(path, 413, "payload_too_large", message)
         payload = json.dumps(body).encode()
         await send(
             {

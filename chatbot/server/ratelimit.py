@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot.config import Settings
-from chatbot.server.errors import ApiError, error_body
+from chatbot.server.errors import ApiError, error_body_for
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +217,10 @@ class ConversationLimits:
             raise RateLimited(decision.retry_after, "conversation")
 
 
-def too_many(retry_after: int, scope_name: str) -> JSONResponse:
+def too_many(retry_after: int, scope_name: str, path: str = "") -> JSONResponse:
     error = RateLimited(retry_after, scope_name)
     return JSONResponse(
-        error_body(error.code, error.message),
+        error_body_for(path, 429, error.code, error.message),
         status_code=429,
         headers={"Retry-After": str(retry_after), "Cache-Control": "no-store"},
     )
@@ -265,7 +265,7 @@ class RateLimitMiddleware:
         count_refusal(scope_name)
         log.info("rate limited", extra={"scope": scope_name, "path": scope.get("path")})
         if scope["type"] == "http":
-            await too_many(retry_after, scope_name)(scope, receive, send)
+            await too_many(retry_after, scope_name, scope.get("path", ""))(scope, receive, send)
         else:
             await _refuse_websocket(receive, send, retry_after, RateLimited(retry_after, scope_name).message)
 
@@ -292,9 +292,9 @@ async def _refuse_websocket(receive: Receive, send: Send, retry_after: int, mess
 def install_rate_limit_errors(app: FastAPI) -> None:
     """RateLimited raised in a route (e.g. by customer_message) → 429 with Retry-After."""
 
-    async def handler(_: Request, error: Exception) -> JSONResponse:
+    async def handler(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RateLimited)
-        return too_many(error.retry_after, error.scope)
+        return too_many(error.retry_after, error.scope, request.url.path)
 
     app.add_exception_handler(RateLimited, handler)
 
