@@ -15,8 +15,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.orm import Session, sessionmaker
 
-from chatbot.store.handoff import MessageNotFound, aware
-from chatbot.store.models import Conversation, Message
+from chatbot.store.handoff import MessageNotFound
+from chatbot.store.models import Conversation, Message, aware
 from chatbot.store.repository import ConversationNotFound, StoredMessage, _stored, new_id
 
 

@@ -30,8 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.server.errors import ApiError
-from chatbot.store.handoff import aware
-from chatbot.store.models import IdempotencyRecord, utcnow
+from chatbot.store.models import IdempotencyRecord, aware, utcnow
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

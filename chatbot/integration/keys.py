@@ -25,8 +25,7 @@ from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from chatbot.store.handoff import aware
-from chatbot.store.models import ApiKey, utcnow
+from chatbot.store.models import ApiKey, aware, utcnow
 from chatbot.store.repository import new_id
 
 KEY_PREFIX = "kst_"

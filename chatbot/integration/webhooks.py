@@ -33,8 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.config import Settings
 from chatbot.store import Store
-from chatbot.store.handoff import aware
-from chatbot.store.models import Conversation, WebhookDelivery, utcnow
+from chatbot.store.models import Conversation, WebhookDelivery, aware, utcnow
 from chatbot.store.repository import new_id
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from chatbot.store.models import AuditEvent
+from chatbot.store.models import AuditEvent, aware
 
 ACTOR_TYPES = ("agent", "admin", "api_key", "operator", "system")
 
@@ -71,8 +71,6 @@ class AuditRepository:
         self, before_seq: int | None = None, limit: int = 100, action: str | None = None, actor_id: str | None = None
     ) -> list[AuditRecord]:
         """Newest first; ``before_seq`` is the cursor of the next page."""
-        from chatbot.store.handoff import aware
-
         query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
         if before_seq is not None:
             query = query.where(AuditEvent.seq < before_seq)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
@@ -18,7 +18,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 import chatbot.store.repository as repository
-from chatbot.store.models import Agent, Conversation, Feedback, HandoffEvent, Message, Note, Suggestion, utcnow
+from chatbot.store.models import (
+    Agent,
+    Conversation,
+    Feedback,
+    HandoffEvent,
+    Message,
+    Note,
+    Suggestion,
+    aware,
+    utcnow,
+)
 
 OPEN_HANDOFF = ("waiting", "assigned")
 
@@ -37,13 +47,6 @@ class LifecycleConflict(Exception):
     def __init__(self, code: str, status: str) -> None:
         super().__init__(code)
         self.code, self.status = code, status
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from chatbot.schema import AnswerObject
 from chatbot.store.audit import AuditRepository
 from chatbot.store.handoff import HandoffRepository
 from chatbot.store.migrate import engine_url, migrate
-from chatbot.store.models import Conversation, Message
+from chatbot.store.models import Conversation, Message, aware
 
 
 class ConversationNotFound(LookupError):
@@ -45,8 +45,7 @@ class StoredMessage:
 
     def as_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
-        created = self.created_at if self.created_at.tzinfo else self.created_at.replace(tzinfo=UTC)
-        data["created_at"] = created.isoformat()
+        data["created_at"] = self.created_at.isoformat()  # aware: _stored makes it so
         data["intent"] = {"name": self.intent, "confidence": self.confidence} if self.intent is not None else None
         data.pop("confidence")
         return data
@@ -64,7 +63,7 @@ def _stored(row: Message) -> StoredMessage:
         sources=list(row.sources or []),
         handoff=bool(row.handoff),
         latency_ms=row.latency_ms,
-        created_at=row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),  # SQLite: naive
+        created_at=aware(row.created_at) or row.created_at,
         quick_replies=list(row.quick_replies or []),
         agent_name=row.agent.name if row.agent_id is not None and row.agent is not None else None,
     )
