@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from chatbot.agents.hub import Connection, DeliveryHub
 from chatbot.agents.service import HandoffService
 from chatbot.server.agent_routes import authenticate
 from chatbot.server.errors import ApiError
+from chatbot.server.websocket import decode_frame
 
 log = logging.getLogger(__name__)
 agent_ws_router = APIRouter()
@@ -31,14 +31,9 @@ UNAUTHORIZED_CLOSE = 4401
 
 
 def _frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    if raw.get("bytes") is not None:
-        return None, "Binary frames are not supported; send JSON text frames."
-    try:
-        frame = json.loads(raw.get("text") or "")
-    except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[…" nested past the parser's depth
-        frame = None
-    if not isinstance(frame, dict):
-        return None, 'Frames must be JSON objects such as {"type": "typing", "conversation_id": "conv_…"}.'
+    frame, problem = decode_frame(raw, '{"type": "typing", "conversation_id": "conv_…"}')
+    if frame is None:
+        return None, problem
     if frame.get("type") not in ("typing", "ping"):
         return None, f"Unknown frame type {frame.get('type')!r}; expected 'typing' or 'ping'."
     if frame["type"] == "typing" and not (

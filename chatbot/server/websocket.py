@@ -37,16 +37,28 @@ ws_router = APIRouter()
 CLIENT_FRAMES = ("message", "handoff", "typing")
 
 
-def _parse_frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """Return ``(frame, None)`` for a valid client frame, else ``(None, error message)``."""
+def decode_frame(raw: Mapping[str, Any], example: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A received WebSocket message as a JSON object, or ``(None, why)`` naming ``example`` as the shape.
+
+    Shared by the customer and agent sockets: binary frames, invalid JSON, JSON nested past the
+    parser's depth (``RecursionError`` on "[[[[…") and non-objects are all refused the same way.
+    """
     if raw.get("bytes") is not None:
         return None, "Binary frames are not supported; send JSON text frames."
     try:
         frame = json.loads(raw.get("text") or "")
-    except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[…" nested past the parser's depth
-        return None, 'Frames must be JSON objects such as {"type": "message", "text": "Hello"}.'
+    except (json.JSONDecodeError, RecursionError):
+        frame = None
     if not isinstance(frame, dict):
-        return None, 'Frames must be JSON objects such as {"type": "message", "text": "Hello"}.'
+        return None, f"Frames must be JSON objects such as {example}."
+    return frame, None
+
+
+def _parse_frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Return ``(frame, None)`` for a valid client frame, else ``(None, error message)``."""
+    frame, problem = decode_frame(raw, '{"type": "message", "text": "Hello"}')
+    if frame is None:
+        return None, problem
     if frame.get("type") not in CLIENT_FRAMES:
         return None, f"Unknown frame type {frame.get('type')!r}; expected 'message', 'handoff' or 'typing'."
     if frame["type"] == "message" and not isinstance(frame.get("text"), str):
