@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import typer
 from rich.console import Console
@@ -255,6 +255,18 @@ def train_embedder(
     console.print(json.dumps(result, indent=2))
 
 
+class _Report(Protocol):
+    def markdown(self) -> str: ...
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def _report(report: _Report, output: Path | None) -> None:
+    """What every eval/bench command does with its result: a table on stdout, JSON in ``output``."""
+    print(report.markdown())
+    if output:
+        output.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+
+
 @eval_app.command("answers")
 def eval_answers(
     dev_set: Annotated[list[Path] | None, typer.Option("--set", help="JSONL dev set(s).")] = None,
@@ -269,9 +281,7 @@ def eval_answers(
     report = run_answer_evaluation(
         get_settings(), dev_set or DEFAULT_SETS, limit=limit, variants=variants, heldout_limit=heldout
     )
-    print(report.markdown())
-    if output:
-        output.write_text(json.dumps(report.as_dict(), indent=2))
+    _report(report, output)
 
 
 @eval_app.command("dialogue")
@@ -285,9 +295,7 @@ def eval_dialogue(
     from chatbot.evaluation.dialogue import run_dialogue_evaluation
 
     report = run_dialogue_evaluation(get_settings(), generation=generation, banking77=banking77, sweep=sweep)
-    print(report.markdown())
-    if output:
-        output.write_text(json.dumps(report.as_dict(), indent=2))
+    _report(report, output)
 
 
 @eval_app.command("pii")
@@ -300,9 +308,7 @@ def eval_pii(
     from chatbot.evaluation.pii import DEFAULT_CORPUS, run_pii_evaluation
 
     report = run_pii_evaluation(corpus or DEFAULT_CORPUS, tuple(s.strip() for s in split.split(",") if s.strip()))
-    print(report.markdown())
-    if output:
-        output.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    _report(report, output)
 
 
 # --- intent classification (chatbot/nlu) -----------------------------------------------------------
@@ -375,9 +381,7 @@ def eval_intents(
     from chatbot.evaluation.intents import evaluate_intents
 
     report = evaluate_intents(get_settings(), limit=limit, latency_samples=latency_samples)
-    print(report.markdown())
-    if output:
-        output.write_text(json.dumps(report.as_dict(), indent=2))
+    _report(report, output)
 
 
 @eval_app.command("oos")
@@ -388,9 +392,7 @@ def eval_oos(
     from chatbot.evaluation.intents import evaluate_oos
 
     report = evaluate_oos(get_settings())
-    print(report.markdown())
-    if output:
-        output.write_text(json.dumps(report.as_dict(), indent=2))
+    _report(report, output)
 
 
 @bench_app.command("generate")
@@ -403,9 +405,7 @@ def bench_generate(
     from chatbot.llm.bench import run_generation_benchmark
 
     report = run_generation_benchmark(get_settings(), new_tokens=new_tokens, prompt_tokens=prompt_tokens)
-    print(report.markdown())
-    if output:
-        output.write_text(json.dumps(report.as_dict(), indent=2))
+    _report(report, output)
 
 
 if __name__ == "__main__":
