@@ -9,7 +9,6 @@ create`` makes them.
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,15 +29,10 @@ from chatbot.server.app import create_app
 from chatbot.server.openai_routes import cited
 from chatbot.store import Store
 from tests.agent_support import create_agent, module_settings
+from tests.services import free_port
 
 KEY_LIMIT = 40  # requests per key per minute in this module (the rate-limit test exceeds it)
 CONVERSATION_LIMIT = 10  # customer messages per conversation per minute
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ThreadServer:

@@ -28,17 +28,12 @@ from chatbot.dialogue.engine import Engine
 from chatbot.dialogue.grounding import check_grounding
 from chatbot.llm.remote import RemoteGenerator
 from chatbot.schema import AnswerObject, DeltaEvent, MessageEvent
+from tests.services import free_port
 
 QUESTION = "When do wires have to be requested to go out the same day?"  # the fixture KB answers it by generation
 SECRET = "sk-remote-Secret-4242"
 # A child process that imports torch and loads the model: over a minute here with the rest of the module.
 SLOW = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LlmServer:
