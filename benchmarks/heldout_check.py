@@ -24,7 +24,7 @@ from typing import Any
 
 from chatbot.config import Settings
 from chatbot.dialogue.grounding import check_grounding, extract_figures
-from chatbot.evaluation.metrics import rouge_l
+from chatbot.evals.metrics import rouge_l
 from chatbot.llm.loading import load_generator
 from chatbot.llm.prompts import NOT_AVAILABLE
 from chatbot.llm.worker import GenerationWorker

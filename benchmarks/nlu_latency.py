@@ -17,7 +17,7 @@ import random
 import time
 
 from chatbot.config import get_settings
-from chatbot.evaluation.metrics import percentile
+from chatbot.evals.metrics import percentile
 from chatbot.machine import cpu_name
 from chatbot.nlu import IntentClassifier
 from chatbot.nlu.data import read_banking77

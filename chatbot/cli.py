@@ -188,7 +188,7 @@ def serve(
     import uvicorn
 
     from chatbot.logging import configure_logging
-    from chatbot.server.lifecycle import GracefulServer
+    from chatbot.server.shutdown import GracefulServer
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -276,7 +276,7 @@ def eval_answers(
     output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
 ) -> None:
     """Retrieval recall, answer kinds, ROUGE-L, unsupported-figure rate and latency, per variant."""
-    from chatbot.evaluation.answers import DEFAULT_SETS, run_answer_evaluation
+    from chatbot.evals.answers import DEFAULT_SETS, run_answer_evaluation
 
     report = run_answer_evaluation(
         get_settings(), dev_set or DEFAULT_SETS, limit=limit, variants=variants, heldout_limit=heldout
@@ -292,7 +292,7 @@ def eval_dialogue(
     output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
 ) -> None:
     """Follow-up retrieval recall, routing accuracy, injection refusals, false refusals, clarification rate."""
-    from chatbot.evaluation.dialogue import run_dialogue_evaluation
+    from chatbot.evals.dialogue import run_dialogue_evaluation
 
     report = run_dialogue_evaluation(get_settings(), generation=generation, banking77=banking77, sweep=sweep)
     _report(report, output)
@@ -305,7 +305,7 @@ def eval_pii(
     output: Annotated[Path | None, typer.Option("--out", "--output", help="Write the results as JSON here.")] = None,
 ) -> None:
     """PII redaction: recall per kind and overall, false-positive rate, spurious entities, per split."""
-    from chatbot.evaluation.pii import DEFAULT_CORPUS, run_pii_evaluation
+    from chatbot.evals.pii import DEFAULT_CORPUS, run_pii_evaluation
 
     report = run_pii_evaluation(corpus or DEFAULT_CORPUS, tuple(s.strip() for s in split.split(",") if s.strip()))
     _report(report, output)
@@ -378,7 +378,7 @@ def eval_intents(
     output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
 ) -> None:
     """BANKING77 test: accuracy and macro-F1 (77-way and as shipped), parse latency p50/p95."""
-    from chatbot.evaluation.intents import evaluate_intents
+    from chatbot.evals.intents import evaluate_intents
 
     report = evaluate_intents(get_settings(), limit=limit, latency_samples=latency_samples)
     _report(report, output)
@@ -389,7 +389,7 @@ def eval_oos(
     output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
 ) -> None:
     """CLINC150 banking + credit cards with out-of-scope: in-scope accuracy, OOS recall and precision."""
-    from chatbot.evaluation.intents import evaluate_oos
+    from chatbot.evals.intents import evaluate_oos
 
     report = evaluate_oos(get_settings())
     _report(report, output)

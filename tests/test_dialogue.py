@@ -14,7 +14,7 @@ import pytest
 from chatbot.config import PROJECT_ROOT, Settings
 from chatbot.dialogue.followup import is_dependent, resolve
 from chatbot.dialogue.policy import FLOWS, HANDOFF_REPLY, Understanding, decide
-from chatbot.evaluation.dialogue import load_conversations, load_injections
+from chatbot.evals.dialogue import load_conversations, load_injections
 from chatbot.guard.injection import InjectionDetector, InjectionVerdict, benign_sample, load_seeds, normalise
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import KnowledgeIndex

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 from chatbot.config import Settings
-from chatbot.evaluation.answers import run_answer_evaluation
-from chatbot.evaluation.metrics import percentile, rouge_l
+from chatbot.evals.answers import run_answer_evaluation
+from chatbot.evals.metrics import percentile, rouge_l
 
 DEV = Path(__file__).parent / "fixtures" / "dev.jsonl"
 

@@ -10,7 +10,7 @@ from chatbot.config import Settings
 from chatbot.llm.loading import CONVERSION_MARKER, choose_device, choose_dtype, convert_gguf, load_generator
 from chatbot.llm.prompts import SYSTEM_PROMPT, ContextPassage, chat_messages
 from chatbot.llm.worker import GenerationWorker
-from chatbot.models import resolve_model_spec
+from chatbot.model_specs import resolve_model_spec
 
 
 def test_gguf_is_converted_once_and_reused(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_generator_runs_on_cuda_in_bfloat16(converted_generator: str) -> None:
 
 
 def test_model_loading_never_uses_the_network() -> None:
-    from chatbot.models import force_offline
+    from chatbot.model_specs import force_offline
 
     force_offline()
     assert os.environ["HF_HUB_OFFLINE"] == "1"

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatbot.config import Settings
-from chatbot.evaluation.intents import evaluate_intents
+from chatbot.evals.intents import evaluate_intents
 from chatbot.nlu import EXTRA_INTENTS, INTENTS, IntentClassifier, NluResult
 from chatbot.server.app import create_app
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chatbot.config import Settings
-from chatbot.evaluation.pii import DEFAULT_CORPUS, evaluate, load_corpus, run_pii_evaluation
+from chatbot.evals.pii import DEFAULT_CORPUS, evaluate, load_corpus, run_pii_evaluation
 from chatbot.guard.pii import aba_valid, find_pii, iban_valid, luhn_valid, redact
 
 

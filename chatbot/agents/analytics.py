@@ -17,7 +17,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chatbot.evaluation.metrics import percentile
+from chatbot.evals.metrics import percentile
 from chatbot.guard.pii import redact
 from chatbot.store import Store
 from chatbot.store.handoff import AnalyticsData

@@ -22,11 +22,11 @@ from chatbot.guard.pii import redact
 from chatbot.integration.webhooks import emit
 from chatbot.schema import AnswerObject
 from chatbot.server.errors import ApiError
-from chatbot.server.metrics import observe_answer
 from chatbot.server.ratelimit import ConversationLimits
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import AgentRecord, ConversationRecord, LifecycleConflict, NoteRecord
 from chatbot.store.repository import StoredMessage
+from chatbot.telemetry import observe_answer
 
 from .hub import DeliveryHub
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from chatbot.models import force_offline, resolve_model_spec
+from chatbot.model_specs import force_offline, resolve_model_spec
 
 
 class Embedder:

@@ -34,7 +34,7 @@ from chatbot.llm.loading import LoadedModel, load_generator
 from chatbot.llm.prompts import ContextPassage, chat_messages
 from chatbot.llm.worker import GenerationWorker, _Request
 from chatbot.machine import cpu_name
-from chatbot.models import resolve_model_spec
+from chatbot.model_specs import resolve_model_spec
 
 # Banking-flavoured filler, so the prompt tokenises like real context (figures, names, punctuation).
 FILLER = (

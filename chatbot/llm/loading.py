@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from chatbot.models import force_offline, resolve_model_spec
+from chatbot.model_specs import force_offline, resolve_model_spec
 
 log = logging.getLogger(__name__)
 

@@ -27,13 +27,13 @@ from chatbot.server.agent_ws import agent_ws_router
 from chatbot.server.audit_routes import audit_router
 from chatbot.server.errors import install_error_handlers
 from chatbot.server.integration_routes import integration_router
-from chatbot.server.lifecycle import AnswerTracker
-from chatbot.server.metrics import metrics_router
 from chatbot.server.middleware import install_middleware
 from chatbot.server.nlu_routes import nlu_router
 from chatbot.server.openai_routes import openai_router
+from chatbot.server.prometheus import metrics_router
 from chatbot.server.ratelimit import ConversationLimits, close_limiter, make_limiter
 from chatbot.server.routes import router
+from chatbot.server.shutdown import AnswerTracker
 from chatbot.server.websocket import ws_router
 from chatbot.store import Store
 

@@ -245,7 +245,7 @@ async def chat_completions(body: CompletionBody, request: Request, key: ChatKey)
 
 
 def _answering(request: Request) -> contextlib.AbstractContextManager[object]:
-    """Counts the answer as in flight, so a graceful shutdown waits for it (chatbot/server/lifecycle.py)."""
+    """Counts the answer as in flight, so a graceful shutdown waits for it (chatbot/server/shutdown.py)."""
     tracker = getattr(request.app.state, "answers", None)
     return tracker.answering() if tracker is not None else contextlib.nullcontext()
 

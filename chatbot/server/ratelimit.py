@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot.config import Settings
 from chatbot.server.errors import ApiError, error_body_for
+from chatbot.telemetry import count_refusal
 
 log = logging.getLogger(__name__)
 
@@ -191,12 +192,6 @@ def _bearer(scope: Scope) -> str | None:
             scheme, _, token = value.decode("latin-1").partition(" ")
             return token.strip() if scheme.lower() == "bearer" else None
     return None
-
-
-def count_refusal(scope_name: str) -> None:
-    from chatbot.server.metrics import RATE_LIMITED
-
-    RATE_LIMITED.labels(scope=scope_name).inc()
 
 
 class ConversationLimits:

@@ -25,8 +25,8 @@ from chatbot.agents.hub import Connection, DeliveryHub
 from chatbot.agents.service import HandoffService, message_out
 from chatbot.dialogue.engine import Engine, InputError
 from chatbot.schema import MessageEvent
-from chatbot.server.lifecycle import AnswerTracker
 from chatbot.server.ratelimit import RateLimited
+from chatbot.server.shutdown import AnswerTracker
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import MessageNotFound
 
@@ -195,7 +195,7 @@ async def _customer_message(
     if status != "bot":
         return  # waiting or assigned: the bot stays silent, the agents have the message
     answers: AnswerTracker = connection.websocket.app.state.answers
-    with answers.answering():  # on SIGTERM the server waits for this answer (chatbot/server/lifecycle.py)
+    with answers.answering():  # on SIGTERM the server waits for this answer (chatbot/server/shutdown.py)
         async for event in engine.respond(stored.text, conversation_id, user_message_stored=True):
             connection.send(event.model_dump(mode="json"))
             if isinstance(event, MessageEvent):

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from chatbot.config import PROJECT_ROOT, Settings
-from chatbot.models import force_offline, resolve_model_spec
+from chatbot.model_specs import force_offline, resolve_model_spec
 from chatbot.training.splits import holdout_ids
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def evaluate_embedder(
 ) -> dict[str, Any]:
     """Dense-retrieval recall@1/@3 with ``model_spec`` (see the module docstring for the two tasks)."""
     force_offline()
-    from chatbot.evaluation.answers import load_dev_set
+    from chatbot.evals.answers import load_dev_set
     from chatbot.knowledge.embedder import Embedder
     from chatbot.knowledge.index import KnowledgeIndex
 

@@ -53,7 +53,7 @@ from chatbot.config import Settings
 from chatbot.llm.loading import choose_device, resolve_generator_path
 from chatbot.llm.prompts import NOT_AVAILABLE, ContextPassage, chat_messages
 from chatbot.machine import cpu_name
-from chatbot.models import force_offline
+from chatbot.model_specs import force_offline
 from chatbot.training.splits import DEFAULT_FRACTION, holdout_ids
 
 if TYPE_CHECKING:

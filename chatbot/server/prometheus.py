@@ -1,6 +1,7 @@
 """``/metrics`` in the Prometheus text format, and the middleware that feeds it (docs/operations.md).
 
-Series:
+The series are defined in chatbot/telemetry.py, so layers below the server record into them
+without importing the web layer. Series:
 
 - ``http_requests_total{method,route,status}`` and ``http_request_duration_seconds{route}``: ``route``
   is the route's template (``/v1/conversations/{conversation_id}/messages``), never the raw path,
@@ -27,7 +28,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine as SqlEngine
 from starlette.routing import BaseRoute, Match, Mount
@@ -37,41 +38,14 @@ from chatbot.agents.auth import bearer
 from chatbot.integration.openapi import errors
 from chatbot.server.errors import ApiError
 from chatbot.store.models import Conversation
+from chatbot.telemetry import HANDOFFS_WAITING, HTTP_DURATION, HTTP_REQUESTS, QUEUE_DEPTH, REGISTRY, WEBSOCKETS
 
 log = logging.getLogger(__name__)
-
-REGISTRY = CollectorRegistry(auto_describe=True)
-HTTP_REQUESTS = Counter(
-    "http_requests_total", "HTTP requests by method, route template and status.", ["method", "route", "status"],
-    registry=REGISTRY,
-)  # fmt: skip
-HTTP_DURATION = Histogram(
-    "http_request_duration_seconds", "Time to answer an HTTP request, by route template.", ["route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY,
-)  # fmt: skip
-ANSWER_LATENCY = Histogram(
-    "answer_latency_seconds", "Time from a customer message to the assistant's finished answer, by answer kind.",
-    ["kind"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60), registry=REGISTRY,
-)  # fmt: skip
-QUEUE_DEPTH = Gauge("generation_queue_depth", "Requests waiting for the generation worker.", registry=REGISTRY)
-WEBSOCKETS = Gauge("websocket_connections", "Open WebSocket connections.", ["kind"], registry=REGISTRY)
-HANDOFFS_WAITING = Gauge("handoffs_waiting", "Conversations waiting for an agent.", registry=REGISTRY)
-RATE_LIMITED = Counter("rate_limited_total", "Requests and messages refused by a rate limit.", ["scope"],
-                       registry=REGISTRY)  # fmt: skip
-for _kind in ("customer", "agent"):
-    WEBSOCKETS.labels(kind=_kind)
-for _scope in ("ip", "key", "conversation"):
-    RATE_LIMITED.labels(scope=_scope)
 
 WEBSOCKET_KINDS = {"/ws/chat": "customer", "/ws/agent": "agent"}
 WAITING_CACHE_S = 5.0
 
 metrics_router = APIRouter()
-
-
-def observe_answer(kind: str, latency_ms: int | None) -> None:
-    if latency_ms is not None:
-        ANSWER_LATENCY.labels(kind=kind).observe(latency_ms / 1000)
 
 
 def top_level_route(scope: Scope) -> BaseRoute | None:

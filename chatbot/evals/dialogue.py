@@ -36,8 +36,8 @@ from chatbot.config import PROJECT_ROOT, Settings
 from chatbot.dialogue.engine import Engine
 from chatbot.dialogue.followup import resolve
 from chatbot.dialogue.policy import FLOWS, SMALL_TALK, clarification_options
-from chatbot.evaluation.answers import DEFAULT_SETS, DevQuestion, load_dev_set, machine_description
-from chatbot.evaluation.metrics import percentile
+from chatbot.evals.answers import DEFAULT_SETS, DevQuestion, load_dev_set, machine_description
+from chatbot.evals.metrics import percentile
 from chatbot.guard.injection import benign_sample, leaks_instructions, normalise
 from chatbot.llm.prompts import SYSTEM_PROMPT
 from chatbot.schema import AnswerObject

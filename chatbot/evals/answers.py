@@ -26,7 +26,7 @@ from tqdm import tqdm
 from chatbot.config import PROJECT_ROOT, Settings
 from chatbot.dialogue.engine import Engine, EngineOptions
 from chatbot.dialogue.grounding import check_grounding
-from chatbot.evaluation.metrics import percentile, rouge_l
+from chatbot.evals.metrics import percentile, rouge_l
 from chatbot.knowledge.index import KnowledgeIndex
 from chatbot.machine import cpu_name
 from chatbot.schema import AnswerObject

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from chatbot.config import Settings
-from chatbot.evaluation.metrics import percentile
+from chatbot.evals.metrics import percentile
 from chatbot.machine import cpu_name
 from chatbot.nlu import IntentClassifier
 from chatbot.nlu.data import (
