@@ -8,15 +8,15 @@ PORT ?= 8000
 export CHATBOT_DATA_DIR ?= var
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-all setup install models index intents lint typecheck bench eval clean bench-load fuzz crash
+.PHONY: serve test test-all setup install models index intents services lint typecheck bench eval clean bench-load fuzz crash
 
 serve: setup
 	$(BIN)/chatbot serve --host $(HOST) --port $(PORT)
 
-test: setup
+test: setup services
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-all: setup browser
+test-all: setup services
 	$(BIN)/python -m pytest -q
 
 setup: install models index intents
@@ -46,8 +46,11 @@ index: install
 intents: install
 	@$(BIN)/chatbot train intents --if-stale
 
-browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+# What the browser, PostgreSQL and Redis tests need, from Debian's packages, where this user may
+# install them (root, or passwordless sudo); elsewhere those tests skip and say what to install.
+# KESTREL_NO_APT=1 never installs.
+services:
+	@bash scripts/test-services.sh
 
 lint: install
 	$(BIN)/ruff check chatbot tests scripts benchmarks

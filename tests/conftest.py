@@ -79,7 +79,7 @@ def engine(built_index: Settings) -> Iterator[Engine]:
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the session (tests/services.py); skipped where it is not installed."""
     if postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed here (`.ci/run` installs it: apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed: apt-get install postgresql (make test does it where it may)")
     with postgres_server() as server:
         yield server
 
@@ -96,6 +96,6 @@ def postgres_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> st
 def redis() -> Iterator[RedisServer]:
     """A real Redis server for the session (tests/services.py); skipped where it is not installed."""
     if redis_bin() is None:
-        pytest.skip("Redis is not installed here (`.ci/run` installs it: apt-get install redis-server)")
+        pytest.skip("Redis is not installed: apt-get install redis-server (make test does it where it may)")
     with redis_server() as server:
         yield server

@@ -183,7 +183,8 @@ def test_a_killed_process_leaves_presence_within_the_ttl(redis: RedisServer, tmp
 @contextlib.contextmanager
 def own_redis(port: int, password: str) -> Iterator[subprocess.Popen[bytes]]:
     binary = redis_bin()
-    assert binary is not None
+    if binary is None:  # this test starts and restarts its own server, so the session's fixture cannot skip it
+        pytest.skip("Redis is not installed: apt-get install redis-server (make test does it where it may)")
     root = tempfile.mkdtemp(prefix="kestrel-redis-own-")
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", root, "--save", "", "--appendonly", "no"]
     process = subprocess.Popen([*command, "--requirepass", password], stdout=subprocess.DEVNULL)
