@@ -187,7 +187,7 @@ def serve(
     """Start the HTTP and WebSocket server (SIGTERM: finish answers in flight, then exit; docs/operations.md)."""
     import uvicorn
 
-    from chatbot.logging import configure_logging
+    from chatbot.log_setup import configure_logging
     from chatbot.server.shutdown import GracefulServer
 
     settings = get_settings()

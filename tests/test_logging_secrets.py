@@ -22,9 +22,9 @@ import uvicorn
 from websockets.sync.client import connect
 
 from chatbot.config import Settings
-from chatbot.logging import JsonFormatter, configure_logging
+from chatbot.log_filters import SecretScrubFilter, request_id_var, scrub
+from chatbot.log_setup import JsonFormatter, configure_logging
 from chatbot.server.app import create_app
-from chatbot.server.log_filters import SecretScrubFilter, request_id_var, scrub
 from tests.agent_support import create_agent
 from tests.ops_support import app_settings
 from tests.services import free_port
@@ -94,7 +94,7 @@ def test_ordinary_text_is_left_alone() -> None:
 
 
 def test_records_carry_the_current_request_id() -> None:
-    from chatbot.server.log_filters import RequestIdFilter
+    from chatbot.log_filters import RequestIdFilter
 
     token = request_id_var.set("req-42")
     try:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from chatbot.guard.log_filter import PiiRedactionFilter
-from chatbot.logging import configure_logging
+from chatbot.log_setup import configure_logging
 
 CARD, EMAIL, PHONE, SSN = "4111 1111 1111 1111", "jane.doe@example.com", "(415) 555-2671", "123-45-6789"
 

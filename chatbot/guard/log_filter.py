@@ -6,7 +6,7 @@ accident: an exception message quoting a request body, a third-party library ech
 every record from every logger (uvicorn's included) is rewritten before it is formatted: the
 message with its arguments merged in, every string in the extras (also inside dicts, lists and
 tuples), the formatted exception and the stack. It is separate from the secrets filter
-(chatbot/server/log_filters.py), which removes credentials.
+(chatbot/log_filters.py), which removes credentials.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from chatbot.guard.pii import redact
-from chatbot.logging import RewritingFilter
+from chatbot.log_filters import RewritingFilter
 
 
 class PiiRedactionFilter(RewritingFilter):

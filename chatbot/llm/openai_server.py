@@ -224,7 +224,7 @@ def _template_role(role: str) -> str:
 def run(settings: Settings, host: str, port: int, model_id: str | None = None) -> None:
     import uvicorn
 
-    from chatbot.logging import configure_logging
+    from chatbot.log_setup import configure_logging
 
     configure_logging(settings.log_level)
     uvicorn.run(create_llm_app(settings, model_id), host=host, port=port, log_config=None)

@@ -3,7 +3,7 @@
 Outermost first, as ``install_middleware`` stacks them:
 
 1. ``RequestIdMiddleware`` — takes a valid ``X-Request-ID`` or makes one, echoes it, and puts it in
-   every log record written while serving the request or WebSocket (chatbot/server/log_filters.py).
+   every log record written while serving the request or WebSocket (chatbot/log_filters.py).
 2. ``MetricsMiddleware`` — chatbot/server/prometheus.py.
 3. ``SecurityHeadersMiddleware`` — nosniff, no-referrer, no framing, a strict CSP on HTML pages,
    HSTS over https, ``Cache-Control: no-store`` on API responses.
@@ -34,8 +34,8 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot.config import Settings
+from chatbot.log_filters import request_id_var
 from chatbot.server.errors import error_body_for
-from chatbot.server.log_filters import request_id_var
 from chatbot.server.prometheus import MetricsMiddleware, top_level_route
 from chatbot.server.ratelimit import RateLimitMiddleware, install_rate_limit_errors
 

@@ -1,6 +1,8 @@
-"""Logging filters: request ids on every record, and secrets scrubbed from every record.
+"""Logging filters: the rewriting base class, request ids on every record, secrets scrubbed from every record.
 
-Both are installed on the root handler by ``chatbot.logging.configure_logging`` (a filter on the
+``RewritingFilter`` is the base of this module's secrets filter and of the PII filter
+(chatbot/guard/log_filter.py); it lives here, below both, so neither imports the module that installs
+it. The filters are installed on the root handler by ``chatbot.log_setup.configure_logging`` (a filter on the
 handler sees records from every logger, including uvicorn's access log). They are separate from
 the PII redaction filter on purpose: this one removes credentials (Bearer tokens, ``kst_`` API keys,
 JWTs, ``token=`` / ``key=`` / ``password=`` values and password fields), whatever the message says.
@@ -17,7 +19,57 @@ import re
 from contextvars import ContextVar
 from typing import Any
 
-from chatbot.logging import RewritingFilter
+STANDARD_ATTRIBUTES = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class RewritingFilter(logging.Filter):
+    """A filter that rewrites every text a record carries and never drops the record.
+
+    Subclasses say how one string is rewritten (``rewrite``) and may replace a whole extra field
+    (``rewrite_field``). The message (with its arguments merged in), every string in the extras
+    (inside dicts, lists and tuples too), the formatted exception and the stack all pass through it,
+    so no logger — ours, uvicorn's or a library's — can write the text unchanged.
+    """
+
+    max_depth = 5
+
+    def rewrite(self, text: str) -> str:
+        raise NotImplementedError
+
+    def rewrite_field(self, name: str, value: Any) -> Any:
+        return self.rewrite_value(value)
+
+    def rewrite_value(self, value: Any, depth: int = 0) -> Any:
+        if depth > self.max_depth:
+            return value
+        if isinstance(value, str):
+            return self.rewrite(value)
+        if isinstance(value, dict):
+            return {k: self.rewrite_nested(k, v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.rewrite_value(v, depth + 1) for v in value)
+        return value
+
+    def rewrite_nested(self, key: Any, value: Any, depth: int) -> Any:
+        return self.rewrite_value(value, depth)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: keep what there is, rewritten
+            message = str(record.msg)
+        record.msg, record.args = self.rewrite(message), ()
+        for name, value in list(record.__dict__.items()):
+            if name not in STANDARD_ATTRIBUTES:
+                record.__dict__[name] = self.rewrite_field(name, value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.rewrite(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.rewrite(record.stack_info)
+        return True
+
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
