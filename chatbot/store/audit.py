@@ -1,4 +1,4 @@
-"""The audit log: who did what, when, from where. A mixin of ``Store``.
+"""The audit log: who did what, when, from where (``Store.audit`` and ``store.audit_log``).
 
 Auditors ask which agent read or answered a conversation, who created or revoked an API key and
 when transcripts were purged. Every such action calls ``Store.audit`` in the same code path that
@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 
+from chatbot.store.base import Repository
 from chatbot.store.models import AuditEvent, aware
 
 ACTOR_TYPES = ("agent", "admin", "api_key", "operator", "system")
@@ -38,10 +38,10 @@ class AuditRecord:
         return data
 
 
-class AuditRepository:
-    _sessions: sessionmaker  # type: ignore[type-arg]
+class AuditRepository(Repository):
+    """The ``audit_log`` table: append and list, nothing else (no update, no delete)."""
 
-    def audit(
+    def record(
         self,
         actor_type: str,
         actor_id: str | None,
@@ -67,7 +67,7 @@ class AuditRepository:
                 )
             )
 
-    def audit_events(
+    def events(
         self, before_seq: int | None = None, limit: int = 100, action: str | None = None, actor_id: str | None = None
     ) -> list[AuditRecord]:
         """Newest first; ``before_seq`` is the cursor of the next page."""

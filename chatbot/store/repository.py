@@ -1,75 +1,49 @@
-"""The only code that talks to the database: small, explicit operations on conversations."""
+"""``Store``: the database, opened once, and the repository of each aggregate over it.
+
+Each aggregate has its own module and repository class (``conversations.py``, ``messages.py``,
+``lifecycle.py``, ``agents.py``, ``notes.py``, ``suggestions.py``, ``feedback.py``,
+``analytics.py``, ``api_keys.py``, ``idempotency.py``, ``outbox.py``, ``audit.py``); ``Store`` opens
+the engine (and migrates it), builds one session factory and hands it to all of them, so they share
+one connection pool. New code reaches an aggregate through its attribute (``store.agents.by_name``);
+the flat methods below (``store.agent_by_name``) delegate to the same code and stay for the callers
+written before the split. Three attributes are not named after their module because a flat method
+has that name: ``transcript`` (messages), ``internal_notes`` (notes) and ``audit_log`` (audit).
+Nothing outside ``chatbot/store/`` writes SQL.
+"""
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine as SqlEngine
-from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.schema import AnswerObject
-from chatbot.store.audit import AuditRepository
-from chatbot.store.handoff import HandoffRepository
+from chatbot.store.agents import AgentRecord, AgentRepository
+from chatbot.store.analytics import AnalyticsData, AnalyticsQueries
+from chatbot.store.api_keys import ApiKeyRepository
+from chatbot.store.audit import AuditRecord, AuditRepository
+from chatbot.store.base import Sessions, new_id, session_factory
+from chatbot.store.conversations import ConversationRecord, ConversationRepository
+from chatbot.store.errors import ConversationNotFound
+from chatbot.store.feedback import FeedbackRepository
+from chatbot.store.idempotency import IdempotencyRepository
+from chatbot.store.lifecycle import LifecycleRepository
+from chatbot.store.messages import MessageRepository, StoredMessage, stored_message
 from chatbot.store.migrate import engine_url, migrate
-from chatbot.store.models import Conversation, Message, aware
+from chatbot.store.notes import NoteRecord, NoteRepository
+from chatbot.store.outbox import WebhookOutbox
+from chatbot.store.suggestions import SuggestionRecord, SuggestionRepository
+
+__all__ = ["ConversationNotFound", "Store", "StoredMessage", "new_id"]
+
+_stored = stored_message  # until integration/conversations.py reads messages through the store
 
 
-class ConversationNotFound(LookupError):
-    pass
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(8)}"
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: str
-    conversation_id: str
-    role: str
-    text: str
-    kind: str | None
-    intent: str | None
-    confidence: float | None
-    sources: list[dict[str, Any]]
-    handoff: bool
-    latency_ms: int | None
-    created_at: datetime
-    quick_replies: list[str] = field(default_factory=list)
-    agent_name: str | None = None  # set on role "agent" messages
-
-    def as_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["created_at"] = self.created_at.isoformat()  # aware: _stored makes it so
-        data["intent"] = {"name": self.intent, "confidence": self.confidence} if self.intent is not None else None
-        data.pop("confidence")
-        return data
-
-
-def _stored(row: Message) -> StoredMessage:
-    return StoredMessage(
-        id=row.id,
-        conversation_id=row.conversation_id,
-        role=row.role,
-        text=row.text,
-        kind=row.kind,
-        intent=row.intent,
-        confidence=row.confidence,
-        sources=list(row.sources or []),
-        handoff=bool(row.handoff),
-        latency_ms=row.latency_ms,
-        created_at=aware(row.created_at) or row.created_at,
-        quick_replies=list(row.quick_replies or []),
-        agent_name=row.agent.name if row.agent_id is not None and row.agent is not None else None,
-    )
-
-
-class Store(HandoffRepository, AuditRepository):
+class Store:
     def __init__(self, url: str) -> None:
         url = engine_url(url)  # postgresql:// means psycopg 3
         if url.startswith("sqlite:///"):
@@ -80,65 +54,149 @@ class Store(HandoffRepository, AuditRepository):
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         migrate(self.engine)  # Alembic upgrade to head; adopts databases of releases before migrations
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sessions: Sessions = session_factory(self.engine)
+        sessions = self._sessions
+        self.conversations = ConversationRepository(sessions)
+        self.lifecycle = LifecycleRepository(sessions)
+        self.transcript = MessageRepository(sessions)
+        self.agents = AgentRepository(sessions)
+        self.internal_notes = NoteRepository(sessions)
+        self.suggestions = SuggestionRepository(sessions)
+        self.feedback = FeedbackRepository(sessions)
+        self.analytics = AnalyticsQueries(sessions)
+        self.api_keys = ApiKeyRepository(sessions)
+        self.idempotency = IdempotencyRepository(sessions)
+        self.outbox = WebhookOutbox(sessions)
+        self.audit_log = AuditRepository(sessions)
+
+    @property
+    def sessions(self) -> Sessions:
+        """The shared session factory, for store modules that work across aggregates (``retention.py``)."""
+        return self._sessions
 
     def close(self) -> None:
         self.engine.dispose()
 
+    # ------------------------------------------------------------------ conversations
     def create_conversation(self, channel: str = "web", token_hash: str | None = None) -> tuple[str, datetime]:
-        with self._sessions.begin() as session:
-            conversation = Conversation(id=new_id("conv"), channel=channel, token_hash=token_hash)
-            session.add(conversation)
-            session.flush()
-            return conversation.id, conversation.created_at
+        return self.conversations.create(channel, token_hash)
 
     def conversation_exists(self, conversation_id: str) -> bool:
-        with self._sessions() as session:
-            return session.get(Conversation, conversation_id) is not None
+        return self.conversations.exists(conversation_id)
 
-    def _require(self, session: Session, conversation_id: str) -> Conversation:
-        conversation = session.get(Conversation, conversation_id)
-        if conversation is None:
-            raise ConversationNotFound(conversation_id)
-        return conversation
+    def conversation(self, conversation_id: str) -> ConversationRecord:
+        return self.conversations.get(conversation_id)
 
+    def list_conversations(
+        self, statuses: Sequence[str], assigned_to: str | None = None, limit: int = 50
+    ) -> list[ConversationRecord]:
+        return self.conversations.queue(statuses, assigned_to, limit)
+
+    # ------------------------------------------------------------------ lifecycle
+    def request_handoff(self, conversation_id: str, reason: str) -> tuple[bool, ConversationRecord]:
+        return self.lifecycle.request_handoff(conversation_id, reason)
+
+    def claim(self, conversation_id: str, agent_id: str) -> tuple[str, ConversationRecord]:
+        return self.lifecycle.claim(conversation_id, agent_id)
+
+    def return_to_bot(self, conversation_id: str, agent_id: str, is_admin: bool = False) -> ConversationRecord:
+        return self.lifecycle.return_to_bot(conversation_id, agent_id, is_admin)
+
+    def close_conversation(
+        self, conversation_id: str, agent_id: str | None, is_admin: bool = False, closed_by: str = "agent"
+    ) -> ConversationRecord:
+        return self.lifecycle.close(conversation_id, agent_id, is_admin, closed_by)
+
+    def reopen(self, conversation_id: str) -> bool:
+        return self.lifecycle.reopen(conversation_id)
+
+    def flag_overdue(self, requested_before: datetime) -> list[str]:
+        return self.lifecycle.flag_overdue(requested_before)
+
+    # ------------------------------------------------------------------ messages
     def add_user_message(self, conversation_id: str, text: str) -> StoredMessage:
-        with self._sessions.begin() as session:
-            self._require(session, conversation_id)
-            row = Message(id=new_id("msg"), conversation_id=conversation_id, role="user", text=text)
-            session.add(row)
-            session.flush()
-            return _stored(row)
+        return self.transcript.add_user_message(conversation_id, text)
 
     def add_answer(self, answer: AnswerObject) -> StoredMessage:
-        assert answer.conversation_id is not None
-        with self._sessions.begin() as session:
-            self._require(session, answer.conversation_id)
-            row = Message(
-                id=answer.id,
-                conversation_id=answer.conversation_id,
-                role="assistant",
-                text=answer.text,
-                kind=answer.kind,
-                intent=answer.intent.name if answer.intent else None,
-                confidence=answer.intent.confidence if answer.intent else None,
-                sources=[s.model_dump() for s in answer.sources],
-                handoff=answer.handoff,
-                latency_ms=answer.latency_ms,
-                quick_replies=list(answer.quick_replies),
-            )
-            session.add(row)
-            session.flush()
-            return _stored(row)
+        return self.transcript.add_answer(answer)
+
+    def add_message(
+        self, conversation_id: str, role: str, text: str, kind: str | None = None, agent_id: str | None = None
+    ) -> StoredMessage:
+        return self.transcript.add(conversation_id, role, text, kind, agent_id)
+
+    def message(self, message_id: str) -> StoredMessage | None:
+        return self.transcript.get(message_id)
 
     def messages(self, conversation_id: str, limit: int | None = None) -> list[StoredMessage]:
-        with self._sessions() as session:
-            self._require(session, conversation_id)
-            query = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq.desc())
-            if limit is not None:
-                query = query.limit(limit)
-            rows = list(session.scalars(query))
-            return [_stored(r) for r in reversed(rows)]
+        return self.transcript.recent(conversation_id, limit)
+
+    def messages_after(self, conversation_id: str, after: str | None) -> list[StoredMessage]:
+        return self.transcript.after(conversation_id, after)
+
+    def last_user_message(self, conversation_id: str) -> StoredMessage | None:
+        return self.transcript.last_user_message(conversation_id)
+
+    # ------------------------------------------------------------------ agents
+    def create_agent(self, name: str, role: str, password_hash: str) -> AgentRecord:
+        return self.agents.create(name, role, password_hash)
+
+    def agent_by_name(self, name: str) -> AgentRecord | None:
+        return self.agents.by_name(name)
+
+    def agent_by_id(self, agent_id: str) -> AgentRecord | None:
+        return self.agents.by_id(agent_id)
+
+    def list_agents(self) -> list[AgentRecord]:
+        return self.agents.list()
+
+    def set_agent_active(self, name: str, active: bool) -> bool:
+        return self.agents.set_active(name, active)
+
+    def set_password_hash(self, agent_id: str, password_hash: str) -> None:
+        self.agents.set_password_hash(agent_id, password_hash)
+
+    # ------------------------------------------------------------------ notes, suggestions, feedback
+    def add_note(self, conversation_id: str, agent_id: str, text: str) -> NoteRecord:
+        return self.internal_notes.add(conversation_id, agent_id, text)
+
+    def notes(self, conversation_id: str) -> list[NoteRecord]:
+        return self.internal_notes.for_conversation(conversation_id)
+
+    def add_suggestions(
+        self, conversation_id: str, message_id: str | None, agent_id: str, items: Iterable[tuple[str, str, list[Any]]]
+    ) -> list[SuggestionRecord]:
+        return self.suggestions.add(conversation_id, message_id, agent_id, items)
+
+    def suggestion(self, suggestion_id: str) -> SuggestionRecord | None:
+        return self.suggestions.get(suggestion_id)
+
+    def resolve_suggestions(self, conversation_id: str, used: str | None, outcome: str, message_id: str) -> None:
+        self.suggestions.resolve(conversation_id, used, outcome, message_id)
+
+    def set_feedback(self, message_id: str, conversation_id: str, rating: str, comment: str | None) -> None:
+        self.feedback.set(message_id, conversation_id, rating, comment)
+
+    # ------------------------------------------------------------------ analytics, audit
+    def analytics_data(self, since: datetime) -> AnalyticsData:
+        return self.analytics.data(since)
+
+    def audit(
+        self,
+        actor_type: str,
+        actor_id: str | None,
+        action: str,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        ip: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.audit_log.record(actor_type, actor_id, action, target_type, target_id, ip, detail)
+
+    def audit_events(
+        self, before_seq: int | None = None, limit: int = 100, action: str | None = None, actor_id: str | None = None
+    ) -> list[AuditRecord]:
+        return self.audit_log.events(before_seq, limit, action, actor_id)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

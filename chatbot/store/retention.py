@@ -103,7 +103,7 @@ def _count(session: Session, query: Select[Any]) -> int:
 
 
 def count_candidates(store: Store, days: int, mode: Mode, now: datetime | None = None) -> int:
-    with store._sessions() as session:
+    with store.sessions() as session:
         return _count(session, _candidates(cutoff_for(days, now), mode))
 
 
@@ -203,7 +203,7 @@ def purge(
         raise ValueError("batch_size must be at least 1")
     cutoff = cutoff_for(days, now)
     report = PurgeReport(mode=mode, days=days, cutoff=cutoff, dry_run=dry_run)
-    with store._sessions() as session:
+    with store.sessions() as session:
         total = _count(session, _candidates(cutoff, mode))
         report.kept_open = _count(
             session, select(Conversation.id).where(_inactive(cutoff), Conversation.status.in_(OPEN_STATUSES))
@@ -213,7 +213,7 @@ def purge(
     if not dry_run:
         last_id = ""
         while True:
-            with store._sessions.begin() as session:
+            with store.sessions.begin() as session:
                 # Re-checked in this transaction, rows locked (PostgreSQL): activity since the count keeps a
                 # conversation, and a write racing the batch waits for it instead of interleaving.
                 query = (
@@ -231,7 +231,7 @@ def purge(
                 last_id = ids[-1]
             if progress is not None:
                 progress(report.conversations, total)
-        with store._sessions.begin() as session:  # responses older than the cutoff, whoever they belonged to
+        with store.sessions.begin() as session:  # responses older than the cutoff, whoever they belonged to
             report.idempotency_keys += _rows(
                 session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
             )
