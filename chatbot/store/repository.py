@@ -32,15 +32,13 @@ from chatbot.store.errors import ConversationNotFound
 from chatbot.store.feedback import FeedbackRepository
 from chatbot.store.idempotency import IdempotencyRepository
 from chatbot.store.lifecycle import LifecycleRepository
-from chatbot.store.messages import MessageRepository, StoredMessage, stored_message
+from chatbot.store.messages import MessageRepository, StoredMessage
 from chatbot.store.migrate import engine_url, migrate
 from chatbot.store.notes import NoteRecord, NoteRepository
 from chatbot.store.outbox import WebhookOutbox
 from chatbot.store.suggestions import SuggestionRecord, SuggestionRepository
 
 __all__ = ["ConversationNotFound", "Store", "StoredMessage", "new_id"]
-
-_stored = stored_message  # until integration/conversations.py reads messages through the store
 
 
 class Store:
