@@ -16,17 +16,14 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine as SqlEngine
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
-from chatbot.store.models import ApiKey, aware, utcnow
-from chatbot.store.repository import new_id
+from chatbot.store.api_keys import ApiKeyRecord as ApiKeyRecord  # re-exported: callers import it from here
+from chatbot.store.api_keys import ApiKeyRepository
+from chatbot.store.errors import KeyExists as KeyExists
+from chatbot.store.models import utcnow
 
 KEY_PREFIX = "kst_"
 KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
@@ -34,37 +31,6 @@ SCOPES = ("chat", "agent", "admin")
 PREFIX_CHARS = 12  # "kst_" and 8 random characters: enough to tell keys apart in a list, useless to an attacker
 LAST_USED_EVERY = timedelta(seconds=60)  # last_used_at is written at most once a minute per key
 HEX_HASH = re.compile(r"^[0-9a-fA-F]{64}$")
-
-
-class KeyExists(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class ApiKeyRecord:
-    id: str
-    name: str
-    prefix: str
-    scopes: tuple[str, ...]
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
-
-    def public(self) -> dict[str, Any]:
-        """What lists show: never the key or its hash."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "prefix": self.prefix,
-            "scopes": list(self.scopes),
-            "created_at": self.created_at.isoformat(),
-            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-        }
 
 
 def is_api_key(token: str | None) -> bool:
@@ -104,77 +70,39 @@ def identity_valid(secret: str, customer_id: str, given: str | None) -> bool:
     return hmac.compare_digest(customer_hash(secret, customer_id), given.lower())
 
 
-def _record(row: ApiKey) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        id=row.id,
-        name=row.name,
-        prefix=row.prefix,
-        scopes=tuple(row.scopes or ()),
-        created_at=aware(row.created_at) or row.created_at,
-        last_used_at=aware(row.last_used_at),
-        revoked_at=aware(row.revoked_at),
-    )
-
-
 class ApiKeys:
-    """The ``api_keys`` table. Takes the Store's SQLAlchemy engine, so it works wherever the Store does."""
+    """Keys of apps and partners: made, hashed and checked here, stored by the store's ``ApiKeyRepository``.
+
+    Takes the Store's SQLAlchemy engine, so it works wherever the Store does.
+    """
 
     def __init__(self, engine: SqlEngine) -> None:
-        self._sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+        self._keys = ApiKeyRepository(engine)
 
     def create(self, name: str, scopes: tuple[str, ...]) -> tuple[ApiKeyRecord, str]:
         """A new key: its record and the key itself (shown once, never stored)."""
         if not KEY_NAME.fullmatch(name):
             raise ValueError("the name must be 1-60 characters: letters, digits, '_', '.' or '-'")
         key = new_api_key()
-        try:
-            with self._sessions.begin() as session:
-                if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
-                    raise KeyExists(name)
-                row = ApiKey(
-                    id=new_id("key"), name=name, prefix=key[:PREFIX_CHARS], key_hash=key_hash(key), scopes=list(scopes)
-                )
-                session.add(row)
-                session.flush()
-                return _record(row), key
-        except IntegrityError:  # a concurrent create of the same name
-            raise KeyExists(name) from None
+        return self._keys.create(name, key[:PREFIX_CHARS], key_hash(key), scopes), key
 
     def list(self) -> list[ApiKeyRecord]:
-        with self._sessions() as session:
-            return [_record(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name))]
+        return self._keys.list()
 
     def by_name(self, name: str) -> ApiKeyRecord | None:
-        with self._sessions() as session:
-            row = session.scalar(select(ApiKey).where(ApiKey.name == name))
-            return _record(row) if row is not None else None
+        return self._keys.by_name(name)
 
     def revoke(self, name: str) -> ApiKeyRecord | None:
         """Revoke at once (the next request with it is a 401); None for an unknown name. Idempotent."""
-        with self._sessions.begin() as session:
-            session.execute(
-                update(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
-            )
-            row = session.scalar(select(ApiKey).where(ApiKey.name == name))
-            return _record(row) if row is not None else None
+        return self._keys.revoke(name)
 
     def authenticate(self, key: str) -> ApiKeyRecord | None:
         """The key's record (revoked ones included: the caller says why it refuses), or None if unknown."""
-        with self._sessions() as session:
-            row = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash(key)))
-            return _record(row) if row is not None else None
+        return self._keys.by_hash(key_hash(key))
 
     def touch(self, record: ApiKeyRecord, now: datetime | None = None) -> bool:
         """Record a use, at most once a minute per key (across processes: the UPDATE is conditional)."""
         moment = now or utcnow()
         if record.last_used_at is not None and moment - record.last_used_at < LAST_USED_EVERY:
             return False
-        cutoff = moment - LAST_USED_EVERY
-        with self._sessions.begin() as session:
-            result = session.execute(
-                update(ApiKey)
-                .where(ApiKey.id == record.id, or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < cutoff))
-                .values(last_used_at=moment)
-                .execution_options(synchronize_session=False)
-            )
-            return int(getattr(result, "rowcount", 0)) > 0
+        return self._keys.touch(record.id, moment, unless_since=moment - LAST_USED_EVERY)
