@@ -24,13 +24,11 @@ from typing import Any, ClassVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine as SqlEngine
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.server.errors import ApiError
-from chatbot.store.models import IdempotencyRecord, aware, utcnow
+from chatbot.store.idempotency import IdempotencyEntry, IdempotencyRepository
+from chatbot.store.models import utcnow
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -59,11 +57,13 @@ def request_hash(method: str, path: str, body: Any) -> str:
 
 
 class IdempotencyStore:
+    """The claim/replay rules over the store's ``IdempotencyRepository``, for one time-to-live."""
+
     _last_cleanup: ClassVar[dict[str, float]] = {}
 
     def __init__(self, engine: SqlEngine, ttl_s: int) -> None:
         self._engine_key = str(engine.url)
-        self._sessions: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+        self._records = IdempotencyRepository(engine)
         self.ttl = timedelta(seconds=ttl_s)
 
     def claim(self, scope: str, key: str, fingerprint: str, now: datetime | None = None) -> Stored | None:
@@ -71,61 +71,33 @@ class IdempotencyStore:
         moment = now or utcnow()
         self._maybe_cleanup(moment)
         for _ in range(3):
-            try:
-                with self._sessions.begin() as session:
-                    session.add(IdempotencyRecord(scope=scope, key=key, request_hash=fingerprint, created_at=moment))
+            if self._records.insert_claim(scope, key, fingerprint, moment):
                 return None
-            except IntegrityError:
-                pass
-            with self._sessions() as session:
-                row = session.get(IdempotencyRecord, (scope, key))
-                if row is None:
-                    continue  # expired and deleted meanwhile: claim again
-                created = aware(row.created_at) or moment
-                expired = created < moment - self.ttl
-                abandoned = row.status_code is None and created < moment - IN_FLIGHT_STALE
-                if expired or abandoned:
-                    session.execute(
-                        delete(IdempotencyRecord).where(
-                            IdempotencyRecord.scope == scope,
-                            IdempotencyRecord.key == key,
-                            IdempotencyRecord.created_at == row.created_at,
-                        )
-                    )
-                    session.commit()
-                    continue
-                if row.request_hash != fingerprint:
-                    raise KeyReused(key)
-                if row.status_code is None:
-                    raise InFlight(key)
-                return Stored(row.status_code, row.response)
+            entry = self._records.get(scope, key)
+            if entry is None:
+                continue  # expired and deleted meanwhile: claim again
+            expired = entry.created_at < moment - self.ttl
+            abandoned = entry.status_code is None and entry.created_at < moment - IN_FLIGHT_STALE
+            if expired or abandoned:
+                self._records.delete_entry(entry)
+                continue
+            if entry.request_hash != fingerprint:
+                raise KeyReused(key)
+            if entry.status_code is None:
+                raise InFlight(key)
+            return Stored(entry.status_code, entry.response)
         raise InFlight(key)
 
     def complete(self, scope: str, key: str, status_code: int, response: Any) -> None:
-        with self._sessions.begin() as session:
-            session.execute(
-                update(IdempotencyRecord)
-                .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
-                .values(status_code=status_code, response=response)
-            )
+        self._records.complete(scope, key, status_code, response)
 
     def release(self, scope: str, key: str) -> None:
         """Forget an unfinished claim (the request failed), so a retry runs again."""
-        with self._sessions.begin() as session:
-            session.execute(
-                delete(IdempotencyRecord).where(
-                    IdempotencyRecord.scope == scope,
-                    IdempotencyRecord.key == key,
-                    IdempotencyRecord.status_code.is_(None),
-                )
-            )
+        self._records.release(scope, key)
 
     def cleanup(self, now: datetime | None = None) -> int:
         """Delete expired records; returns how many."""
-        cutoff = (now or utcnow()) - self.ttl
-        with self._sessions.begin() as session:
-            result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
-            return int(getattr(result, "rowcount", 0))
+        return self._records.delete_before((now or utcnow()) - self.ttl)
 
     def _maybe_cleanup(self, now: datetime) -> None:
         """At most once a minute per process and database: the cleanup rides on ordinary requests."""
@@ -134,11 +106,8 @@ class IdempotencyStore:
             self._last_cleanup[self._engine_key] = time.monotonic()
             self.cleanup(now)
 
-    def record(self, scope: str, key: str) -> IdempotencyRecord | None:
-        with self._sessions() as session:
-            return session.scalar(
-                select(IdempotencyRecord).where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
-            )
+    def record(self, scope: str, key: str) -> IdempotencyEntry | None:
+        return self._records.get(scope, key)
 
 
 def idempotency_key(request: Request) -> str | None:
