@@ -28,13 +28,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.config import Settings
 from chatbot.store import Store
-from chatbot.store.models import Conversation, WebhookDelivery, aware, utcnow
-from chatbot.store.repository import new_id
+from chatbot.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -102,27 +99,7 @@ def enqueue(
         return None
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
-    sessions: sessionmaker[Session] = sessionmaker(store.engine, expire_on_commit=False)
-    event_id = new_id("evt")
-    created = utcnow()
-    with sessions.begin() as session:
-        payload_data = dict(data)
-        if conversation_id is not None:
-            customer = session.scalar(select(Conversation.customer_id).where(Conversation.id == conversation_id))
-            if customer is not None:
-                payload_data.setdefault("customer_id", customer)
-        payload = {
-            "id": event_id,
-            "event": event,
-            "created_at": created.isoformat(),
-            "conversation_id": conversation_id,
-            "data": payload_data,
-        }
-        session.add(
-            WebhookDelivery(
-                id=event_id, event=event, conversation_id=conversation_id, payload=payload, next_attempt_at=created
-            )
-        )
+    event_id = store.outbox.enqueue(event, conversation_id, data)
     WebhookWorker.wake_all()
     return event_id
 
@@ -151,7 +128,6 @@ class WebhookWorker:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings, self.store, self.secret, self.poll_s = settings, store, secret, poll_s
-        self._sessions: sessionmaker[Session] = sessionmaker(store.engine, expire_on_commit=False)
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -194,35 +170,13 @@ class WebhookWorker:
     def claim_due(self, now: datetime | None = None, limit: int = BATCH) -> list[tuple[str, int, dict[str, Any]]]:
         """Lock up to ``limit`` due rows for this worker: (id, attempts so far, payload) of each one won."""
         moment = now or utcnow()
-        unlocked = or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < moment)
-        due = (WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= moment, unlocked)
-        with self._sessions() as session:
-            candidates = list(
-                session.execute(
-                    select(WebhookDelivery.id, WebhookDelivery.attempts, WebhookDelivery.payload)
-                    .where(*due)
-                    .order_by(WebhookDelivery.seq)
-                    .limit(limit)
-                )
-            )
-        won = []
-        for delivery_id, attempts, payload in candidates:
-            with self._sessions.begin() as session:
-                result = session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id == delivery_id, *due)
-                    .values(locked_until=moment + self.lease)
-                    .execution_options(synchronize_session=False)
-                )
-                if int(getattr(result, "rowcount", 0)) == 1:
-                    won.append((delivery_id, attempts, dict(payload)))
-        return won
+        return self.store.outbox.claim_due(moment, moment + self.lease, limit)
 
     def finish(self, delivery_id: str, attempts: int, error: str | None, now: datetime | None = None) -> str:
         """Record one attempt's outcome; returns the row's new status."""
         moment = now or utcnow()
         done = attempts + 1
-        values: dict[str, Any] = {"attempts": done, "locked_until": None}
+        values: dict[str, Any] = {"attempts": done}
         if error is None:
             values |= {"status": "delivered", "delivered_at": moment, "last_error": None}
         elif done >= self.settings.webhook_max_attempts:
@@ -230,31 +184,15 @@ class WebhookWorker:
         else:
             wait = backoff_s(done, self.settings.webhook_backoff_s)
             values |= {"last_error": error[:300], "next_attempt_at": moment + timedelta(seconds=wait)}
-        with self._sessions.begin() as session:
-            session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == delivery_id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+        self.store.outbox.record_attempt(delivery_id, **values)
         return str(values.get("status", "pending"))
 
     def next_due_in(self, now: datetime | None = None) -> float | None:
         """Seconds until the earliest pending row is due (0 if one is due now); None when none is pending."""
         moment = now or utcnow()
-        with self._sessions() as session:
-            rows = list(
-                session.execute(
-                    select(WebhookDelivery.next_attempt_at, WebhookDelivery.locked_until)
-                    .where(WebhookDelivery.status == "pending")
-                    .order_by(WebhookDelivery.next_attempt_at)
-                    .limit(BATCH)
-                )
-            )
-        if not rows:
+        due = self.store.outbox.pending_due_times(moment, BATCH)
+        if not due:
             return None
-        # a row another process holds is due again when its lock expires, not before
-        due = [max(aware(n) or moment, aware(locked) or moment) for n, locked in rows]
         return max(0.0, (min(due) - moment).total_seconds())
 
     # ------------------------------------------------------------------ delivering
