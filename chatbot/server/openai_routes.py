@@ -38,7 +38,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatbot.agents.auth import bearer
@@ -59,8 +58,7 @@ from chatbot.llm.worker import GenerationWorker
 from chatbot.schema import AnswerObject, DeltaEvent, ErrorEvent, MessageEvent, SourceRef, StartEvent
 from chatbot.server.errors import STATUS_CODES, ApiError
 from chatbot.store import Store
-from chatbot.store.models import Conversation, Message
-from chatbot.store.repository import StoredMessage, new_id
+from chatbot.store.messages import StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -286,15 +284,7 @@ def _create_conversation(store: Store, key_id: str, customer_id: str | None, tur
     Assistant turns the client sends are stored as assistant messages of kind ``history`` (they were
     not produced by this engine; analytics lists them under that kind).
     """
-    sessions: sessionmaker[Session] = sessionmaker(store.engine, expire_on_commit=False)
-    with sessions.begin() as session:
-        conversation = Conversation(id=new_id("conv"), channel=CHANNEL, api_key_id=key_id, customer_id=customer_id)
-        session.add(conversation)
-        session.flush()
-        for role, text in turns:
-            kind = "history" if role == "assistant" else None
-            session.add(Message(id=new_id("msg"), conversation_id=conversation.id, role=role, text=text, kind=kind))
-        return conversation.id
+    return store.conversations.create_with_history(CHANNEL, key_id, customer_id, turns)
 
 
 async def _agent_messages(

@@ -29,15 +29,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine as SqlEngine
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot.agents.auth import bearer
 from chatbot.integration.openapi import errors
 from chatbot.server.errors import ApiError
-from chatbot.store.models import Conversation
 from chatbot.telemetry import HANDOFFS_WAITING, HTTP_DURATION, HTTP_REQUESTS, QUEUE_DEPTH, REGISTRY, WEBSOCKETS
 
 log = logging.getLogger(__name__)
@@ -155,13 +152,6 @@ async def authorize(request: Request) -> None:
         raise ApiError(403, "forbidden", "Metrics need an admin account.")
 
 
-def count_waiting(engine: SqlEngine) -> int:
-    """One COUNT on the conversations table (indexed status), not the queue's full records."""
-    with engine.connect() as connection:
-        query = select(func.count()).select_from(Conversation).where(Conversation.status == "waiting")
-        return int(connection.execute(query).scalar_one())
-
-
 async def _refresh_gauges(request: Request) -> None:
     state = request.app.state
     engine = getattr(state, "engine", None)
@@ -171,7 +161,7 @@ async def _refresh_gauges(request: Request) -> None:
     cached: tuple[float, int] | None = getattr(state, "metrics_waiting", None)
     if cached is None or time.monotonic() - cached[0] > WAITING_CACHE_S:
         try:
-            waiting = await asyncio.to_thread(count_waiting, state.store.engine)
+            waiting = await asyncio.to_thread(state.store.conversations.count_waiting)
         except Exception:  # a database hiccup must not break the scrape
             log.warning("counting waiting handoffs failed", exc_info=True)
             waiting = cached[1] if cached else 0
