@@ -15,7 +15,9 @@ __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "Server", "free_port"]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("CI"):
-    pytest.skip("Chromium is not installed: apt-get install chromium (make test does it where it may)", allow_module_level=True)
+    pytest.skip(
+        "Chromium is not installed: apt-get install chromium (make test does it where it may)", allow_module_level=True
+    )
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
