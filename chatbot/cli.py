@@ -188,7 +188,7 @@ def serve(
     import uvicorn
 
     from chatbot.log_setup import configure_logging
-    from chatbot.server.shutdown import GracefulServer
+    from chatbot.shutdown import GracefulServer
 
     settings = get_settings()
     configure_logging(settings.log_level)

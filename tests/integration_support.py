@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from chatbot.agents.auth import secret_key
 from chatbot.config import Settings
 from chatbot.integration.keys import ApiKeyRecord, ApiKeys, customer_hash, identity_secret
 from chatbot.store import Store
+from chatbot.tokens import secret_key
 
 
 def make_key(settings: Settings, name: str, scopes: tuple[str, ...] = ("chat",)) -> tuple[ApiKeyRecord, str]:

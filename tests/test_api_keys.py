@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from chatbot.agents.auth import secret_key
 from chatbot.config import Settings
 from chatbot.integration.keys import ApiKeys, identity_secret, parse_scopes
 from chatbot.store import Store
 from chatbot.store.models import ApiKey
+from chatbot.tokens import secret_key
 from tests.agent_support import module_settings, started
 from tests.integration_support import bearer, make_key, signed
 

@@ -206,7 +206,7 @@ def test_customer_websocket_needs_the_token_to_resume(client: TestClient) -> Non
 
 
 def test_secret_key_is_generated_once_and_private(settings_: Settings, tmp_path: Path) -> None:
-    from chatbot.agents.auth import secret_key
+    from chatbot.tokens import secret_key
 
     local = settings_.model_copy(update={"data_dir": tmp_path, "secret_key": ""})
     first = secret_key(local)

@@ -20,7 +20,6 @@ import pytest
 import uvicorn
 from openai import OpenAI
 
-from chatbot.agents.auth import secret_key
 from chatbot.config import Settings
 from chatbot.integration.conversations import IntegrationConversations
 from chatbot.integration.keys import ApiKeys, customer_hash, identity_secret
@@ -28,6 +27,7 @@ from chatbot.schema import SourceRef
 from chatbot.server.app import create_app
 from chatbot.server.openai_routes import cited
 from chatbot.store import Store
+from chatbot.tokens import secret_key
 from tests.agent_support import create_agent, module_settings
 from tests.services import free_port
 

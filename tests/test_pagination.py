@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatbot.config import Settings
+from chatbot.errors import InvalidInput
 from chatbot.integration.pagination import decode_seq, encode_seq
-from chatbot.server.errors import ApiError
 from tests.agent_support import module_settings, new_conversation, started
 from tests.integration_support import bearer, key_conversation, make_key
 
@@ -120,7 +120,7 @@ def test_cursor_encoding_round_trips_and_is_opaque() -> None:
         cursor = encode_seq(seq)
         assert str(seq) not in cursor and decode_seq(cursor) == seq
     for bad in ("", "====", "YWJj"):
-        with pytest.raises(ApiError):
+        with pytest.raises(InvalidInput):
             decode_seq(bad)
 
 

@@ -15,8 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatbot.config import Settings
+from chatbot.errors import RateLimited
 from chatbot.integration.keys import ApiKeys
-from chatbot.server.ratelimit import ConversationLimits, MemoryLimiter, RateLimited, RedisLimiter, retry_after_s
+from chatbot.limits import ConversationLimits, MemoryLimiter, RedisLimiter, retry_after_s
+from chatbot.server.errors import as_api_error
 from chatbot.store import Store
 from tests.ops_support import app_settings, new_conversation, start, wait_ready
 from tests.services import RedisServer
@@ -203,6 +205,7 @@ def test_disabled_setting_turns_every_limit_off(built_index: Settings, tmp_path:
         client.__exit__(None, None, None)
 
 
-def test_rate_limited_is_an_api_error_with_a_readable_message() -> None:
-    error = RateLimited(7, "conversation")
+def test_rate_limited_maps_to_429_with_retry_after_and_a_readable_message() -> None:
+    error = as_api_error(RateLimited(7, "conversation"))
     assert error.status == 429 and error.code == "rate_limited" and "7 s" in error.message
+    assert error.headers is not None and error.headers["Retry-After"] == "7"

@@ -1,31 +1,22 @@
-"""Passwords, agent tokens and customer tokens.
+"""Passwords and agent tokens (customer tokens, ``bearer`` and the secret key: chatbot/tokens.py).
 
 - Agent passwords: argon2id (argon2-cffi's defaults, RFC 9106 low-memory profile); hashes are
   upgraded on login when the parameters change.
 - Agent tokens: JWT HS256 (PyJWT) over the agent id, role and expiry, signed with ``secret_key``.
   The agent is looked up on every request, so a deactivated agent loses access at once and a
   changed role applies without a new login.
-- Customer tokens: 32 random bytes, URL-safe, given once when the conversation is created; only
-  their SHA-256 is stored, so a leaked database does not let anyone read conversations.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import os
 import re
-import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
-from chatbot.config import Settings
 
 AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 ROLES = ("agent", "admin")
@@ -56,26 +47,6 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
-
-
-def secret_key(settings: Settings) -> str:
-    """The configured key, or one generated once into data_dir/secret.key (readable by its owner only)."""
-    if settings.secret_key:
-        return settings.secret_key
-    path = Path(settings.data_dir) / "secret.key"
-    if path.exists():
-        key = path.read_text().strip()
-        if key:
-            return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    return key
 
 
 @dataclass(frozen=True)
@@ -148,30 +119,6 @@ class LoginThrottle:
 
     def close(self) -> None:
         """Nothing to release here; the Redis-backed throttle (chatbot/agents/redis_throttle.py) closes its pool."""
-
-
-def bearer(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header; ``""`` for another scheme, None if absent."""
-    if not authorization:
-        return None
-    scheme, _, value = authorization.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else ""
-
-
-def new_customer_token() -> tuple[str, str]:
-    """(token given to the customer once, its SHA-256 kept in the database)."""
-    token = secrets.token_urlsafe(32)
-    return token, customer_token_hash(token)
-
-
-def customer_token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def customer_token_matches(stored_hash: str | None, token: str | None) -> bool:
-    if not stored_hash or not token:
-        return False
-    return hmac.compare_digest(stored_hash, customer_token_hash(token))
 
 
 TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"']+")

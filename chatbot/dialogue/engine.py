@@ -31,6 +31,7 @@ from chatbot.config import Settings
 from chatbot.dialogue import policy
 from chatbot.dialogue.followup import Resolution, resolve
 from chatbot.dialogue.grounding import check_grounding
+from chatbot.errors import InvalidInput
 from chatbot.guard.injection import REFUSAL_TEXT, InjectionDetector, benign_sample, leaks_instructions
 from chatbot.guard.pii import redact
 from chatbot.knowledge.embedder import Embedder
@@ -61,13 +62,7 @@ SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])")
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class InputError(ValueError):
-    """The customer's text cannot be answered as sent; ``code`` is machine-readable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+InputError = InvalidInput  # the customer's text cannot be answered as sent; ``code`` is machine-readable
 
 
 @dataclass(frozen=True)

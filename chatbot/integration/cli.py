@@ -38,9 +38,9 @@ def create(
     scopes: Annotated[str, typer.Option(help="Comma-separated: chat, agent, admin.")] = "chat",
 ) -> None:
     """Create a key; prints it once (only its SHA-256 is stored) with its identity-verification secret."""
-    from chatbot.agents.auth import secret_key
     from chatbot.config import get_settings
     from chatbot.integration.keys import ApiKeys, KeyExists, identity_secret, parse_scopes
+    from chatbot.tokens import secret_key
 
     try:
         scope_list = parse_scopes(scopes)
@@ -112,9 +112,9 @@ def revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None
 @keys_app.command("identity-secret")
 def show_identity_secret(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Print the key's identity-verification secret again (derived from the server's secret key)."""
-    from chatbot.agents.auth import secret_key
     from chatbot.config import get_settings
     from chatbot.integration.keys import ApiKeys, identity_secret
+    from chatbot.tokens import secret_key
 
     store = _store()
     try:
@@ -130,9 +130,9 @@ def show_identity_secret(name: Annotated[str, typer.Argument(help="The key's nam
 @keys_app.command("webhook-secret")
 def show_webhook_secret() -> None:
     """Print the secret that signs webhook payloads (CHATBOT_WEBHOOK_SECRET, or the one derived from secret_key)."""
-    from chatbot.agents.auth import secret_key
     from chatbot.config import get_settings
     from chatbot.integration.webhooks import webhook_secret
+    from chatbot.tokens import secret_key
 
     settings = get_settings()
     print(webhook_secret(settings, secret_key(settings)))

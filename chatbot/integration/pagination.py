@@ -12,7 +12,7 @@ import binascii
 import re
 from datetime import UTC, datetime, timedelta
 
-from chatbot.server.errors import ApiError
+from chatbot.errors import InvalidInput
 
 CURSOR_TEXT = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,8 +31,8 @@ def _b64decode(cursor: str) -> str:
         raise ValueError("not base64url") from None
 
 
-def invalid_cursor() -> ApiError:
-    return ApiError(422, "invalid_cursor", "The cursor is not one this API returned; start again without it.")
+def invalid_cursor() -> InvalidInput:
+    return InvalidInput("invalid_cursor", "The cursor is not one this API returned; start again without it.")
 
 
 def encode_seq(seq: int) -> str:
@@ -40,7 +40,7 @@ def encode_seq(seq: int) -> str:
 
 
 def decode_seq(cursor: str) -> int:
-    """The ``seq`` inside a message cursor; ApiError 422 ``invalid_cursor`` for anything else."""
+    """The ``seq`` inside a message cursor; InvalidInput (422) ``invalid_cursor`` for anything else."""
     try:
         text = _b64decode(cursor)
     except ValueError:
@@ -56,7 +56,7 @@ def encode_position(created_at: datetime, item_id: str) -> str:
 
 
 def decode_position(cursor: str) -> tuple[datetime, str]:
-    """(created_at, id) inside a conversation cursor; ApiError 422 ``invalid_cursor`` for anything else."""
+    """(created_at, id) inside a conversation cursor; InvalidInput (422) ``invalid_cursor`` for anything else."""
     try:
         micros, _, item_id = _b64decode(cursor).partition(":")
         moment = EPOCH + timedelta(microseconds=int(micros))
@@ -72,5 +72,5 @@ def page_limit(limit: int | None, maximum: int) -> int:
     if limit is None:
         return maximum
     if not 1 <= limit <= maximum:
-        raise ApiError(422, "invalid_request", f"limit must be between 1 and {maximum}.")
+        raise InvalidInput("invalid_request", f"limit must be between 1 and {maximum}.")
     return limit

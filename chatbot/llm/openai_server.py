@@ -29,11 +29,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatbot.agents.auth import bearer
 from chatbot.config import Settings
 from chatbot.llm import openai_wire as wire
 from chatbot.llm.loading import load_generator
 from chatbot.llm.worker import GenerationWorker
+from chatbot.tokens import bearer
 
 log = logging.getLogger(__name__)
 

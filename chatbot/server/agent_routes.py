@@ -1,6 +1,6 @@
 """REST for support agents (Bearer agent token) and admins: login, queue, transcript, lifecycle, analytics.
 
-The routes are thin: chatbot/agents/service.py runs the lifecycle, chatbot/store/handoff.py the
+The routes are thin: chatbot/conversations/handoff.py runs the lifecycle, chatbot/store/handoff.py the
 atomic status changes. docs/agent-api.md lists every route, body and error code.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,20 +17,16 @@ from pydantic import BaseModel, Field
 from chatbot.agents import analytics
 from chatbot.agents.auth import (
     LoginThrottle,
-    TokenError,
-    bearer,
     hash_password,
     issue_agent_token,
     needs_rehash,
-    verify_agent_token,
     verify_password,
 )
-from chatbot.agents.service import HandoffService, message_out, note_out
 from chatbot.agents.suggestions import suggest
+from chatbot.conversations.handoff import HandoffService, message_out, note_out
 from chatbot.dialogue.engine import Engine
-from chatbot.integration.auth import authenticate_key
-from chatbot.integration.keys import is_api_key
 from chatbot.integration.openapi import errors
+from chatbot.server.dependencies import current_admin, current_agent, key_scope
 from chatbot.server.errors import ApiError
 from chatbot.server.routes import ConversationId
 from chatbot.store import ConversationNotFound, Store
@@ -53,49 +48,6 @@ class AgentMessageIn(BaseModel):
 
 class NoteIn(BaseModel):
     text: str
-
-
-async def authenticate(store: Store, key: str, token: str | None) -> AgentRecord:
-    """The agent behind a token: signature and expiry checked, then the account (it may have been disabled)."""
-    try:
-        claims = verify_agent_token(key, token)
-    except TokenError as error:
-        raise ApiError(401, error.code, error.message) from None
-    agent = await asyncio.to_thread(store.agent_by_id, claims.agent_id)
-    if agent is None or not agent.active:
-        raise ApiError(401, "invalid_token", "The agent token is not valid.")
-    return agent
-
-
-async def current_agent(request: Request) -> AgentRecord:
-    token = bearer(request.headers.get("authorization"))
-    return await authenticate(request.app.state.store, request.app.state.secret_key, token)
-
-
-async def current_admin(agent: Annotated[AgentRecord, Depends(current_agent)]) -> AgentRecord:
-    if agent.role != "admin":
-        raise ApiError(403, "forbidden", "This needs an admin account.")
-    return agent
-
-
-def key_scope(scope: str) -> Callable[[Request], Awaitable[AgentRecord]]:
-    """An agent token, or an API key with ``scope`` acting as a read-only back-office integration.
-
-    Keys open only the routes that read (queue, transcripts, analytics, audit log): every change to a
-    conversation is made by a named agent, so the audit log and the customer see who acted.
-    """
-
-    async def dependency(request: Request) -> AgentRecord:
-        token = bearer(request.headers.get("authorization"))
-        if token is not None and is_api_key(token):
-            key = await authenticate_key(request, token, scope)
-            return AgentRecord(id=key.id, name=key.name, role="api_key", active=True, created_at=key.created_at)
-        agent = await current_agent(request)
-        if scope == "admin" and agent.role != "admin":
-            raise ApiError(403, "forbidden", "This needs an admin account.")
-        return agent
-
-    return dependency
 
 
 def service(request: Request) -> HandoffService:

@@ -20,8 +20,8 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from chatbot.agents.hub import Connection, DeliveryHub
-from chatbot.agents.service import HandoffService
-from chatbot.server.agent_routes import authenticate
+from chatbot.conversations.handoff import HandoffService
+from chatbot.server.dependencies import authenticate
 from chatbot.server.errors import ApiError
 from chatbot.server.websocket import decode_frame
 

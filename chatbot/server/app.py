@@ -15,13 +15,14 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from chatbot.agents.auth import install_token_redaction, secret_key
+from chatbot.agents.auth import install_token_redaction
 from chatbot.agents.redis_hub import make_hub
 from chatbot.agents.redis_throttle import make_login_throttle
-from chatbot.agents.service import HandoffService
 from chatbot.config import PROJECT_ROOT, Settings, get_settings
+from chatbot.conversations.handoff import HandoffService
 from chatbot.dialogue.engine import Engine
 from chatbot.integration.webhooks import WebhookWorker
+from chatbot.limits import ConversationLimits, close_limiter, make_limiter
 from chatbot.server.agent_routes import agent_router
 from chatbot.server.agent_ws import agent_ws_router
 from chatbot.server.audit_routes import audit_router
@@ -31,11 +32,11 @@ from chatbot.server.middleware import install_middleware
 from chatbot.server.nlu_routes import nlu_router
 from chatbot.server.openai_routes import openai_router
 from chatbot.server.prometheus import metrics_router
-from chatbot.server.ratelimit import ConversationLimits, close_limiter, make_limiter
 from chatbot.server.routes import router
-from chatbot.server.shutdown import AnswerTracker
+from chatbot.shutdown import AnswerTracker
 from chatbot.server.websocket import ws_router
 from chatbot.store import Store
+from chatbot.tokens import secret_key
 
 log = logging.getLogger(__name__)
 

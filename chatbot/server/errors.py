@@ -1,7 +1,8 @@
 """One JSON error shape for every HTTP failure: ``{"error": {"code", "message"}}``.
 
 Clients (the widget, mobile apps, partners) branch on ``code``; people read ``message``. No
-exception text or stack trace ever reaches a client.
+exception text or stack trace ever reaches a client. The domain exceptions of chatbot/errors.py
+get their HTTP status here and nowhere else (``as_api_error``), so the layers below never name one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatbot.errors import Conflict, DomainError, InvalidInput, NotFound, RateLimited
+
 log = logging.getLogger(__name__)
 
 STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
@@ -21,9 +24,28 @@ STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """An HTTP failure raised by the web layer itself (authentication, a route's own checks)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (RateLimited, 429),
+)
+
+
+def as_api_error(error: DomainError) -> ApiError:
+    """The HTTP status (and headers) of a domain exception: the one place the mapping is written."""
+    status = next((code for kind, code in DOMAIN_STATUS if isinstance(error, kind)), 400)
+    headers = None
+    if isinstance(error, RateLimited):
+        headers = {"Retry-After": str(error.retry_after), "Cache-Control": "no-store"}
+    return ApiError(status, error.code, error.message, headers)
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -60,7 +82,13 @@ def _describe(error: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(error.code, error.message), status_code=error.status)
+        return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, error: DomainError) -> JSONResponse:
+        mapped = as_api_error(error)
+        body = error_body_for(request.url.path, mapped.status, mapped.code, mapped.message)
+        return JSONResponse(body, status_code=mapped.status, headers=mapped.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -13,11 +13,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from chatbot.integration.auth import api_key, verify_identity
 from chatbot.integration.conversations import IntegrationConversations
 from chatbot.integration.keys import ApiKeyRecord
 from chatbot.integration.openapi import errors
 from chatbot.integration.pagination import decode_position, encode_position, page_limit
+from chatbot.server.dependencies import api_key, verify_identity
 
 integration_router = APIRouter(tags=["integration"])
 

@@ -37,7 +37,7 @@ from chatbot.config import Settings
 from chatbot.log_filters import request_id_var
 from chatbot.server.errors import error_body_for
 from chatbot.server.prometheus import MetricsMiddleware, top_level_route
-from chatbot.server.ratelimit import RateLimitMiddleware, install_rate_limit_errors
+from chatbot.server.ratelimit import RateLimitMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,6 @@ class WebSocketGuardMiddleware:
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
     """Stack the layers (innermost first: Starlette makes the last one added the outermost)."""
-    install_rate_limit_errors(app)
     app.add_middleware(
         WebSocketGuardMiddleware, max_frame_bytes=settings.max_frame_bytes, idle_timeout_s=settings.ws_idle_timeout_s
     )

@@ -14,20 +14,20 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from chatbot.agents.auth import bearer, customer_token_matches, new_customer_token
 from chatbot.dialogue.engine import Engine, InputError
 from chatbot.guard.pii import redact
-from chatbot.integration.auth import key_conversation_access, optional_api_key, verify_identity
 from chatbot.integration.conversations import IntegrationConversations
 from chatbot.integration.idempotency import idempotent
-from chatbot.integration.keys import ApiKeyRecord, is_api_key
+from chatbot.integration.keys import ApiKeyRecord
 from chatbot.integration.openapi import errors
 from chatbot.integration.pagination import decode_seq, encode_seq, page_limit
 from chatbot.integration.webhooks import emit
 from chatbot.schema import AnswerObject
+from chatbot.server.dependencies import customer_conversation, optional_api_key, ready_engine, store, verify_identity
 from chatbot.server.errors import ApiError
 from chatbot.store import ConversationNotFound, Store
-from chatbot.store.handoff import ConversationRecord, MessageNotFound
+from chatbot.store.handoff import MessageNotFound
+from chatbot.tokens import new_customer_token
 
 router = APIRouter()
 
@@ -81,35 +81,6 @@ class HistoryOut(BaseModel):
     conversation_id: str
     messages: list[MessageOut]
     next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page; null on the last page.")
-
-
-def ready_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    if not engine.ready:
-        raise ApiError(503, "not_ready", "The assistant is still starting; try again in a few seconds.")
-    return engine
-
-
-def store(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
-
-
-async def customer_conversation(request: Request, conversation_id: str) -> ConversationRecord:
-    """The conversation, if the request carries its customer token: 404 for an unknown id, else 401."""
-    db: Store = request.app.state.store
-    try:
-        record = await asyncio.to_thread(db.conversation, conversation_id)
-    except ConversationNotFound:
-        raise ApiError(404, "conversation_not_found", f"No conversation with id {conversation_id!r}.") from None
-    token = bearer(request.headers.get("authorization"))
-    if token is None:
-        raise ApiError(401, "missing_token", "Send the conversation's token: Authorization: Bearer <token>.")
-    if is_api_key(token):  # an app's API key (scope chat) that created the conversation
-        await key_conversation_access(request, token, conversation_id)
-        return record
-    if not customer_token_matches(record.token_hash, token):
-        raise ApiError(401, "invalid_token", "That token does not belong to this conversation.")
-    return record
 
 
 @router.get("/healthz", tags=["operations"], responses=errors(503, descriptions={503: "Loading, or failed to start."}))

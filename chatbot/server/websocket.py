@@ -20,15 +20,15 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from chatbot.agents.auth import customer_token_matches, new_customer_token
 from chatbot.agents.hub import Connection, DeliveryHub
-from chatbot.agents.service import HandoffService, message_out
+from chatbot.conversations.handoff import HandoffService, message_out
 from chatbot.dialogue.engine import Engine, InputError
+from chatbot.errors import RateLimited
 from chatbot.schema import MessageEvent
-from chatbot.server.ratelimit import RateLimited
-from chatbot.server.shutdown import AnswerTracker
+from chatbot.shutdown import AnswerTracker
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import MessageNotFound
+from chatbot.tokens import customer_token_matches, new_customer_token
 
 log = logging.getLogger(__name__)
 ws_router = APIRouter()
@@ -195,7 +195,7 @@ async def _customer_message(
     if status != "bot":
         return  # waiting or assigned: the bot stays silent, the agents have the message
     answers: AnswerTracker = connection.websocket.app.state.answers
-    with answers.answering():  # on SIGTERM the server waits for this answer (chatbot/server/shutdown.py)
+    with answers.answering():  # on SIGTERM the server waits for this answer (chatbot/shutdown.py)
         async for event in engine.respond(stored.text, conversation_id, user_message_stored=True):
             connection.send(event.model_dump(mode="json"))
             if isinstance(event, MessageEvent):

@@ -16,19 +16,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from chatbot.agents.hub import DeliveryHub
 from chatbot.config import Settings
-from chatbot.dialogue.engine import InputError, clean_text
+from chatbot.dialogue.engine import clean_text
+from chatbot.errors import Conflict, NotFound
 from chatbot.guard.pii import redact
 from chatbot.integration.webhooks import emit
+from chatbot.limits import ConversationLimits
 from chatbot.schema import AnswerObject
-from chatbot.server.errors import ApiError
-from chatbot.server.ratelimit import ConversationLimits
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import AgentRecord, ConversationRecord, LifecycleConflict, NoteRecord
 from chatbot.store.repository import StoredMessage
 from chatbot.telemetry import observe_answer
-
-from .hub import DeliveryHub
 
 T = TypeVar("T")
 
@@ -71,8 +70,8 @@ def note_out(note: NoteRecord) -> dict[str, Any]:
     return {"id": note.id, "agent_name": note.agent_name, "text": note.text, "created_at": iso(note.created_at)}
 
 
-def not_found(conversation_id: str) -> ApiError:
-    return ApiError(404, "conversation_not_found", f"No conversation with id {conversation_id!r}.")
+def not_found(conversation_id: str) -> NotFound:
+    return NotFound("conversation_not_found", f"No conversation with id {conversation_id!r}.")
 
 
 CONFLICT_MESSAGES = {
@@ -83,8 +82,8 @@ CONFLICT_MESSAGES = {
 }
 
 
-def conflict(error: LifecycleConflict) -> ApiError:
-    return ApiError(409, error.code, CONFLICT_MESSAGES.get(error.code, "The conversation changed meanwhile."))
+def conflict(error: LifecycleConflict) -> Conflict:
+    return Conflict(error.code, CONFLICT_MESSAGES.get(error.code, "The conversation changed meanwhile."))
 
 
 class HandoffService:
@@ -204,7 +203,7 @@ class HandoffService:
     async def customer_message(self, conversation_id: str, text: object) -> tuple[StoredMessage, str]:
         """Clean, redact and store a customer message; deliver it to agents. Returns it and the status.
 
-        Raises InputError for text that cannot be sent. A message to a closed conversation reopens it
+        Raises InvalidInput for text that cannot be sent. A message to a closed conversation reopens it
         with the assistant.
         """
         cleaned = clean_text(text, self.settings.max_message_chars)
@@ -274,7 +273,7 @@ class HandoffService:
 
     @staticmethod
     async def _lifecycle(conversation_id: str, change: Callable[[], T]) -> T:
-        """Run a store lifecycle change off the event loop, as the agent API's 404 / 409 errors."""
+        """Run a store lifecycle change off the event loop; NotFound / Conflict when it cannot happen."""
         try:
             return await asyncio.to_thread(change)
         except ConversationNotFound:
@@ -313,10 +312,7 @@ class HandoffService:
         return self.conversation_out(record)
 
     def _agent_text(self, text: object) -> str:
-        try:
-            cleaned = clean_text(text, self.settings.max_message_chars)
-        except InputError as error:
-            raise ApiError(422, error.code, error.message) from None
+        cleaned = clean_text(text, self.settings.max_message_chars)  # InvalidInput: 422 or an error frame
         return redact(cleaned).text  # agents' messages are stored redacted too
 
     async def agent_message(
@@ -332,12 +328,12 @@ class HandoffService:
         if record.status == "closed":
             raise conflict(LifecycleConflict("conversation_closed", record.status))
         if record.status != "assigned" or record.assigned_agent_id != agent.id:
-            raise ApiError(409, "not_assigned_to_you", "Claim the conversation before replying to the customer.")
+            raise Conflict("not_assigned_to_you", "Claim the conversation before replying to the customer.")
         outcome = None
         if suggestion_id is not None:
             suggestion = await asyncio.to_thread(self.store.suggestion, suggestion_id)
             if suggestion is None or suggestion.conversation_id != conversation_id:
-                raise ApiError(404, "suggestion_not_found", f"No suggestion {suggestion_id!r} in this conversation.")
+                raise NotFound("suggestion_not_found", f"No suggestion {suggestion_id!r} in this conversation.")
             outcome = "sent" if " ".join(body.split()) == " ".join(suggestion.text.split()) else "edited"
         message = await asyncio.to_thread(self.store.add_message, conversation_id, "agent", body, None, agent.id)
         await asyncio.to_thread(

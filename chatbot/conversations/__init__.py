@@ -1,0 +1,1 @@
+"""A conversation's use cases: the customer turn (turns.py) and the handoff lifecycle (handoff.py)."""
