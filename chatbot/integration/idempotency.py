@@ -26,7 +26,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine as SqlEngine
 
-from chatbot.server.errors import ApiError
+from chatbot.errors import Conflict, InvalidInput
 from chatbot.store.idempotency import IdempotencyEntry, IdempotencyRepository
 from chatbot.store.models import utcnow
 
@@ -116,7 +116,7 @@ def idempotency_key(request: Request) -> str | None:
     if key is None:
         return None
     if not KEY_TEXT.fullmatch(key):
-        raise ApiError(422, "invalid_idempotency_key", "Idempotency-Key must be 1-128 printable ASCII characters.")
+        raise InvalidInput("invalid_idempotency_key", "Idempotency-Key must be 1-128 printable ASCII characters.")
     return key
 
 
@@ -140,12 +140,12 @@ async def idempotent(
     try:
         stored = await asyncio.to_thread(store.claim, scope, key, fingerprint)
     except KeyReused:
-        raise ApiError(
-            422, "idempotency_key_reused", "This Idempotency-Key was used with a different request body."
+        raise InvalidInput(
+            "idempotency_key_reused", "This Idempotency-Key was used with a different request body."
         ) from None
     except InFlight:
-        raise ApiError(
-            409, "idempotency_in_flight", "A request with this Idempotency-Key is still being processed; retry later."
+        raise Conflict(
+            "idempotency_in_flight", "A request with this Idempotency-Key is still being processed; retry later."
         ) from None
     if stored is not None:
         return JSONResponse(stored.response, status_code=stored.status_code, headers={REPLAYED_HEADER: "true"})

@@ -40,25 +40,26 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatbot.agents.auth import bearer
-from chatbot.agents.service import HandoffService, duration_text
+from chatbot.conversations.handoff import HandoffService, duration_text
 from chatbot.dialogue.engine import Engine, InputError, clean_text
+from chatbot.errors import DomainError
 from chatbot.guard.pii import redact
-from chatbot.integration.auth import (
+from chatbot.integration.keys import ApiKeyRecord
+from chatbot.llm import openai_wire as wire
+from chatbot.llm.openai_wire import ChatCompletionRequest, ChatMessage, ErrorOut, Usage
+from chatbot.llm.worker import GenerationWorker
+from chatbot.schema import AnswerObject, DeltaEvent, ErrorEvent, MessageEvent, SourceRef, StartEvent
+from chatbot.server.dependencies import (
     CUSTOMER_HASH_HEADER,
     CUSTOMER_ID_HEADER,
     api_key,
     key_conversation_access,
     verify_identity,
 )
-from chatbot.integration.keys import ApiKeyRecord
-from chatbot.llm import openai_wire as wire
-from chatbot.llm.openai_wire import ChatCompletionRequest, ChatMessage, ErrorOut, Usage
-from chatbot.llm.worker import GenerationWorker
-from chatbot.schema import AnswerObject, DeltaEvent, ErrorEvent, MessageEvent, SourceRef, StartEvent
-from chatbot.server.errors import STATUS_CODES, ApiError
+from chatbot.server.errors import STATUS_CODES, ApiError, as_api_error
 from chatbot.store import Store
 from chatbot.store.messages import StoredMessage
+from chatbot.tokens import bearer
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,9 @@ class OpenAIRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 return await handler(request)
-            except ApiError as error:
-                retry_after = getattr(error, "retry_after", None)  # RateLimited (chatbot/server/ratelimit.py)
-                headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-                return wire.error_response(error.status, error.code, error.message, headers=headers)
+            except (ApiError, DomainError) as raised:
+                error = as_api_error(raised) if isinstance(raised, DomainError) else raised
+                return wire.error_response(error.status, error.code, error.message, headers=error.headers)
             except RequestValidationError as error:
                 return wire.validation_error_response(error)
             except StarletteHTTPException as error:
@@ -243,7 +243,7 @@ async def chat_completions(body: CompletionBody, request: Request, key: ChatKey)
 
 
 def _answering(request: Request) -> contextlib.AbstractContextManager[object]:
-    """Counts the answer as in flight, so a graceful shutdown waits for it (chatbot/server/shutdown.py)."""
+    """Counts the answer as in flight, so a graceful shutdown waits for it (chatbot/shutdown.py)."""
     tracker = getattr(request.app.state, "answers", None)
     return tracker.answering() if tracker is not None else contextlib.nullcontext()
 

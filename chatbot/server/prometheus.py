@@ -32,10 +32,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatbot.agents.auth import bearer
 from chatbot.integration.openapi import errors
+from chatbot.server.dependencies import authenticate, authenticate_key
 from chatbot.server.errors import ApiError
 from chatbot.telemetry import HANDOFFS_WAITING, HTTP_DURATION, HTTP_REQUESTS, QUEUE_DEPTH, REGISTRY, WEBSOCKETS
+from chatbot.tokens import bearer
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +142,8 @@ async def authorize(request: Request) -> None:
     if not token:
         raise ApiError(401, "missing_token", "Metrics need an admin API key or an admin token (Authorization: Bearer).")
     if token.startswith("kst_"):
-        from chatbot.integration.auth import authenticate_key
-
         await authenticate_key(request, token, "admin")
         return
-    from chatbot.server.agent_routes import authenticate
-
     agent = await authenticate(request.app.state.store, request.app.state.secret_key, token)
     if agent.role != "admin":
         raise ApiError(403, "forbidden", "Metrics need an admin account.")
