@@ -18,6 +18,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# The bank's own published numbers and addresses: the default of ``Settings.pii_public_numbers``,
+# and what chatbot/guard/pii.py keeps when a caller passes no list of its own.
+PII_PUBLIC_NUMBERS = (
+    "1-800-555-0142",
+    "1-800-555-0199",
+    "+1-302-555-0177",
+    "021000555",
+    "phishing@kestrelbank.example",
+)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHATBOT_", env_file=".env", extra="ignore")
 
@@ -85,6 +96,9 @@ class Settings(BaseSettings):
     # --- generation --------------------------------------------------------------------------
     max_new_tokens: int = Field(96, ge=1, le=2048)
     context_passages: int = Field(3, ge=1, le=10)
+    context_passage_words: int = Field(
+        120, ge=10, description="Words of each passage shown to the model (prompt length is the main cost on a CPU)."
+    )
     engine_threads: int = Field(
         0, ge=0, le=64, description="Threads for the engine's CPU work (encoding, retrieval); 0 means one per core."
     )
@@ -95,7 +109,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_message_chars: int = Field(2000, ge=1)
-    history_turns: int = Field(6, ge=0)
+    history_turns: int = Field(6, ge=0, description="Earlier customer turns given to the engine for follow-ups.")
+    openai_history_messages: int = Field(
+        50, ge=0, description="Earlier turns of an OpenAI-style request stored for a new conversation."
+    )
+    hub_queue_size: int = Field(1000, ge=1, description="Frames queued for one slow socket before it is closed.")
 
     # --- dialogue routing (chatbot/dialogue/policy.py; tuned as docs/benchmarks.md says) ---------
     flow_threshold: float = Field(
@@ -119,13 +137,15 @@ class Settings(BaseSettings):
         "", description="Signs agent tokens; empty means a random key kept in data_dir/secret.key (mode 0600)."
     )
     agent_token_ttl_s: int = Field(8 * 3600, ge=60, description="How long an agent login token stays valid.")
+    login_max_failures: int = Field(5, ge=1, description="Failed sign-ins per (address, name) before a wait.")
+    login_window_s: float = Field(300.0, gt=0, description="The window those failures are counted in.")
     handoff_flag_after_s: int = Field(300, ge=1, description="A waiting conversation nobody takes is flagged after.")
     expected_wait_s: int = Field(120, ge=0, description="Expected wait told to customers while agents are online.")
     offline_wait_s: int = Field(
         24 * 3600, ge=0, description="Expected wait told to customers when no agent is online (the team's target)."
     )
 
-    # --- integration API (issue 4, docs/integration-api.md) -----------------------------------------
+    # --- integration API (docs/integration-api.md) ---------------------------------------------------
     idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key's response is kept.")
     page_size_max: int = Field(100, ge=1, le=1000, description="Largest page a cursor-paginated list returns.")
     webhook_url: str = Field("", description="Conversation events (handoff, closed, feedback) are POSTed here.")
@@ -136,15 +156,9 @@ class Settings(BaseSettings):
         10.0, gt=0, le=3600, description="First retry delay; doubles per failed attempt (jitter ½-1×, capped 1 h)."
     )
 
-    # --- security (issue 4, docs/security.md) -------------------------------------------------------
+    # --- security (docs/security.md) -----------------------------------------------------------------
     pii_public_numbers: list[str] = Field(
-        default_factory=lambda: [
-            "1-800-555-0142",
-            "1-800-555-0199",
-            "+1-302-555-0177",
-            "021000555",
-            "phishing@kestrelbank.example",
-        ],
+        default_factory=lambda: list(PII_PUBLIC_NUMBERS),
         description="The bank's own published phone numbers, routing number and e-mail addresses: never redacted.",
     )
     rate_limit_enabled: bool = True
@@ -164,7 +178,7 @@ class Settings(BaseSettings):
         "anonymise", description="Purge deletes conversations, or keeps them with every text replaced."
     )
 
-    # --- scale-out and operations (issue 4, docs/operations.md) --------------------------------------
+    # --- scale-out and operations (docs/operations.md) ------------------------------------------------
     redis_url: str = Field("", description="redis://… for delivery, presence and limits across processes.")
     presence_heartbeat_s: float = Field(
         2.0, gt=0, le=60, description="With Redis: how often each process republishes its online agents/customers."

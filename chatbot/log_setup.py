@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Collection
 from typing import Any
 
 from chatbot.guard.log_filter import install as install_pii_filter
@@ -29,11 +30,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", public_numbers: Collection[str] | None = None) -> None:
+    """JSON lines on stderr through the secrets and PII filters; ``public_numbers``: Settings.pii_public_numbers."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     install_log_filters(handler)  # request ids on every record; tokens, keys and passwords scrubbed
-    install_pii_filter(handler)  # card, account, SSN, IBAN, e-mail and phone numbers redacted
+    install_pii_filter(handler, public_numbers)  # card, account, SSN, IBAN, e-mail and phone numbers redacted
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -120,3 +120,27 @@ def test_the_checks_catch_what_they_claim_to(tmp_path: Path) -> None:
     lazy.write_text("def f():\n    from chatbot.server.errors import ApiError\n    return ApiError\n")
     assert imported("chatbot.lazy", lazy, {"chatbot.server.errors", "chatbot.lazy"}) == {"chatbot.server.errors"}
     assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+ENTRY_POINTS = {
+    "chatbot.cli",
+    "chatbot.agents.cli",
+    "chatbot.integration.cli",
+    "chatbot.store.cli",
+    "chatbot.server.app",  # create_app(settings=None)
+    "chatbot.store.migrations.env",  # Alembic's own entry point
+}
+
+
+def test_only_entry_points_read_the_global_settings() -> None:
+    """Settings are passed down (``Settings`` given to ``create_app`` or ``Engine`` must reach redaction,
+    the login throttle, the hub…), so only the commands and the app factory call ``get_settings()``."""
+    readers = set()
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "get_settings"
+            ):
+                readers.add(name)
+    assert readers - ENTRY_POINTS == set()

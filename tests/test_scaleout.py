@@ -1,4 +1,4 @@
-"""Two real `chatbot serve` processes on one PostgreSQL database and one Redis: issue 4's scale-out.
+"""Two real `chatbot serve` processes on one PostgreSQL database and one Redis: the scale-out.
 
 A customer on server A and an agent on server B talk live (queue, claim, replies both ways, presence);
 two agents on different processes race for one conversation; then A is killed with SIGKILL while the

@@ -14,6 +14,7 @@ import csv
 import io
 import math
 from collections import Counter
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +34,9 @@ def _normal(text: str) -> str:
     return " ".join(text.lower().split()).rstrip("?!. ")
 
 
-def summarise(data: AnalyticsData, days: int, top: int = TOP_UNANSWERED) -> dict[str, Any]:
+def summarise(
+    data: AnalyticsData, days: int, top: int = TOP_UNANSWERED, keep: Collection[str] | None = None
+) -> dict[str, Any]:
     conversations = set(data.conversation_ids)
     total = len(conversations)
     handed = {c for c, _ in data.requested if c in conversations}
@@ -47,7 +50,8 @@ def summarise(data: AnalyticsData, days: int, top: int = TOP_UNANSWERED) -> dict
 
     grouped: dict[str, dict[str, Any]] = {}
     for question, kind in data.unanswered:
-        text = redact(question).text  # stored redacted already; redacted again in case of an older row
+        # Stored redacted already; redacted again in case of an older row (keep: Settings.pii_public_numbers).
+        text = redact(question, keep).text
         entry = grouped.setdefault(_normal(text), {"text": text, "count": 0, "kinds": Counter()})
         entry["count"] += 1
         entry["kinds"][kind] += 1
@@ -79,10 +83,12 @@ def summarise(data: AnalyticsData, days: int, top: int = TOP_UNANSWERED) -> dict
     }
 
 
-async def compute(store: Store, days: int, top: int = TOP_UNANSWERED) -> dict[str, Any]:
+async def compute(
+    store: Store, days: int, top: int = TOP_UNANSWERED, keep: Collection[str] | None = None
+) -> dict[str, Any]:
     since = datetime.now(UTC) - timedelta(days=days)
     data = await asyncio.to_thread(store.analytics_data, since)
-    return summarise(data, days, top)
+    return summarise(data, days, top, keep)
 
 
 def _cell(value: object) -> str:

@@ -27,10 +27,10 @@ class Connection:
     the bot's stream and an agent's message cannot interleave out of order on one socket.
     """
 
-    def __init__(self, websocket: WebSocket, owner: str) -> None:
+    def __init__(self, websocket: WebSocket, owner: str, queue_size: int = 1000) -> None:
         self.websocket = websocket
         self.owner = owner  # a conversation id or an agent id
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=queue_size)  # hub_queue_size
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self.closed = False

@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 
 def make_login_throttle(settings: Settings) -> LoginThrottle:
     """Shared through Redis when ``redis_url`` is set, else per process."""
-    return RedisLoginThrottle(settings.redis_url) if settings.redis_url else LoginThrottle()
+    limit, window = settings.login_max_failures, settings.login_window_s
+    if settings.redis_url:
+        return RedisLoginThrottle(settings.redis_url, limit, window)
+    return LoginThrottle(limit, window)
 
 
 class RedisLoginThrottle(LoginThrottle):

@@ -12,6 +12,7 @@ tuples), the formatted exception and the stack. It is separate from the secrets 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from chatbot.guard.pii import redact
 from chatbot.log_filters import RewritingFilter
@@ -20,11 +21,15 @@ from chatbot.log_filters import RewritingFilter
 class PiiRedactionFilter(RewritingFilter):
     """Personal data out of every record; a log line is kept, only its personal data goes."""
 
+    def __init__(self, keep: Collection[str] | None = None) -> None:
+        super().__init__()
+        self.keep = tuple(keep) if keep is not None else None  # Settings.pii_public_numbers
+
     def rewrite(self, text: str) -> str:
-        return redact(text).text
+        return redact(text, self.keep).text
 
 
-def install(handler: logging.Handler) -> None:
+def install(handler: logging.Handler, keep: Collection[str] | None = None) -> None:
     """Put the filter on ``handler`` once (a handler filter sees records propagated from every logger)."""
     if not any(isinstance(f, PiiRedactionFilter) for f in handler.filters):
-        handler.addFilter(PiiRedactionFilter())
+        handler.addFilter(PiiRedactionFilter(keep))

@@ -17,14 +17,15 @@ where one exists, confirmed by its checksum, so look-alikes (order numbers, amou
 - ``phone`` ``[PHONE ••••2671]``: NANP numbers with separators or parentheses (optionally +1), ``+``
   international numbers (E.164, 8-15 digits); bare 10 digits or a national 0-number after a phone keyword.
 
-Deliberately kept: the last four digits of a card or account ("acct ending 1234": banks print
-them and agents need them), amounts, dates, times, years, zip codes, percentages, numbers failing
-their checksum, 7-digit local phone numbers, and the bank's own published numbers and addresses
-(``Settings.pii_public_numbers``: an agent quoting the bank's phone or routing number must reach
-the customer intact). Routing numbers need a keyword: a bare 9-digit number passing the ABA checksum
-is left alone. On the development corpus every routing number comes with a keyword, so a keyword-less
-rule would add no recall there, while one random 9-digit order or reference number in ten passes the
-checksum; and a routing number names a bank, not a person (docs/security.md).
+Deliberately kept: the last four digits of a card or account ("acct ending 1234": banks print them
+and agents need them), amounts, dates, times, years, zip codes, percentages, numbers failing their
+checksum, 7-digit local phone numbers, and the bank's own published numbers and addresses
+(``Settings.pii_public_numbers``, passed in as ``keep`` by every caller that has Settings: an agent
+quoting the bank's phone or routing number must reach the customer intact). Routing numbers need a
+keyword: a bare 9-digit number passing the ABA checksum is left alone. On the development corpus
+every routing number comes with a keyword, so a keyword-less rule would add no recall there, while
+one random 9-digit order or reference number in ten passes the checksum; and a routing number names
+a bank, not a person (docs/security.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
+
+from chatbot.config import PII_PUBLIC_NUMBERS
 
 KINDS = ("card", "iban", "ssn", "routing", "account", "email", "phone")
 
@@ -150,13 +153,6 @@ def _phone_key(text: str) -> str:
     return digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
 
 
-def public_numbers() -> frozenset[str]:
-    """The bank's own published numbers and addresses (settings), normalised for comparison."""
-    from chatbot.config import get_settings
-
-    return _normalise_public(tuple(get_settings().pii_public_numbers))
-
-
 _PUBLIC_CACHE: dict[tuple[str, ...], frozenset[str]] = {}
 
 
@@ -238,8 +234,9 @@ def _ibans(text: str) -> Iterator[tuple[int, int, str]]:
 
 
 def find_pii(text: str, keep: Collection[str] | None = None) -> list[Entity]:
-    """Every piece of personal data in ``text``, in order. ``keep``: numbers/addresses never redacted."""
-    public = public_numbers() if keep is None else _normalise_public(tuple(keep))
+    """Every piece of personal data in ``text``, in order. ``keep``: numbers/addresses never redacted
+    (``Settings.pii_public_numbers``; None: the default list, never the process's global settings)."""
+    public = _normalise_public(tuple(PII_PUBLIC_NUMBERS if keep is None else keep))
     finder = _Finder(text, public)
 
     for match in EMAIL.finditer(text):

@@ -226,5 +226,5 @@ def run(settings: Settings, host: str, port: int, model_id: str | None = None) -
 
     from chatbot.log_setup import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.pii_public_numbers)
     uvicorn.run(create_llm_app(settings, model_id), host=host, port=port, log_config=None)

@@ -72,8 +72,8 @@ async def login(body: LoginIn, request: Request) -> dict[str, Any]:
     store: Store = request.app.state.store
     settings = request.app.state.settings
     address = request.client.host if request.client else "unknown"
-    if not hasattr(request.app.state, "login_throttle"):  # 5 failures per (address, name) in 5 minutes
-        request.app.state.login_throttle = LoginThrottle()
+    if not hasattr(request.app.state, "login_throttle"):  # login_max_failures per (address, name) in login_window_s
+        request.app.state.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
     throttle: LoginThrottle = request.app.state.login_throttle
     wait = await asyncio.to_thread(throttle.retry_after, address, body.username)  # may ask Redis
     if wait:
@@ -94,13 +94,14 @@ async def login(body: LoginIn, request: Request) -> dict[str, Any]:
         await asyncio.to_thread(store.set_password_hash, agent.id, hash_password(body.password))
     token, expires = issue_agent_token(request.app.state.secret_key, agent.id, agent.role, settings.agent_token_ttl_s)
     expires_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(expires))
-    return {"token": token, "expires_at": expires_at, "agent": agent.public()}
+    limits = {"max_message_chars": settings.max_message_chars}  # the console's counter reads it
+    return {"token": token, "expires_at": expires_at, "agent": agent.public(), **limits}
 
 
 @agent_router.get("/v1/agent/me", responses=errors(429))
-async def me(agent: Agent) -> dict[str, Any]:
-    """The signed-in agent: id, name, role."""
-    return agent.public()
+async def me(agent: Agent, request: Request) -> dict[str, Any]:
+    """The signed-in agent: id, name, role; and the server's ``max_message_chars`` for the console."""
+    return {**agent.public(), "max_message_chars": request.app.state.settings.max_message_chars}
 
 
 @agent_router.get("/v1/agent/conversations", responses=errors(422, 429))
@@ -211,7 +212,8 @@ async def get_analytics(
     admin: AdminReader, request: Request, days: Annotated[int, Query(ge=1, le=3650)] = 30
 ) -> dict[str, Any]:
     """Admin: containment, handoffs, feedback, suggestion use, answer kinds, latency, top unanswered."""
-    report = await analytics.compute(request.app.state.store, days)
+    keep = request.app.state.settings.pii_public_numbers
+    report = await analytics.compute(request.app.state.store, days, keep=keep)
     await service(request).audit(admin, "analytics.view", "analytics", "summary", client_ip(request), days=days)
     return report
 
@@ -221,7 +223,8 @@ async def unanswered_csv(
     admin: AdminReader, request: Request, days: Annotated[int, Query(ge=1, le=3650)] = 30
 ) -> Response:
     """Admin: the top unanswered or thumbs-down questions as CSV (text,count,kind)."""
-    report = await analytics.compute(request.app.state.store, days, top=500)
+    keep = request.app.state.settings.pii_public_numbers
+    report = await analytics.compute(request.app.state.store, days, top=500, keep=keep)
     rows = len(report["top_unanswered"])
     await service(request).audit(
         admin, "analytics.export", "analytics", "unanswered.csv", client_ip(request), days=days, rows=rows

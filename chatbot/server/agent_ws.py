@@ -56,7 +56,7 @@ async def agent_socket(websocket: WebSocket) -> None:
             await websocket.send_json({"type": "error", "code": error.code, "message": error.message})
             await websocket.close(code=UNAUTHORIZED_CLOSE)
         return
-    connection = Connection(websocket, agent.id)
+    connection = Connection(websocket, agent.id, websocket.app.state.settings.hub_queue_size)
     connection.start()
     connection.send(await handoff.queue_frame())  # the first frame, before any live one
     hub.add_agent(agent.id, connection)

@@ -9,8 +9,13 @@
   "use strict";
 
   const SESSION_KEY = "kestrel-console-session";
-  const MAX_CHARS = 2000;
+  let MAX_CHARS = 2000; // until sign-in or /v1/agent/me says the server's max_message_chars
   const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
+
+  /** The server's limits (login and /v1/agent/me carry max_message_chars), so the counter never drifts from them. */
+  function useLimits(data) {
+    if (data && Number.isInteger(data.max_message_chars) && data.max_message_chars > 0) MAX_CHARS = data.max_message_chars;
+  }
   const TYPING_EVERY_MS = 3000;
   const TYPING_SHOWN_MS = 6000;
   const REASONS = {
@@ -210,6 +215,7 @@
     button.textContent = "Signing in…";
     try {
       const data = await api("POST", "/v1/agent/login", { username, password });
+      useLimits(data);
       session.save({ token: data.token, expires_at: data.expires_at, agent: data.agent });
       error.hidden = true;
       start(data.token, data.agent, data.expires_at);
@@ -1169,6 +1175,7 @@
     // Check the stored token before showing anything: it may have expired or the server's key changed.
     api("GET", "/v1/agent/me").then(
       (me) => {
+        useLimits(me);
         const agent = me && me.agent ? me.agent : me;
         start(saved.token, agent && agent.id ? agent : saved.agent, saved.expires_at);
       },

@@ -17,7 +17,7 @@
     document.currentScript ||
     Array.from(document.getElementsByTagName("script")).find((s) => /kestrel-chat(\.min)?\.js(\?|#|$)/.test(s.src || ""));
 
-  const MAX_CHARS = 2000;
+  let MAX_CHARS = 2000; // until the server's "ready" frame says its max_message_chars
   const STORAGE_KEY = "kestrel-chat-conversation";
   const TOKEN_KEY = "kestrel-chat-token"; // the conversation's customer token (only its owner may read it)
   const LAST_SEEN_KEY = "kestrel-chat-last-seen"; // id of the last stored message shown, for ?after= on reconnect
@@ -946,6 +946,10 @@
           storage.set(TOKEN_KEY, token);
         }
         if (typeof frame.status === "string") setConversationStatus(frame.status, frame.agent_name);
+        if (Number.isInteger(frame.max_message_chars) && frame.max_message_chars > 0) {
+          MAX_CHARS = frame.max_message_chars; // the server's limit, never a copy that can drift
+          updateComposer();
+        }
         ready = true;
         everConnected = true;
         attempt = 0;
