@@ -32,15 +32,15 @@ app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 
-def _engine(settings: Settings, generation: bool = True, store: Any = None):  # type: ignore[no-untyped-def]
+def _turns(settings: Settings, store: Any = None):  # type: ignore[no-untyped-def]
+    """A warm engine behind the turn service: the CLI's questions take the customers' path."""
+    from chatbot.conversations.turns import TurnService
     from chatbot.dialogue.engine import Engine
 
-    if not generation:
-        settings = settings.model_copy(update={"generation_enabled": False})
-    engine = Engine(settings, store)
+    engine = Engine(settings)
     with console.status("Loading models and index…"):
         engine.warm_up()
-    return engine
+    return TurnService(settings, engine, store)
 
 
 @app.command()
@@ -100,17 +100,17 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one AnswerObject per line.")] = False,
 ) -> None:
     """Answer questions with the full engine."""
-    from chatbot.dialogue.engine import InputError
+    from chatbot.errors import InvalidInput
 
     questions = [" ".join(question)] if question else [line.strip() for line in sys.stdin if line.strip()]
-    engine = _engine(get_settings())
+    turns = _turns(get_settings())
 
     async def run() -> int:
         failures = 0
         for text in questions:
             try:
-                answer = await engine.answer(text)
-            except InputError as error:
+                answer = await turns.ask_answer(text)
+            except InvalidInput as error:
                 failures += 1
                 if as_json:
                     print(json.dumps({"error": {"code": error.code, "message": error.message}}), flush=True)
@@ -129,7 +129,7 @@ def ask(
     try:
         failures = asyncio.run(run())
     finally:
-        engine.close()
+        turns.engine.close()
     raise typer.Exit(1 if failures else 0)
 
 
@@ -143,7 +143,7 @@ def chat() -> None:
     # from its earlier turns, and the transcript is there for analytics.
     settings = get_settings()
     store = Store(settings.resolved_database_url)
-    engine = _engine(settings, store=store)
+    turns = _turns(settings, store)
     conversation_id, _ = store.create_conversation("cli")
     out = Console()
 
@@ -155,7 +155,7 @@ def chat() -> None:
             except (EOFError, KeyboardInterrupt):
                 return
             out.print("bot › ", end="")
-            async for event in engine.respond(text, conversation_id):
+            async for event in turns.ask(text, conversation_id):
                 if isinstance(event, DeltaEvent):
                     out.print(event.text, end="")
                 elif isinstance(event, ErrorEvent):
@@ -171,7 +171,7 @@ def chat() -> None:
     try:
         asyncio.run(run())
     finally:
-        engine.close()
+        turns.engine.close()
         store.close()
 
 
@@ -191,7 +191,7 @@ def serve(
     from chatbot.shutdown import GracefulServer
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.pii_public_numbers)
     config = uvicorn.Config(
         "chatbot.server.app:create_app",
         factory=True,
@@ -343,7 +343,8 @@ def nlu_parse(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result per line.")] = False,
 ) -> None:
     """Name the intent of a message: the best intent, its confidence and the top 5."""
-    from chatbot.dialogue.engine import InputError, clean_text
+    from chatbot.conversations.text import clean_text
+    from chatbot.errors import InvalidInput
     from chatbot.nlu import IntentClassifier
 
     settings = get_settings()
@@ -355,7 +356,7 @@ def nlu_parse(
     for raw in texts:
         try:
             cleaned = clean_text(raw, settings.max_message_chars)
-        except InputError as error:
+        except InvalidInput as error:
             failures += 1
             if as_json:
                 print(json.dumps({"error": {"code": error.code, "message": error.message}}), flush=True)

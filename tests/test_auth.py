@@ -73,6 +73,7 @@ def test_cli_creates_and_lists_agents_with_argon2id_hashes(client: TestClient, s
         "id": jwt.decode(token, options={"verify_signature": False})["sub"],
         "name": "carol.b",
         "role": "admin",
+        "max_message_chars": 2000,  # the console's reply limit comes from the server
     }
 
 
@@ -196,7 +197,7 @@ def test_customer_websocket_needs_the_token_to_resume(client: TestClient) -> Non
     conversation, token = ready["conversation_id"], ready["token"]
     with client.websocket_connect(f"/ws/chat?conversation_id={conversation}&token={token}") as ws:
         resumed = ws.receive_json()
-    assert resumed == {"type": "ready", "conversation_id": conversation, "status": "bot"}
+    assert resumed == {"type": "ready", "conversation_id": conversation, "status": "bot", "max_message_chars": 2000}
     for query in (f"conversation_id={conversation}", f"conversation_id={conversation}&token=wrong"):
         with client.websocket_connect(f"/ws/chat?{query}") as ws:
             error = ws.receive_json()

@@ -2,8 +2,10 @@ import asyncio
 
 import pytest
 
-from chatbot.dialogue.engine import Engine, EngineOptions, InputError
+from chatbot.conversations.turns import TurnService
+from chatbot.dialogue.engine import Engine, EngineOptions
 from chatbot.dialogue.grounding import check_grounding
+from chatbot.errors import InvalidInput
 from chatbot.schema import DeltaEvent, ErrorEvent, MessageEvent, StartEvent
 
 
@@ -91,10 +93,13 @@ def test_stream_is_start_deltas_then_message_and_deltas_spell_the_streamed_text(
      ("\x00\x01\x02 ?!", "unreadable_message"), (None, "invalid_text")],
 )  # fmt: skip
 def test_bad_input_gets_a_precise_error_event(engine: Engine, text: object, code: str) -> None:
+    """The turn service validates once, before the engine: the same codes on every channel."""
+    turns = TurnService(engine.settings, engine)
+
     async def collect() -> list[object]:
-        return [event async for event in engine.respond(text)]
+        return [event async for event in turns.ask(text)]
 
     events = asyncio.run(collect())
     assert len(events) == 1 and isinstance(events[0], ErrorEvent) and events[0].code == code
-    with pytest.raises(InputError):
-        asyncio.run(engine.answer(text))
+    with pytest.raises(InvalidInput):
+        asyncio.run(turns.ask_answer(text))

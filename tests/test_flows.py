@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatbot.config import PROJECT_ROOT, Settings
+from chatbot.conversations.turns import TurnService
 from chatbot.dialogue.engine import Engine
 from chatbot.dialogue.policy import FLOWS, HANDOFF_REPLY, flow_body
 from chatbot.guard.injection import leaks_instructions
@@ -70,8 +71,9 @@ def engine(client: TestClient) -> Engine:
     return client.app.state.engine  # type: ignore[attr-defined,no-any-return]
 
 
-def ask(engine: Engine, text: str, conversation_id: str | None = None) -> AnswerObject:
-    return asyncio.run(engine.answer(text, conversation_id))
+def ask(engine: Engine, text: str) -> AnswerObject:
+    """A single customer turn through the turn service (cleaned, redacted, answered)."""
+    return asyncio.run(TurnService(engine.settings, engine).ask_answer(text))
 
 
 def chat(ws: Any, text: str) -> dict[str, Any]:

@@ -229,7 +229,9 @@ def test_a_reconnecting_customer_receives_what_was_missed(client: TestClient) ->
 
     with client.websocket_connect(f"/ws/chat?conversation_id={conversation}&token={token}&after={last_seen}") as ws:
         ready = ws.receive_json()
-        assert ready == {"type": "ready", "conversation_id": conversation, "status": "assigned"}
+        assert ready == {
+            "type": "ready", "conversation_id": conversation, "status": "assigned", "max_message_chars": 2000
+        }  # fmt: skip
         history = ws.receive_json()
     assert history["type"] == "history"
     missed = [(m["role"], m["text"]) for m in history["messages"]]
@@ -252,12 +254,12 @@ def test_a_reconnecting_customer_receives_what_was_missed(client: TestClient) ->
 def test_an_engine_answer_with_handoff_moves_the_conversation_to_waiting(client: TestClient) -> None:
     conversation, customer = new_conversation(client)
     store: Store = client.app.state.store  # type: ignore[attr-defined]
-    handoff = client.app.state.handoff  # type: ignore[attr-defined]
+    turns = client.app.state.turns  # type: ignore[attr-defined]
     store.add_user_message(conversation, "I want to talk to a person")
     answer = AnswerObject(id="msg_handoff_test", conversation_id=conversation, text="Connecting you with our team.",
                           kind="handoff", handoff=True)  # fmt: skip
     store.add_answer(answer)
-    client.portal.call(handoff.answered, answer)  # type: ignore[union-attr]
+    client.portal.call(turns.answered, answer)  # type: ignore[union-attr]
     record = store.conversation(conversation)
     assert record.status == "waiting" and record.handoff_reason == "human_agent_intent"
     messages = client.get(f"/v1/conversations/{conversation}/messages", headers=customer).json()["messages"]

@@ -239,18 +239,21 @@ def generation_server(settings: Settings) -> Iterator[tuple[str, _RecordingApp]]
 def test_a_remote_model_only_ever_sees_redacted_text(
     built_index: Settings, generation_server: tuple[str, _RecordingApp], tmp_path: Path
 ) -> None:
+    from chatbot.conversations.turns import TurnService
     from chatbot.dialogue.engine import Engine, EngineOptions
     from chatbot.store import Store
 
     url, recorder = generation_server
     store = Store(f"sqlite:///{tmp_path / 'remote.db'}")
-    engine = Engine(built_index.model_copy(update={"llm_base_url": url}), store)
+    engine = Engine(built_index.model_copy(update={"llm_base_url": url}))
+    turns = TurnService(engine.settings, engine, store)
     engine.warm_up()
     try:
         conversation, _ = store.create_conversation("web", None)
         card, email = "4111 1111 1111 1111", "jane.doe@example.com"
         question = f"my card {card} was stolen, mail {email}: how fast can I get a new card?"
-        answer = asyncio.run(engine.answer(question, conversation, EngineOptions(faq_route=False, dialogue=False)))
+        options = EngineOptions(faq_route=False, dialogue=False)
+        answer = asyncio.run(turns.ask_answer(question, conversation, options))
     finally:
         engine.close()
     assert recorder.bodies, f"the engine never called the generation server (answered {answer.kind})"

@@ -18,16 +18,14 @@ from typing import Any, TypeVar
 
 from chatbot.agents.hub import DeliveryHub
 from chatbot.config import Settings
-from chatbot.dialogue.engine import clean_text
+from chatbot.conversations.text import clean_text
 from chatbot.errors import Conflict, NotFound
 from chatbot.guard.pii import redact
 from chatbot.integration.webhooks import emit
-from chatbot.limits import ConversationLimits
 from chatbot.schema import AnswerObject
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import AgentRecord, ConversationRecord, LifecycleConflict, NoteRecord
 from chatbot.store.repository import StoredMessage
-from chatbot.telemetry import observe_answer
 
 T = TypeVar("T")
 
@@ -90,7 +88,6 @@ class HandoffService:
     def __init__(self, settings: Settings, store: Store, hub: DeliveryHub) -> None:
         self.settings, self.store, self.hub = settings, store, hub
         self._watcher: asyncio.Task[None] | None = None
-        self.limits: ConversationLimits | None = None  # per-conversation rate limit, set by the app
 
     # ------------------------------------------------------------------ frames
     def conversation_out(self, record: ConversationRecord) -> dict[str, Any]:
@@ -200,40 +197,19 @@ class HandoffService:
         return flagged
 
     # ------------------------------------------------------------------ customer side
-    async def customer_message(self, conversation_id: str, text: object) -> tuple[StoredMessage, str]:
-        """Clean, redact and store a customer message; deliver it to agents. Returns it and the status.
+    async def after_customer_message(self, stored: StoredMessage) -> str:
+        """Deliver a stored customer message to agents; reopen a closed conversation. Returns the status.
 
-        Raises InvalidInput for text that cannot be sent. A message to a closed conversation reopens it
-        with the assistant.
+        The turn service (chatbot/conversations/turns.py) has cleaned, limited, redacted and stored it.
         """
-        cleaned = clean_text(text, self.settings.max_message_chars)
-        if self.limits is not None:
-            await self.limits.check(conversation_id)  # RateLimited (429 / error frame): the message is not stored
-        redacted = redact(cleaned)
-        if redacted.changed:
-            log.info("redacted customer message", extra={"redacted": redacted.found})
-        try:
-            stored = await asyncio.to_thread(self.store.add_message, conversation_id, "user", redacted.text)
-        except ConversationNotFound:
-            raise not_found(conversation_id) from None
         self.publish_message(stored)
+        conversation_id = stored.conversation_id
         record = await self.record(conversation_id)
         if record.status == "closed" and await asyncio.to_thread(self.store.reopen, conversation_id):
             record = await self.record(conversation_id)
             self.hub.to_customer(conversation_id, self.handoff_frame(record))
             await self.broadcast_queue()
-        return stored, record.status
-
-    async def answered(self, answer: AnswerObject) -> None:
-        """After the engine stored an answer: show it to agents; hand over when the engine says so."""
-        observe_answer(answer.kind, answer.latency_ms)  # answer_latency_seconds{kind} on /metrics
-        if answer.conversation_id is None:
-            return
-        message = await asyncio.to_thread(self.store.message, answer.id)
-        if message is not None:
-            self.publish_message(message)
-        if answer.handoff:
-            await self.start_handoff(answer.conversation_id, handoff_reason(answer))
+        return record.status
 
     async def start_handoff(self, conversation_id: str, reason: str) -> tuple[dict[str, Any], bool]:
         """bot → waiting; idempotent: a second request returns the current state without a new notice.
@@ -313,7 +289,7 @@ class HandoffService:
 
     def _agent_text(self, text: object) -> str:
         cleaned = clean_text(text, self.settings.max_message_chars)  # InvalidInput: 422 or an error frame
-        return redact(cleaned).text  # agents' messages are stored redacted too
+        return redact(cleaned, self.settings.pii_public_numbers).text  # agents' messages are stored redacted too
 
     async def agent_message(
         self,

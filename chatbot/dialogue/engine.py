@@ -9,7 +9,9 @@ Routing, in order of preference:
 3. a fallback that says so and offers a human, when nothing relevant was found.
 
 The engine is a Haystack-style component: constructing it is cheap, ``warm_up`` loads the models
-and the index once, and ``respond`` is the single contract the server, CLI and evaluation use.
+and the index once, and ``respond`` is a pure pipeline from a message (and the conversation's
+earlier turns) to answer events. It neither reads nor writes the store: the turn service
+(chatbot/conversations/turns.py) validates, redacts and stores around it, for every channel.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,9 +33,7 @@ from chatbot.config import Settings
 from chatbot.dialogue import policy
 from chatbot.dialogue.followup import Resolution, resolve
 from chatbot.dialogue.grounding import check_grounding
-from chatbot.errors import InvalidInput
 from chatbot.guard.injection import REFUSAL_TEXT, InjectionDetector, benign_sample, leaks_instructions
-from chatbot.guard.pii import redact
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import KnowledgeIndex, Passage
 from chatbot.knowledge.retriever import Hit, Retriever
@@ -47,22 +47,17 @@ from chatbot.schema import (
     AnswerObject,
     DeltaEvent,
     EngineEvent,
-    ErrorEvent,
     IntentRef,
     MessageEvent,
     SourceRef,
     StartEvent,
 )
-from chatbot.store.repository import Store, new_id
+from chatbot.store.repository import new_id
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])")
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-InputError = InvalidInput  # the customer's text cannot be answered as sent; ``code`` is machine-readable
 
 
 @dataclass(frozen=True)
@@ -77,25 +72,9 @@ class EngineOptions:
     resolve_followups: bool | None = None  # None: the setting; False measures retrieval without resolution
 
 
-def clean_text(text: object, max_chars: int) -> str:
-    if not isinstance(text, str):
-        raise InputError("invalid_text", "The message text must be a string.")
-    text = CONTROL_CHARS.sub(" ", text).strip()
-    if not text:
-        raise InputError("empty_message", "The message is empty.")
-    if len(text) > max_chars:
-        raise InputError(
-            "message_too_long", f"The message is too long ({len(text):,} characters; {max_chars:,} at most)."
-        )
-    if sum(ch.isalnum() for ch in text) == 0:
-        raise InputError("unreadable_message", "The message contains no words I can read.")
-    return text
-
-
 class Engine:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = store
         self.embedder = Embedder(settings.embedding_model, device=str(choose_device(settings.device)))
         self.index: KnowledgeIndex | None = None
         self.retriever: Retriever | None = None
@@ -154,42 +133,25 @@ class Engine:
 
     # ------------------------------------------------------------------ the contract
     async def respond(
-        self,
-        text: object,
-        conversation_id: str | None = None,
-        options: EngineOptions | None = None,
-        user_message_stored: bool = False,
+        self, text: str, history: Sequence[str] = (), options: EngineOptions | None = None
     ) -> AsyncIterator[EngineEvent]:
-        """Answer one customer message as a stream: ``start``, ``delta``*, then ``message`` (or ``error``).
+        """Answer one customer message as a stream: ``start``, ``delta``*, then ``message``.
 
-        ``user_message_stored``: the server stored (and acknowledged) the customer's message itself
-        before calling, so it must not be stored twice.
+        ``text`` has been cleaned and redacted by the turn service; ``history`` is the conversation's
+        previous customer turns, oldest first (for follow-up resolution). Nothing is stored here.
         """
         started = time.perf_counter()
-        try:
-            cleaned = clean_text(text, self.settings.max_message_chars)
-        except InputError as error:
-            yield ErrorEvent(code=error.code, message=error.message)
-            return
-        redacted = redact(cleaned)
-        if redacted.changed:
-            log.info("redacted customer message", extra={"redacted": redacted.found})
-        if self.store is not None and conversation_id is not None and not user_message_stored:
-            await asyncio.to_thread(self.store.add_user_message, conversation_id, redacted.text)
         answer_id = new_id("msg")
-        yield StartEvent(id=answer_id, conversation_id=conversation_id)
+        yield StartEvent(id=answer_id)
 
         final: AnswerObject | None = None
-        async for event in self._route(redacted.text, answer_id, options or EngineOptions(), conversation_id):
+        async for event in self._route(text, answer_id, options or EngineOptions(), list(history)):
             if isinstance(event, AnswerObject):
                 final = event
             else:
                 yield event
         assert final is not None
-        final.conversation_id = conversation_id
         final.latency_ms = int((time.perf_counter() - started) * 1000)
-        if self.store is not None and conversation_id is not None:
-            await asyncio.to_thread(self.store.add_answer, final)
         log.info(
             "answered",
             extra={"kind": final.kind, "latency_ms": final.latency_ms, "sources": [s.id for s in final.sources]},
@@ -197,16 +159,10 @@ class Engine:
         yield MessageEvent(message=final)
 
     async def answer(
-        self,
-        text: object,
-        conversation_id: str | None = None,
-        options: EngineOptions | None = None,
-        user_message_stored: bool = False,
+        self, text: str, history: Sequence[str] = (), options: EngineOptions | None = None
     ) -> AnswerObject:
-        """Convenience for callers that want only the final answer; raises InputError on bad input."""
-        async for event in self.respond(text, conversation_id, options, user_message_stored):
-            if isinstance(event, ErrorEvent):
-                raise InputError(event.code, event.message)
+        """Convenience for callers that want only the final answer of the pipeline."""
+        async for event in self.respond(text, history, options):
             if isinstance(event, MessageEvent):
                 return event.message
         raise RuntimeError("the engine ended without an answer")
@@ -225,7 +181,7 @@ class Engine:
 
     # ------------------------------------------------------------------ routing
     async def _route(
-        self, query: str, answer_id: str, options: EngineOptions, conversation_id: str | None = None
+        self, query: str, answer_id: str, options: EngineOptions, history: list[str]
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
         """Understand the message (follow-up, injection, intent), then answer by the policy's order.
 
@@ -236,7 +192,6 @@ class Engine:
             async for item in self._retrieval_route(query, answer_id, options):
                 yield item
             return
-        history = await asyncio.to_thread(self._history, conversation_id, query)
         use_history = options.resolve_followups
         if use_history is None:
             use_history = self.settings.resolve_followups
@@ -259,19 +214,6 @@ class Engine:
         answer = self._decided_answer(decision, answer_id, understood)
         yield DeltaEvent(id=answer_id, text=answer.text)
         yield answer
-
-    def _history(self, conversation_id: str | None, current: str) -> list[str]:
-        """The conversation's previous customer turns, oldest first (the current one left out)."""
-        if self.store is None or conversation_id is None or self.settings.history_turns == 0:
-            return []
-        try:
-            stored = self.store.messages(conversation_id, limit=2 * self.settings.history_turns + 1)
-        except LookupError:
-            return []
-        turns = [m.text for m in stored if m.role == "user"]
-        if turns and turns[-1] == current:
-            turns = turns[:-1]
-        return turns[-self.settings.history_turns :]
 
     def understand(self, raw: str, query: str, mode: str | None = None) -> policy.Understanding:
         """Injection check on the raw message; intents and retrieval on the resolved query."""
@@ -362,7 +304,7 @@ class Engine:
         self, query: str, answer_id: str, context: list[Hit], check: bool
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
         assert self.worker is not None
-        passages = [context_passage(h.passage) for h in context]
+        passages = [context_passage(h.passage, self.settings.context_passage_words) for h in context]
         source_texts = [p.text for p in passages]
         messages = chat_messages(query, passages)
         buffer, sent = "", ""

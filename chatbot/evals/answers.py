@@ -24,6 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from chatbot.config import PROJECT_ROOT, Settings
+from chatbot.conversations.turns import TurnService
 from chatbot.dialogue.engine import Engine, EngineOptions
 from chatbot.dialogue.grounding import check_grounding
 from chatbot.evals.metrics import percentile, rouge_l
@@ -224,9 +225,11 @@ def threshold_sweep(engine: Engine, questions: list[DevQuestion]) -> list[dict[s
 
 
 async def _answers(engine: Engine, texts: list[str], options: EngineOptions, label: str) -> list[AnswerObject]:
+    """Each question as a customer's turn (cleaned, redacted, answered), so the scores are what customers get."""
+    turns = TurnService(engine.settings, engine)
     results = []
     for text in tqdm(texts, desc=label, leave=False):
-        results.append(await engine.answer(text, options=options))
+        results.append(await turns.ask_answer(text, options=options))
     return results
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from chatbot.config import PROJECT_ROOT, Settings
+from chatbot.conversations.turns import TurnService
 from chatbot.dialogue.engine import Engine
 from chatbot.dialogue.followup import resolve
 from chatbot.dialogue.policy import FLOWS, SMALL_TALK, clarification_options
@@ -209,16 +210,20 @@ def followup_retrieval(engine: Engine, conversations: list[Conversation]) -> tup
 async def _run_conversations(
     engine: Engine, store: Store, conversations: list[Conversation]
 ) -> list[tuple[Turn, AnswerObject]]:
+    """Each conversation stored turn by turn through the turn service, as the widget's would be (follow-ups
+    resolve from the stored history)."""
+    turns = TurnService(engine.settings, engine, store)
     results = []
     for conversation in tqdm(conversations, desc="conversations", leave=False):
         conversation_id, _ = store.create_conversation("eval")
         for turn in conversation.turns:
-            results.append((turn, await engine.answer(turn.text, conversation_id)))
+            results.append((turn, await turns.ask_answer(turn.text, conversation_id)))
     return results
 
 
 async def _answers(engine: Engine, texts: list[str], label: str) -> list[AnswerObject]:
-    return [await engine.answer(text) for text in tqdm(texts, desc=label, leave=False)]
+    turns = TurnService(engine.settings, engine)
+    return [await turns.ask_answer(text) for text in tqdm(texts, desc=label, leave=False)]
 
 
 def routing_accuracy(results: list[tuple[Turn, AnswerObject]]) -> tuple[dict[str, dict[str, float]], float, list]:
@@ -379,7 +384,7 @@ def run_dialogue_evaluation(
     ordinary = [q.question for q in questions]
     with tempfile.TemporaryDirectory() as folder:
         store = Store(f"sqlite:///{Path(folder) / 'eval.db'}")
-        engine = Engine(settings.model_copy(update={"generation_enabled": generation}), store=store)
+        engine = Engine(settings.model_copy(update={"generation_enabled": generation}))
         engine.warm_up()
         try:
             retrieval, detection = followup_retrieval(engine, conversations)

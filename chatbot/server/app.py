@@ -20,6 +20,7 @@ from chatbot.agents.redis_hub import make_hub
 from chatbot.agents.redis_throttle import make_login_throttle
 from chatbot.config import PROJECT_ROOT, Settings, get_settings
 from chatbot.conversations.handoff import HandoffService
+from chatbot.conversations.turns import TurnService
 from chatbot.dialogue.engine import Engine
 from chatbot.integration.webhooks import WebhookWorker
 from chatbot.limits import ConversationLimits, close_limiter, make_limiter
@@ -33,8 +34,8 @@ from chatbot.server.nlu_routes import nlu_router
 from chatbot.server.openai_routes import openai_router
 from chatbot.server.prometheus import metrics_router
 from chatbot.server.routes import router
-from chatbot.shutdown import AnswerTracker
 from chatbot.server.websocket import ws_router
+from chatbot.shutdown import AnswerTracker
 from chatbot.store import Store
 from chatbot.tokens import secret_key
 
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.resolved_database_url)
-        engine = Engine(settings, store)
+        engine = Engine(settings)
         app.state.settings, app.state.store, app.state.engine = settings, store, engine
         app.state.warmup_error = None
         # Human handoff: live delivery (this process, or all of them through Redis), lifecycle, token key.
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> F
         app.state.handoff.start()
         # Rate limits (memory, or Redis with redis_url) and the answers-in-flight count for graceful shutdown.
         app.state.limiter = make_limiter(settings)
-        app.state.handoff.limits = ConversationLimits(settings, app.state.limiter)
+        limits = ConversationLimits(settings, app.state.limiter)
+        app.state.turns = TurnService(settings, engine, store, app.state.handoff, limits)  # every customer turn
         app.state.answers = AnswerTracker()
         app.state.webhooks = WebhookWorker.started(settings, store, app.state.secret_key)  # signed event outbox
 

@@ -14,7 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from chatbot.dialogue.engine import Engine, InputError, clean_text
+from chatbot.conversations.text import clean_text
+from chatbot.dialogue.engine import Engine
 from chatbot.server.errors import ApiError
 
 nlu_router = APIRouter()
@@ -41,9 +42,6 @@ async def parse(body: ParseIn, request: Request) -> dict[str, object]:
     classifier = getattr(engine, "nlu", None)
     if classifier is None or not engine.ready or not classifier.ready:
         raise ApiError(503, "not_ready", "The assistant is still starting; try again in a few seconds.")
-    try:
-        text = clean_text(body.text, request.app.state.settings.max_message_chars)
-    except InputError as error:
-        raise ApiError(422, error.code, error.message) from None
+    text = clean_text(body.text, request.app.state.settings.max_message_chars)  # InvalidInput: 422
     result = await asyncio.to_thread(classifier.parse, text)
     return result.as_dict()

@@ -2,8 +2,8 @@
 
 Any OpenAI client library can talk to the assistant unchanged (base URL ``…/v1``, an API key with
 the ``chat`` scope as the "OpenAI key"). It is one more channel onto the one path every customer
-message takes: ``HandoffService.customer_message`` stores the message (redacted) and tells the
-agents, then ``Engine.respond`` answers it — exactly as the REST route and the WebSocket do.
+message takes: ``TurnService`` (chatbot/conversations/turns.py) stores the message (redacted), tells
+the agents and answers it — exactly as for the REST route and the WebSocket.
 
 How OpenAI's stateless shape maps onto conversations (docs/openai-api.md):
 
@@ -40,9 +40,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatbot.config import Settings
 from chatbot.conversations.handoff import HandoffService, duration_text
-from chatbot.dialogue.engine import Engine, InputError, clean_text
-from chatbot.errors import DomainError
+from chatbot.conversations.text import clean_text
+from chatbot.conversations.turns import TurnService
+from chatbot.dialogue.engine import Engine
+from chatbot.errors import DomainError, InvalidInput
 from chatbot.guard.pii import redact
 from chatbot.integration.keys import ApiKeyRecord
 from chatbot.llm import openai_wire as wire
@@ -66,7 +69,6 @@ log = logging.getLogger(__name__)
 MODEL_ID = "kestrel-assist"
 OWNED_BY = "kestrel"
 CHANNEL = "openai"
-HISTORY_LIMIT = 50  # earlier turns stored for a new conversation; follow-up resolution reads far fewer
 
 
 class OpenAIRoute(APIRoute):
@@ -198,11 +200,12 @@ async def chat_completions(body: CompletionBody, request: Request, key: ChatKey)
     """An answer from the assistant to the last user message, as OpenAI's chat completion (or its stream)."""
     engine: Engine = request.app.state.engine
     handoff: HandoffService = request.app.state.handoff
+    service: TurnService = request.app.state.turns
     store: Store = request.app.state.store
     question, history = _split(body.messages)
-    try:  # checked before a conversation is created for it; customer_message checks it again
-        clean_text(question, engine.settings.max_message_chars)
-    except InputError as error:
+    try:  # checked before a conversation is created for it; the turn service checks it again
+        service.clean(question)
+    except InvalidInput as error:
         raise ApiError(422, error.code, f"the last user message: {error.message}") from None
     if not engine.ready:
         raise ApiError(503, "not_ready", "The assistant is still starting; try again in a few seconds.")
@@ -214,7 +217,7 @@ async def chat_completions(body: CompletionBody, request: Request, key: ChatKey)
         previous = await asyncio.to_thread(store.last_user_message, conversation_id)
     else:
         verify_identity(request, key, customer_id, request.headers.get(CUSTOMER_HASH_HEADER))
-        turns = _history_turns(history, 4 * engine.settings.max_message_chars)  # answers run longer than questions
+        turns = _history_turns(history, engine.settings)
         conversation_id = await asyncio.to_thread(_create_conversation, store, key.id, customer_id, turns)
         ip = request.client.host if request.client else None
         detail = {"channel": CHANNEL, "history_messages": len(turns)}
@@ -222,9 +225,10 @@ async def chat_completions(body: CompletionBody, request: Request, key: ChatKey)
             store.audit, "api_key", key.id, "conversation.create", "conversation", conversation_id, ip, detail
         )
     try:
-        stored, status = await handoff.customer_message(conversation_id, question)
-    except InputError as error:
+        accepted = await service.accept(conversation_id, question)
+    except InvalidInput as error:
         raise ApiError(422, error.code, f"the last user message: {error.message}") from None
+    stored, status = accepted.message, accepted.status
     agents = await _agent_messages(store, conversation_id, previous, stored)
     prompt_tokens = sum(_tokens(engine, m.text()) for m in body.messages)
     reply = _Reply(body, conversation_id, stored, agents, prompt_tokens, engine)
@@ -233,11 +237,10 @@ async def chat_completions(body: CompletionBody, request: Request, key: ChatKey)
         notice = _handoff_notice(record.status, record.assigned_agent_name, handoff)
         return reply.stream_handoff(notice, record.status) if body.stream else reply.handoff(notice, record.status)
     if body.stream:
-        events = reply.stream_answer(handoff, _answering(request))
+        events = reply.stream_answer(service, handoff, _answering(request))
         return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     with _answering(request):
-        answer = await engine.answer(stored.text, conversation_id, user_message_stored=True)
-    await handoff.answered(answer)
+        answer = await service.answer(conversation_id, stored.text)
     after = (await handoff.record(conversation_id)).status if answer.handoff else "bot"
     return reply.completion(answer, after)
 
@@ -263,18 +266,23 @@ def _split(messages: list[ChatMessage]) -> tuple[str, list[ChatMessage]]:
     return messages[last].text(), earlier
 
 
-def _history_turns(history: list[ChatMessage], max_chars: int) -> list[tuple[str, str]]:
-    """(role, redacted text) of the earlier turns to store; empty assistant turns (tool calls) are skipped."""
+def _history_turns(history: list[ChatMessage], settings: Settings) -> list[tuple[str, str]]:
+    """(role, redacted text) of the earlier turns to store; empty assistant turns (tool calls) are skipped.
+
+    The last ``openai_history_messages`` turns are kept (follow-up resolution reads far fewer); each
+    may be four times ``max_message_chars``, since answers run longer than questions.
+    """
+    max_chars = 4 * settings.max_message_chars
     turns: list[tuple[str, str]] = []
-    for index, message in enumerate(history[-HISTORY_LIMIT:]):
+    for index, message in enumerate(history[len(history) - settings.openai_history_messages :]):
         text = message.text()
         if not text.strip() and message.role == "assistant":
             continue
         try:
             cleaned = clean_text(text, max_chars)
-        except InputError as error:
+        except InvalidInput as error:
             raise ApiError(422, error.code, f"history message {index}: {error.message}") from None
-        turns.append((message.role, redact(cleaned).text))
+        turns.append((message.role, redact(cleaned, settings.pii_public_numbers).text))
     return turns
 
 
@@ -404,18 +412,18 @@ class _Reply:
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     async def stream_answer(
-        self, handoff: HandoffService, answering: contextlib.AbstractContextManager[object]
+        self, turns: TurnService, handoff: HandoffService, answering: contextlib.AbstractContextManager[object]
     ) -> AsyncIterator[bytes]:
         """The answer's chunks; an error after the headers went out is reported in the stream, in OpenAI's shape."""
         try:
             with answering:
-                async for item in self._answer_chunks(handoff):
+                async for item in self._answer_chunks(turns, handoff):
                     yield item
         except Exception:
             log.exception("openai-compatible stream failed")
             yield wire.sse(wire.error_body(500, "internal_error", "Something went wrong on our side."))
 
-    async def _answer_chunks(self, handoff: HandoffService) -> AsyncIterator[bytes]:
+    async def _answer_chunks(self, turns: TurnService, handoff: HandoffService) -> AsyncIterator[bytes]:
         """The engine's verified deltas as content chunks, as they come; then the citation line and the extras.
 
         The engine's final text is the one to show. It differs from the streamed deltas only when a
@@ -426,7 +434,7 @@ class _Reply:
         completion_id = f"chatcmpl-{self.stored.id}"
         streamed = self._agent_lines()
         final: AnswerObject | None = None
-        async for event in self.engine.respond(self.stored.text, self.conversation_id, user_message_stored=True):
+        async for event in turns.reply(self.conversation_id, self.stored.text):  # stored, published, handed off
             if isinstance(event, StartEvent):
                 completion_id = f"chatcmpl-{event.id}"
                 yield self._chunk(completion_id, {"role": "assistant", "content": streamed})
@@ -439,7 +447,6 @@ class _Reply:
                 yield wire.sse(wire.error_body(422, event.code, event.message))
                 return
         assert final is not None
-        await handoff.answered(final)
         status = (await handoff.record(self.conversation_id)).status if final.handoff else "bot"
         answer = self._agent_lines() + final.text
         rest = answer[len(streamed) :] if answer.startswith(streamed) else "\n\n" + final.text

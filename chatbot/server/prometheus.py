@@ -7,7 +7,7 @@ without importing the web layer. Series:
   is the route's template (``/v1/conversations/{conversation_id}/messages``), never the raw path,
   so ids do not explode the number of series; static files are ``/widget/*`` or ``static``, and a
   path no route matches is ``unmatched``.
-- ``answer_latency_seconds{kind}``: each finished answer (``HandoffService.answered``) by kind.
+- ``answer_latency_seconds{kind}``: each finished answer (``TurnService.answered``) by kind.
 - ``generation_queue_depth``: requests waiting for the generation worker (read at scrape time).
 - ``websocket_connections{kind}``: open customer and agent sockets.
 - ``handoffs_waiting``: conversations waiting for an agent (read from the store, cached 5 s).

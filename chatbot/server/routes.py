@@ -14,7 +14,8 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from chatbot.dialogue.engine import Engine, InputError
+from chatbot.conversations.turns import TurnService
+from chatbot.dialogue.engine import Engine
 from chatbot.guard.pii import redact
 from chatbot.integration.conversations import IntegrationConversations
 from chatbot.integration.idempotency import idempotent
@@ -161,18 +162,14 @@ async def post_message(
     """The customer's message is stored first; the assistant answers only while no human has the conversation.
     With an ``Idempotency-Key`` header a retry returns the first response instead of storing the message twice."""
     await customer_conversation(request, conversation_id)
-    handoff = request.app.state.handoff
+    turns: TurnService = request.app.state.turns
 
     async def run() -> tuple[int, Any]:
-        try:
-            stored, status = await handoff.customer_message(conversation_id, body.text)
-        except InputError as error:
-            raise ApiError(422, error.code, error.message) from None
-        if status in ("waiting", "assigned"):
-            message = MessageOut(**stored.as_dict()).model_dump(mode="json")
-            return 202, {"status": status, "message": message}
-        answer = await engine.answer(stored.text, conversation_id, user_message_stored=True)
-        await handoff.answered(answer)
+        accepted = await turns.accept(conversation_id, body.text)  # InvalidInput: 422, RateLimited: 429
+        if accepted.status in ("waiting", "assigned"):
+            message = MessageOut(**accepted.message.as_dict()).model_dump(mode="json")
+            return 202, {"status": accepted.status, "message": message}
+        answer = await turns.answer(conversation_id, accepted.message.text)
         return 200, answer.model_dump(mode="json")
 
     return await idempotent(request, f"conv:{conversation_id}", body.model_dump(), run)
@@ -233,10 +230,10 @@ async def message_feedback(
     if message.role != "assistant":
         raise ApiError(422, "not_an_answer", "Only the assistant's answers can be rated.")
     comment = body.comment.strip() if body.comment and body.comment.strip() else None
-    if comment is not None:
-        comment = redact(comment).text
-    await asyncio.to_thread(db.set_feedback, message_id, message.conversation_id, body.rating, comment)
     settings = request.app.state.settings
+    if comment is not None:
+        comment = redact(comment, settings.pii_public_numbers).text
+    await asyncio.to_thread(db.set_feedback, message_id, message.conversation_id, body.rating, comment)
     await emit(settings, db, "feedback.created", message.conversation_id, message_id=message_id, rating=body.rating,
                comment=comment)  # fmt: skip
     return {"message_id": message_id, "rating": body.rating, "comment": comment}

@@ -22,9 +22,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from chatbot.agents.hub import Connection, DeliveryHub
 from chatbot.conversations.handoff import HandoffService, message_out
-from chatbot.dialogue.engine import Engine, InputError
-from chatbot.errors import RateLimited
-from chatbot.schema import MessageEvent
+from chatbot.conversations.turns import TurnService
+from chatbot.dialogue.engine import Engine
+from chatbot.errors import InvalidInput, RateLimited
 from chatbot.shutdown import AnswerTracker
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import MessageNotFound
@@ -73,7 +73,7 @@ def _parse_frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | N
 async def customer_chat(websocket: WebSocket) -> None:
     await websocket.accept()
     store: Store = websocket.app.state.store
-    connection = Connection(websocket, "")
+    connection = Connection(websocket, "", websocket.app.state.settings.hub_queue_size)
     connection.start()
 
     def error(code: str, message: str) -> None:
@@ -103,6 +103,7 @@ async def customer_chat(websocket: WebSocket) -> None:
             ready |= {"conversation_id": conversation_id, "token": new_token, "status": "bot"}
         else:
             ready |= {"conversation_id": conversation_id, "status": status}
+        ready["max_message_chars"] = websocket.app.state.settings.max_message_chars  # the widget's counter
     except Exception:  # e.g. the database is unreachable: say so, and release the writer task
         log.exception("websocket set-up failed")
         error("internal_error", "Something went wrong on our side; please try again.")
@@ -147,7 +148,7 @@ async def _serve_customer(
                 if not changed:
                     connection.send(current)
             else:
-                await _customer_message(connection, engine, handoff, conversation_id, frame)
+                await _customer_message(connection, engine, handoff, websocket.app.state.turns, conversation_id, frame)
     except WebSocketDisconnect:
         return
     except Exception:  # never drop a customer without a reason
@@ -176,30 +177,33 @@ async def _send_history(connection: Connection, store: Store, conversation_id: s
 
 
 async def _customer_message(
-    connection: Connection, engine: Engine, handoff: HandoffService, conversation_id: str, frame: dict[str, Any]
+    connection: Connection,
+    engine: Engine,
+    handoff: HandoffService,
+    turns: TurnService,
+    conversation_id: str,
+    frame: dict[str, Any],
 ) -> None:
     """Store, acknowledge, then let the assistant answer — unless a person has (or is about to take) the chat."""
     if not engine.ready and (await handoff.record(conversation_id)).status in ("bot", "closed"):
         connection.send({"type": "error", "code": "not_ready", "message": "The assistant is still starting."})
         return
     try:
-        stored, status = await handoff.customer_message(conversation_id, frame["text"])
-    except InputError as problem:
+        accepted = await turns.accept(conversation_id, frame["text"])
+    except InvalidInput as problem:
         connection.send({"type": "error", "code": problem.code, "message": problem.message})
         return
     except RateLimited as limited:  # not stored: the client sends it again after retry_after seconds
         connection.send({"type": "error", "code": limited.code, "message": limited.message,
                          "retry_after": limited.retry_after, "client_id": frame.get("client_id")})  # fmt: skip
         return
-    connection.send({"type": "ack", "message_id": stored.id, "client_id": frame.get("client_id")})
-    if status != "bot":
+    connection.send({"type": "ack", "message_id": accepted.message.id, "client_id": frame.get("client_id")})
+    if accepted.status != "bot":
         return  # waiting or assigned: the bot stays silent, the agents have the message
     answers: AnswerTracker = connection.websocket.app.state.answers
     with answers.answering():  # on SIGTERM the server waits for this answer (chatbot/shutdown.py)
-        async for event in engine.respond(stored.text, conversation_id, user_message_stored=True):
-            connection.send(event.model_dump(mode="json"))
-            if isinstance(event, MessageEvent):
-                await handoff.answered(event.message)
+        async for event in turns.reply(conversation_id, accepted.message.text):
+            connection.send(event.model_dump(mode="json"))  # the answer, then (after it) any handoff frame
         if answers.draining:  # the socket closes next: the answer must have left first
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(connection.flush(), timeout=5)
