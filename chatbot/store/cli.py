@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.table import Table
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log of agent, admin, API-key and operator actions.", no_args_is_help=True)
 console = Console(stderr=True)
+
+if TYPE_CHECKING:  # the commands import the store lazily, so `chatbot --help` stays fast
+    from chatbot.store.repository import Store
 
 
 def operator_id() -> str | None:
@@ -36,7 +39,7 @@ def _url() -> str:
     return engine_url(get_settings().resolved_database_url)
 
 
-def _store():  # type: ignore[no-untyped-def]
+def _store() -> Store:
     from chatbot.store import Store
 
     return Store(_url())
@@ -165,7 +168,7 @@ def audit_list(
     """Show audit events, newest first."""
     store = _store()
     try:
-        events = store.audit_events(before, limit, action, actor)
+        events = store.audit_log.events(before, limit, action, actor)
     finally:
         store.close()
     if as_json:

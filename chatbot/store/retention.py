@@ -31,6 +31,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, String, delete, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
+from chatbot.store.base import changed_rows
 from chatbot.store.models import (
     Conversation,
     Feedback,
@@ -107,10 +108,6 @@ def count_candidates(store: Store, days: int, mode: Mode, now: datetime | None =
         return _count(session, _candidates(cutoff_for(days, now), mode))
 
 
-def _rows(result: Any) -> int:
-    return int(result.rowcount)
-
-
 def _dry_run(session: Session, report: PurgeReport, cutoff: datetime, mode: Mode) -> None:
     ids = _candidates(cutoff, mode).scalar_subquery()
     report.conversations = _count(session, _candidates(cutoff, mode))
@@ -139,10 +136,10 @@ def _idempotency_rows(session: Session, cutoff: datetime, ids: Any) -> Select[An
 
 def _purge_batch(session: Session, report: PurgeReport, ids: Sequence[str], mode: Mode) -> None:
     scopes = [f"conv:{i}" for i in ids]
-    report.webhook_deliveries += _rows(
+    report.webhook_deliveries += changed_rows(
         session.execute(delete(WebhookDelivery).where(WebhookDelivery.conversation_id.in_(ids)))
     )
-    report.idempotency_keys += _rows(
+    report.idempotency_keys += changed_rows(
         session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.scope.in_(scopes)))
     )
     if mode == "delete":
@@ -154,25 +151,26 @@ def _purge_batch(session: Session, report: PurgeReport, ids: Sequence[str], mode
             ("messages", Message),
         ):
             column = model.conversation_id  # type: ignore[attr-defined]
-            setattr(report, name, getattr(report, name) + _rows(session.execute(delete(model).where(column.in_(ids)))))
-        report.conversations += _rows(session.execute(delete(Conversation).where(Conversation.id.in_(ids))))
+            deleted = changed_rows(session.execute(delete(model).where(column.in_(ids))))
+            setattr(report, name, getattr(report, name) + deleted)
+        report.conversations += changed_rows(session.execute(delete(Conversation).where(Conversation.id.in_(ids))))
         return
     now = datetime.now(UTC)
-    report.messages += _rows(
+    report.messages += changed_rows(
         session.execute(update(Message).where(Message.conversation_id.in_(ids)).values(text=REMOVED_TEXT))
     )
-    report.notes += _rows(session.execute(update(Note).where(Note.conversation_id.in_(ids)).values(text="")))
-    report.suggestions += _rows(
+    report.notes += changed_rows(session.execute(update(Note).where(Note.conversation_id.in_(ids)).values(text="")))
+    report.suggestions += changed_rows(
         session.execute(update(Suggestion).where(Suggestion.conversation_id.in_(ids)).values(text=""))
     )
-    report.feedback += _rows(
+    report.feedback += changed_rows(
         session.execute(
             update(Feedback)
             .where(Feedback.conversation_id.in_(ids))
             .values(comment=None, created_at=Feedback.created_at)
         )
     )
-    report.conversations += _rows(
+    report.conversations += changed_rows(
         session.execute(
             update(Conversation)
             .where(Conversation.id.in_(ids))
@@ -231,13 +229,11 @@ def purge(
                 last_id = ids[-1]
             if progress is not None:
                 progress(report.conversations, total)
-        with store.sessions.begin() as session:  # responses older than the cutoff, whoever they belonged to
-            report.idempotency_keys += _rows(
-                session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
-            )
+        # responses older than the cutoff, whoever they belonged to
+        report.idempotency_keys += store.idempotency.delete_before(cutoff)
     if dry_run:
         return report  # a dry run changes nothing, the audit log included
-    store.audit(
+    store.audit_log.record(
         "operator",
         actor_id,
         "retention.purge",
