@@ -20,8 +20,7 @@ from sqlalchemy import func, select
 
 from chatbot.agents.analytics import summarise
 from chatbot.schema import AnswerObject, IntentRef, SourceRef
-from chatbot.store import ConversationNotFound, Store
-from chatbot.store.handoff import AgentExists, LifecycleConflict, MessageNotFound
+from chatbot.store import AgentExists, ConversationNotFound, LifecycleConflict, MessageNotFound, Store
 from chatbot.store.models import HandoffEvent
 
 
