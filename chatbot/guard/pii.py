@@ -273,9 +273,7 @@ def find_pii(text: str, keep: Collection[str] | None = None) -> list[Entity]:
     if text.isascii():
         return _find_pii(text, keep)
     folded, origin = normalise(text)
-    return [
-        Entity(e.kind, origin[e.start], origin[e.end - 1] + 1, e.placeholder) for e in _find_pii(folded, keep)
-    ]
+    return [Entity(e.kind, origin[e.start], origin[e.end - 1] + 1, e.placeholder) for e in _find_pii(folded, keep)]
 
 
 def _find_pii(text: str, keep: Collection[str] | None = None) -> list[Entity]:
