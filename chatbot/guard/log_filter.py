@@ -5,22 +5,41 @@ accident: an exception message quoting a request body, a third-party library ech
 ``log.info(f"... {text}")``. ``configure_logging`` installs this filter on the root handler, so
 every record from every logger (uvicorn's included) is rewritten before it is formatted: the
 message with its arguments merged in, every string in the extras (also inside dicts, lists and
-tuples), the formatted exception and the stack. It is separate from the secrets filter
+tuples), the formatted exception and the stack; percent-encoded URL text (an access log's query
+string) is read decoded. It is separate from the secrets filter
 (chatbot/log_filters.py), which removes credentials.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from urllib.parse import unquote_plus
 
 from chatbot.guard.pii import redact
 from chatbot.log_filters import RewritingFilter
+
+# A run of URL text holding at least one %XX escape: a query string in an access-log line.
+PERCENT_ENCODED = re.compile(r"[^\s\"'<>]*%[0-9A-Fa-f]{2}[^\s\"'<>]*")
+
+
+def _decoded_if_personal(match: re.Match[str]) -> str:
+    """A percent-encoded run, decoded and redacted when decoding reveals personal data, else unchanged.
+
+    ``customer_id=jane.doe%40example.com`` hides the e-mail address from a reader of the raw text;
+    only the runs that turn out to carry personal data are rewritten, so other URLs stay as logged.
+    """
+    decoded = unquote_plus(match.group(0))
+    redacted = redact(decoded)
+    return redacted.text if redacted.changed else match.group(0)
 
 
 class PiiRedactionFilter(RewritingFilter):
     """Personal data out of every record; a log line is kept, only its personal data goes."""
 
     def rewrite(self, text: str) -> str:
+        if "%" in text:
+            text = PERCENT_ENCODED.sub(_decoded_if_personal, text)
         return redact(text).text
 
 
