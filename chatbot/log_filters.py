@@ -5,7 +5,8 @@
 it. The filters are installed on the root handler by ``chatbot.log_setup.configure_logging`` (a filter on the
 handler sees records from every logger, including uvicorn's access log). They are separate from
 the PII redaction filter on purpose: this one removes credentials (Bearer tokens, ``kst_`` API keys,
-JWTs, ``token=`` / ``key=`` / ``password=`` values and password fields), whatever the message says.
+JWTs, ``token=`` / ``key=`` / ``password=`` / ``customer_hash=`` values and password fields), whatever
+the message says.
 
 The request id lives in a context variable set by ``RequestIdMiddleware`` (chatbot/server/middleware.py);
 asyncio tasks and ``asyncio.to_thread`` copy the context, so logs written while serving a request —
@@ -75,7 +76,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 REDACTED = "[redacted]"
 SECRET_FIELDS = re.compile(
-    r"(\w*_)?(password|passwd|passphrase|secret|secret_key|token|api_key|apikey|authorization|cookie|credentials?)",
+    r"(\w*_)?(password|passwd|passphrase|secret|secret_key|token|api_key|apikey|authorization|cookie|credentials?"
+    r"|customer_hash)",
     re.I,
 )
 
@@ -87,14 +89,20 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bkst_[A-Za-z0-9_\-]{4,}"), "kst_" + REDACTED),
     # JWTs: three base64url parts, the first two JSON objects ("eyJ")
     (re.compile(r"\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"), REDACTED),
-    # token=… key=… password=… in URLs, query strings and key=value text
+    # token=… key=… password=… customer_hash=… in URLs, query strings and key=value text (a customer
+    # hash is an HMAC a partner's back end signs: whoever holds it can act as that customer)
     (
-        re.compile(r"((?:access_|api_|refresh_|id_)?(?:token|key|password|passwd|secret)=)[^&\s\"',;]+", re.I),
+        re.compile(
+            r"((?:access_|api_|refresh_|id_|customer_)?(?:token|key|password|passwd|secret|hash)=)[^&\s\"',;]+", re.I
+        ),
         r"\1" + REDACTED,
     ),
     # "password": "…" / 'secret': '…' in JSON or repr text
     (
-        re.compile(r"""(["']?(?:password|passwd|secret|token|api_key|authorization)["']?\s*[:=]\s*["'])[^"']*""", re.I),
+        re.compile(
+            r"""(["']?(?:password|passwd|secret|token|api_key|authorization|customer_hash)["']?\s*[:=]\s*["'])[^"']*""",
+            re.I,
+        ),
         r"\1" + REDACTED,
     ),
 ]

@@ -54,6 +54,8 @@ def record(msg: str, *args: Any, exc_info: Any = None, **extra: Any) -> logging.
         f"agent token {JWT}",
         f"GET /ws/chat?conversation_id=conv_1&token={CUSTOMER_TOKEN}&after=msg_2",
         f"GET /v1/things?key={CUSTOMER_TOKEN}",
+        f"GET /v1/conversations?customer_id=cust-42&customer_hash={CUSTOMER_TOKEN}",
+        f'{{"customer_id": "cust-42", "customer_hash": "{CUSTOMER_TOKEN}"}}',
         f"login with password={PASSWORD}",
         f'{{"username": "ann", "password": "{PASSWORD}"}}',
     ],
@@ -165,6 +167,8 @@ def test_secrets_sent_to_a_real_server_never_reach_its_logs(server: tuple[str, i
     call(base, "GET", f"/v1/conversations/conv_x/messages?token={CUSTOMER_TOKEN}", {"Authorization": f"Bearer {JWT}"})
     login = json.dumps({"username": "log-agent", "password": PASSWORD}).encode()
     call(base, "POST", "/v1/agent/login", {"Content-Type": "application/json"}, login)
+    identity = f"customer_id=jane.doe%40example.com&customer_hash={CUSTOMER_TOKEN[::-1]}"
+    call(base, "GET", f"/v1/conversations?{identity}", {})  # refused (no key), but in the access log
     with connect(f"ws://{base}/ws/chat?conversation_id=conv_nope&token={CUSTOMER_TOKEN}") as ws:
         json.loads(ws.recv())
     with connect(f"ws://{base}/ws/agent?token={JWT}") as ws:
@@ -172,7 +176,7 @@ def test_secrets_sent_to_a_real_server_never_reach_its_logs(server: tuple[str, i
     time.sleep(0.5)
     text = buffer.getvalue()
     assert "/ws/chat" in text and "/v1/models" in text, "uvicorn's access log was not captured"
-    for secret in (API_KEY, API_KEY[4:], JWT, CUSTOMER_TOKEN, PASSWORD):
+    for secret in (API_KEY, API_KEY[4:], JWT, CUSTOMER_TOKEN, PASSWORD, CUSTOMER_TOKEN[::-1], "jane.doe"):
         assert secret not in text
     logged = records(buffer)
     limited = [r for r in logged if r["event"] == "rate limited"]

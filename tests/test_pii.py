@@ -276,3 +276,52 @@ def test_analytics_show_questions_redacted_even_from_rows_stored_before_the_new_
         {"text": "why was I charged? call me at [PHONE ••••2671] or [EMAIL]", "count": 2, "kind": "fallback"}
     ]
     assert "555-2671" not in unanswered_csv(top) and "jane.doe" not in unanswered_csv(top)
+
+
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111\n1111 1111",  # wrapped across lines by a paste
+        "4111/1111/1111/1111",
+        "4111 / 1111 / 1111 / 1111",
+        "card 4\u200b111\u200b1111\u200b1111\u200b1111",  # zero-width spaces between the digits
+        "my card " + "4111 1111 1111 1111".translate(FULL_WIDTH),
+        "card 4111_1111_1111_1111 declined",
+        "4\u00ad111-1111-1111-1111",  # a soft hyphen
+    ],
+)
+def test_a_card_number_is_found_whatever_separates_or_disguises_its_digits(text: str) -> None:
+    redaction = redact(text, keep=[])
+    assert redaction.found == {"card": 1}, redaction.text
+    assert "[CARD ••••1111]" in redaction.text
+    assert not any(ch.isdigit() for ch in redaction.text.replace("••••1111", ""))
+
+
+def test_disguised_phone_email_and_ssn_are_found() -> None:
+    found = redact(
+        "text " + "503-555-2671".translate(FULL_WIDTH) + ", mail jane.doe\u200b@example.com, ssn 4\u200b12-68-3391",
+        keep=[],
+    ).found
+    assert found == {"phone": 1, "email": 1, "ssn": 1}
+
+
+def test_the_text_around_personal_data_is_kept_exactly_as_written() -> None:
+    """Detection reads a normalised copy; what is kept is the customer's own characters (emoji included)."""
+    text = "\U0001f468\u200d\U0001f469 \uff21\uff22 card 4\u200b111 1111 1111 1111 ok"
+    assert redact(text, keep=[]).text == "\U0001f468\u200d\U0001f469 \uff21\uff22 card [CARD ••••1111] ok"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "dates 2024/01/05 and 2024/02/06",
+        "order " + "4582 3391".translate(FULL_WIDTH) + " 0042 7781 never arrived",  # fails the Luhn check
+        "paid 120.00/85.50/42.10 this month",
+        "two numbers 4111-1111 1111/1111",  # mixed punctuation: not one card
+    ],
+)
+def test_look_alikes_with_other_separators_are_left_alone(text: str) -> None:
+    assert find_pii(text, keep=[]) == []

@@ -99,3 +99,25 @@ def test_ids_with_long_digit_runs_are_not_taken_for_cards() -> None:
     for identifier in ("conv_4111111111111111", "a4111111111111111f", "msg_0a4111111111111111", "4111111111111111ab"):
         assert redact_value(identifier) == identifier
     assert redact_value("card:4111111111111111") == "card:[CARD ••••1111]"
+
+
+def test_percent_encoded_personal_data_in_an_access_log_line_is_redacted(json_logs: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d',
+        "127.0.0.1:5000",
+        "GET",
+        "/v1/conversations?customer_id=jane.doe%40example.com&limit=5&q=caf%C3%A9",
+        "1.1",
+        200,
+    )
+    (record,) = lines(json_logs)
+    assert "jane.doe" not in str(record["event"]) and "example.com" not in str(record["event"])
+    assert "[EMAIL]" in str(record["event"])
+
+
+def test_percent_encoded_text_without_personal_data_is_logged_as_it_was(json_logs: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    logging.getLogger("uvicorn.access").info("GET /v1/search?q=caf%C3%A9%20hours 200")
+    (record,) = lines(json_logs)
+    assert record["event"] == "GET /v1/search?q=caf%C3%A9%20hours 200"

@@ -4,8 +4,11 @@ Customers paste card numbers, account details and contact data into chats. Those
 the database, the logs, a remote model or the analytics. Each kind is recognised by its shape and,
 where one exists, confirmed by its checksum, so look-alikes (order numbers, amounts, dates) stay:
 
-- ``card`` ``[CARD ••••1111]``: 13-19 digits starting 2-6, continuous or grouped by spaces, dashes or
-  dots (one kind of separator), Luhn-checked.
+- ``card`` ``[CARD ••••1111]``: 13-19 digits starting 2-6, continuous or grouped by any one kind of
+  separator (spaces and line breaks, dashes, dots, slashes, underscores, " / "), Luhn-checked.
+
+Detection reads the text NFKC-normalised with invisible format characters removed (``normalise``),
+so full-width digits or zero-width spaces cannot hide a number; offsets map back to the original.
 - ``iban`` ``[IBAN GB••5432]``: country, check digits, BBAN; compact or grouped, any case; the country's
   registry length and mod-97.
 - ``ssn`` ``[SSN]``: ``123-45-6789`` / ``123 45 6789``; 9 bare digits, or "last 4", only after an SSN
@@ -31,6 +34,7 @@ a bank, not a person (docs/security.md).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
@@ -55,9 +59,12 @@ EMAIL = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b"
 )
 IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})(\d{2})(?=[ -]?[A-Za-z0-9])")
-# 13-19 digits starting 2-6 (the card networks' IIN ranges), each digit optionally after one separator;
-# not inside a word, so a digit run in a hex id (request, message, conversation ids in logs) is left alone.
-CARD = re.compile(r"(?<![\w.-])[2-6](?:[ .-]?\d){12,18}(?!\w|[.-]\d)")
+# 13-19 digits starting 2-6 (the card networks' IIN ranges), each digit optionally after a short run of
+# separators (whatever a person types or a paste leaves: spaces, line breaks, dashes, dots, slashes,
+# underscores, commas); not inside a word, so a digit run in a hex id (request, message, conversation
+# ids in logs) is left alone.
+CARD_SEPARATOR = r"[\s./_\\|,:-]"
+CARD = re.compile(rf"(?<![\w.-])[2-6](?:{CARD_SEPARATOR}{{0,3}}\d){{12,18}}(?!\w|[.-]\d)")
 SSN_DELIMITED = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?!\d|-\d)")
 NANP = re.compile(
     r"(?<![\w+.-])(?:(?:\+1|1)[ .-]?)?(?:\(([2-9]\d{2})\)[ ]?|([2-9]\d{2})[ .-])([2-9]\d{2})[ .-](\d{4})(?!\d|[.-]\d)"
@@ -233,9 +240,40 @@ def _ibans(text: str) -> Iterator[tuple[int, int, str]]:
                 break
 
 
+def normalise(text: str) -> tuple[str, list[int]]:
+    """``text`` as detection reads it, and for each of its characters the index it came from.
+
+    NFKC folds look-alike characters to their plain form (full-width ``４１１１`` → ``4111``, other
+    scripts' digits stay digits), and invisible format characters (zero-width spaces and joiners,
+    soft hyphens, direction marks: Unicode category Cf) are dropped, so a number cannot hide behind
+    either. Detection runs on this text; the spans it finds map back to the original, so what is
+    kept of a message is kept exactly as the customer wrote it.
+    """
+    folded: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        if unicodedata.category(char) == "Cf":
+            continue
+        plain = unicodedata.normalize("NFKC", char) if not char.isascii() else char
+        for piece in plain:
+            folded.append(piece)
+            origin.append(index)
+    return "".join(folded), origin
+
+
 def find_pii(text: str, keep: Collection[str] | None = None) -> list[Entity]:
     """Every piece of personal data in ``text``, in order. ``keep``: numbers/addresses never redacted
-    (``Settings.pii_public_numbers``; None: the default list, never the process's global settings)."""
+    (``Settings.pii_public_numbers``; None: the default list, never the process's global settings).
+
+    Offsets are into ``text`` as given; detection itself reads its normalised form (``normalise``).
+    """
+    if text.isascii():
+        return _find_pii(text, keep)
+    folded, origin = normalise(text)
+    return [Entity(e.kind, origin[e.start], origin[e.end - 1] + 1, e.placeholder) for e in _find_pii(folded, keep)]
+
+
+def _find_pii(text: str, keep: Collection[str] | None = None) -> list[Entity]:
     public = _normalise_public(tuple(PII_PUBLIC_NUMBERS if keep is None else keep))
     finder = _Finder(text, public)
 
@@ -249,7 +287,10 @@ def find_pii(text: str, keep: Collection[str] | None = None) -> list[Entity]:
 
     for match in CARD.finditer(text):
         digits = _digits(match.group(0))
-        separators = set(re.sub(r"\d", "", match.group(0)))
+        # One kind of separator between the groups (" / " is one; any white space counts as a space, so a
+        # number wrapped across lines still matches), so two numbers written next to each other with
+        # different punctuation are not read as one card.
+        separators = {re.sub(r"\s+", " ", run) for run in re.findall(r"\D+", match.group(0))}
         if 13 <= len(digits) <= 19 and len(separators) <= 1 and luhn_valid(digits):
             finder.add("card", match.start(), match.end(), f"[CARD ••••{digits[-4:]}]")
 
