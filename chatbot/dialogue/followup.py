@@ -85,6 +85,9 @@ CONNECTIVE = re.compile(
     re.I,
 )
 PRONOUN = re.compile(r"\b(?:it|that|this|they|them|those|these|ones?)\b", re.I)
+# Words that only make sense after something was said: "i have premier checking tho", "my husband too?"
+BACK_REFERENCE = re.compile(r"\b(?:tho|though|too|either|instead|then|also)\b[\s?.!,]*$", re.I)
+LONG_FOLLOWUP_WORDS = 18
 QUESTION = re.compile(
     r"\b(?:how|hows|what|whats|when|where|why|which|who|can|could|do|does|did|is|are|will|would|should|may)\b",
     re.I,
@@ -140,6 +143,7 @@ SUBJECT_SLOTS = {"account", "card", "payment", "loan", "feature"}
 CANONICAL: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"^(?:{SLOTS['feature'][0]})$", re.I), "overdraft"),
     (re.compile(rf"^(?:{SLOTS['feature'][1]})$", re.I), "2-step verification"),
+    (re.compile(r"^interest$", re.I), "interest rate"),  # "and the interest?" asks what it pays
 ]
 
 
@@ -175,7 +179,8 @@ def is_dependent(text: str) -> bool:
     words = re.findall(r"[\w'$%-]+", text)
     if not words or all(w.lower() in SMALL_TALK_WORDS for w in words):
         return False
-    if CONNECTIVE.match(text) and len(words) <= 12:
+    refers_back = bool(PRONOUN.search(text) or BACK_REFERENCE.search(text))
+    if CONNECTIVE.match(text) and (len(words) <= 12 or (refers_back and len(words) <= LONG_FOLLOWUP_WORDS)):
         return True
     found = mentions(text)
     subjects = _subjects(found)
@@ -184,9 +189,13 @@ def is_dependent(text: str) -> bool:
     rest = text
     for mention in sorted((m for m in found if m.slot == "aspect"), key=lambda m: -m.start):
         rest = rest[: mention.start] + " " + rest[mention.end :]
-    if subjects or TOPIC_WORDS.search(rest):
-        return len(words) <= 8 and bool(PRONOUN.search(text)) and not subjects
-    return len(words) <= 8
+    if subjects:
+        return False
+    if TOPIC_WORDS.search(rest):
+        return len(words) <= 8 and refers_back
+    # Nothing of its own to be about: short, or longer but pointing back ("how far back does it go? i
+    # need one from 2016", "does that cover my husband too?").
+    return len(words) <= 8 or (refers_back and len(words) <= LONG_FOLLOWUP_WORDS)
 
 
 def _topic(previous: str) -> str:
@@ -212,9 +221,9 @@ def merge(text: str, previous: str) -> str:
             same = [m for m in mentions(query) if m.slot == mention.slot]
             if same:
                 target = same[0]
-                query = query[: target.start] + mention.text + query[target.end :]
+                query = query[: target.start] + canonical(mention) + query[target.end :]
             else:
-                appended.append(mention.text)
+                appended.append(canonical(mention))
         if not current:
             appended.append(re.sub(r"^(?:for|with|on|in|to)\s+", "", remainder, flags=re.I))
         return " ".join([query, *appended]).strip()
