@@ -14,6 +14,8 @@ Order (first match wins), documented in docs/architecture.md:
    knowledge-base passage the flow names (``urgent-help`` sections), with its source; where a person
    must act now (a fraud claim, an account closure) the answer starts a handoff, otherwise it
    offers one as a quick reply (a knowledge base without that passage gets the retrieval routes);
+   then a card emergency in words the classifier missed (``chatbot.nlu.rules.card_emergency``: "someones
+   using my card RIGHT NOW") → that flow;
    then a request for the customer's own balances, transactions or payments (``chatbot.nlu.rules``)
    → the ``account_data`` flow: the assistant cannot see accounts, here is where to look (quoted
    from ``online-and-mobile-banking``), and the offer of a person;
@@ -216,6 +218,9 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         return Decision("handoff", top, "handoff", HANDOFF_TEXT, handoff=True)
     if top is not None and top.name in FLOWS and top.confidence >= settings.flow_threshold:
         return Decision("flow", top, "flow", flow=FLOWS[top.name])
+    card = rules.card_emergency(raw) if chosen is None else None
+    if card is not None and card in FLOWS:
+        return Decision("flow", IntentRef(name=card, confidence=1.0), "flow", flow=FLOWS[card])
     if own_data:
         return Decision("flow", IntentRef(name=rules.ACCOUNT_DATA, confidence=1.0), "flow", flow=ACCOUNT_DATA_FLOW)
     if top is None:

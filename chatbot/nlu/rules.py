@@ -28,6 +28,9 @@ ACCOUNT_COMPROMISED = "account_compromised"
 SHARED_SECURITY_CODE = "shared_security_code"
 LOST_OR_STOLEN_PHONE = "lost_or_stolen_phone"
 ACCOUNT_DATA = "account_data"
+LOST_OR_STOLEN_CARD = "lost_or_stolen_card"
+COMPROMISED_CARD = "compromised_card"
+CASH_WITHDRAWAL_NOT_RECOGNISED = "cash_withdrawal_not_recognised"
 
 _GAP = r"[^.?!]{0,40}?"  # a few words, within one sentence
 _SOMEONE = (
@@ -104,12 +107,45 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(
             r"\b(?:phone|mobile|iphone|android|cell)\b[^.?!]{0,30}?\b(?:stolen|lost|missing|nicked|taken)\b"
             r"[^.?!]{0,60}?\b(?:app|online banking|mobile banking|banking|kestrel)\b"
-            r"|\b(?:stole|lost|took|nicked)\s+my\s+(?:phone|mobile|iphone|android|cell)\b"
-            r"[^.?!]{0,60}?\b(?:app|online banking|mobile banking|banking|kestrel)\b",
+            r"|\b(?:stole|lost|took|nicked|left)\s+my\s+(?:phone|mobile|iphone|android|cell)\b"
+            r"[^.?!]{0,60}?\b(?:app|online banking|mobile banking|banking|kestrel|apple pay|google pay|wallet|card)\b",
             re.I,
         ),
     ),
 ]
+
+# Card emergencies the classifier knows too, in words it can miss ("someones using my card RIGHT NOW",
+# "uh oh my card's gone, i think someone grabbed it"): used only when it names no flow itself.
+CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    (
+        CASH_WITHDRAWAL_NOT_RECOGNISED,
+        re.compile(
+            rf"\b{_SOMEONE}s?\s+{_GAP}\b(?:took|taken|withdrew|withdrawn|pulled|got)\b"
+            r"[^.?!]{0,30}?\b(?:out of|from)\s+"
+            r"(?:an?\s+|the\s+)?(?:atm|cash machine|cashpoint)",
+            re.I,
+        ),
+    ),
+    (
+        COMPROMISED_CARD,
+        re.compile(
+            rf"\b(?:{_SOMEONE}|someones)\s+(?:\w+\s+)?(?:is using|are using|has been using|used|using|got|has|have|"
+            r"copied|cloned)\s+my\s+(?:(?:debit|credit|kestrel|visa|card)\s+)*card(?:'s)?(?:\s+(?:number|details|info))?\b",
+            re.I,
+        ),
+    ),
+    (
+        LOST_OR_STOLEN_CARD,
+        re.compile(
+            r"\bmy\s+(?:(?:debit|credit|kestrel|visa|travel)\s+)*(?:card|wallet|purse)(?:'s|s)?\s+"
+            r"(?:was\s+|got\s+|has been\s+|is\s+|just\s+|been\s+)*(?:stolen|gone|nicked|snatched|pickpocketed)\b"
+            r"|\b(?:stole|grabbed|nicked|snatched|pickpocketed)\s+my\s+(?:(?:debit|credit|kestrel|visa)\s+)*"
+            r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))",
+            re.I,
+        ),
+    ),
+]
+_MACHINE = re.compile(r"\b(?:atm|machine|cash ?point)\b[^.?!]{0,20}\b(?:took|stole|kept|ate|swallowed)\b", re.I)
 
 # A third party's shared code must be a report, not a question about the rules ("should I ever share
 # my PIN?"): the shared-code rule needs someone on the other side.
@@ -205,6 +241,16 @@ def emergency(text: str) -> str | None:
         if name == SHARED_SECURITY_CODE and gave and not _THIRD_PARTY.search(text):
             continue
         return name
+    return None
+
+
+def card_emergency(text: str) -> str | None:
+    """The card flow ``text`` reports in words the classifier may miss (an intent name), or ``None``."""
+    if _MACHINE.search(text):  # "the ATM took my card" is a kept card, which the classifier knows
+        return None
+    for name, pattern in CARD_PATTERNS:
+        if pattern.search(text):
+            return name
     return None
 
 
