@@ -86,8 +86,9 @@ CONNECTIVE = re.compile(
 )
 PRONOUN = re.compile(r"\b(?:it|that|this|they|them|those|these|ones?)\b", re.I)
 # Words that only make sense after something was said: "i have premier checking tho", "my husband too?"
-BACK_REFERENCE = re.compile(r"\b(?:tho|though|too|either|instead|then|also)\b[\s?.!,]*$", re.I)
-LONG_FOLLOWUP_WORDS = 18
+BACK_REFERENCE = re.compile(r"\b(?:tho|though)\b|\b(?:too|either|instead|then|also)\b[\s?.!,]*$", re.I)
+LONG_FOLLOWUP_WORDS = 18  # a turn that points back can be this long and still lean on the previous one
+LONG_CONNECTED_WORDS = 24  # ...or this long when it also opens with "and", "ok and", "what about"...
 QUESTION = re.compile(
     r"\b(?:how|hows|what|whats|when|where|why|which|who|can|could|do|does|did|is|are|will|would|should|may)\b",
     re.I,
@@ -180,7 +181,7 @@ def is_dependent(text: str) -> bool:
     if not words or all(w.lower() in SMALL_TALK_WORDS for w in words):
         return False
     refers_back = bool(PRONOUN.search(text) or BACK_REFERENCE.search(text))
-    if CONNECTIVE.match(text) and (len(words) <= 12 or (refers_back and len(words) <= LONG_FOLLOWUP_WORDS)):
+    if CONNECTIVE.match(text) and (len(words) <= 12 or (refers_back and len(words) <= LONG_CONNECTED_WORDS)):
         return True
     found = mentions(text)
     subjects = _subjects(found)

@@ -145,6 +145,7 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
 ]
+_OVER = re.compile(r"\b(?:reported|found (?:it|my))\b", re.I)  # "reported my card stolen ... found it": not now
 _MACHINE = re.compile(r"\b(?:atm|machine|cash ?point)\b[^.?!]{0,20}\b(?:took|stole|kept|ate|swallowed)\b", re.I)
 
 # A third party's shared code must be a report, not a question about the rules ("should I ever share
@@ -246,7 +247,7 @@ def emergency(text: str) -> str | None:
 
 def card_emergency(text: str) -> str | None:
     """The card flow ``text`` reports in words the classifier may miss (an intent name), or ``None``."""
-    if _MACHINE.search(text):  # "the ATM took my card" is a kept card, which the classifier knows
+    if _MACHINE.search(text) or _OVER.search(text):  # "the ATM took my card": a kept card, the classifier knows it
         return None
     for name, pattern in CARD_PATTERNS:
         if pattern.search(text):
