@@ -138,8 +138,11 @@ def test_the_rules_leave_the_product_questions_of_the_dev_set_alone() -> None:
         questions = [json.loads(line)["question"] for line in lines if line.strip()]
     assert len(questions) > 100
     assert [q for q in questions if rules.asks_for_account_data(q)] == []
-    # The one emergency among them is a real one: a password given to a caller.
-    assert [q for q in questions if rules.emergency(q)] == ["i accidentally gave my password to someone on the phone"]
+    # The emergencies among them are real ones: a password given to a caller, a lost phone with the app.
+    assert [q for q in questions if rules.emergency(q)] == [
+        "i accidentally gave my password to someone on the phone",
+        "left my phone in an uber and my banking app is on it",
+    ]
 
 
 def test_a_short_follow_up_stays_on_savings_and_is_not_refused(shipped: tuple[Engine, Store]) -> None:
