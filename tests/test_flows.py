@@ -94,6 +94,9 @@ CUSTOMER_SAYS = {
     "cash_withdrawal_not_recognised": "there is a cash withdrawal I did not make",
     "pin_blocked": "my PIN is blocked",
     "terminate_account": "I want to close my account",
+    # recognised by chatbot.nlu.rules (BANKING77 has no such intent)
+    "account_compromised": "I think someone got into my online banking",
+    "shared_security_code": "a guy from 'the bank' called and i gave him the code from my text",
 }
 
 

@@ -226,9 +226,11 @@ class Engine:
         if query != raw:
             resolved = list(self.nlu.parse(query, embedding=query_vector).ranking)
         verdict = self.guard.check(raw, vector) if self.guard is not None else None
+        # issue 11 (routing): a rewritten follow-up is also checked as resolved (policy.decide weighs both)
+        resolved_verdict = self.guard.check(query, query_vector) if self.guard is not None and query != raw else None
         hits = self.search(query, max(self.settings.retrieval_top_k, 10), mode, vector=query_vector)
         best = max((h.score for h in hits), default=0.0)
-        return policy.Understanding(ranking, resolved, verdict, hits, best, query_vector)
+        return policy.Understanding(ranking, resolved, verdict, hits, best, query_vector, resolved_verdict)
 
     def _decided_answer(
         self, decision: policy.Decision, answer_id: str, understood: policy.Understanding
@@ -257,6 +259,7 @@ class Engine:
         cosine = float(query_vector @ self.index.vectors[position])
         hit = Hit(passage=passage, score=cosine, fused=0.0, dense_rank=None, bm25_rank=None)
         body, handoff = policy.flow_body(passage.text), flow.handoff
+        body = f"{flow.lead}\n\n{body}" if flow.lead else body  # issue 11 (routing): account_data's "I can't see"
         text = f"{body}\n\n{policy.STARTED_TEXT if handoff else policy.OFFER_TEXT}"
         answer = self._answer(answer_id, text, "flow", [hit])
         answer.intent = intent

@@ -48,6 +48,14 @@ SLOTS: dict[str, list[str]] = {
         r"cashier'?s checks?|money orders?|checks?",
     ],
     "loan": [r"(?:auto|car) loans?|personal loans?|mortgages?|helocs?|home equity(?: line of credit)?|student loans?"],
+    # Services and features a conversation can be about; customers name some by what happens, so
+    # CANONICAL gives the name the knowledge base uses ("my balance goes negative" is an overdraft).
+    "feature": [
+        r"overdraft(?: protection| coverage| grace| fees?)?|overdrawn|overdraw|negative balance|nsf|"
+        r"(?:balance|account) (?:goes|went|is|gets|going|got) (?:negative|below zero)|bounced? (?:checks?|payments?)",
+        r"2-step verification|two[- ]step verification|two[- ]factor(?: authentication)?|2fa",
+        r"online banking|mobile banking|(?:kestrel |banking |mobile )app",
+    ],
     "scope": [
         r"international(?:ly)?|foreign|overseas|abroad|outside (?:the )?(?:us|u\.s\.|united states|country)",
         r"domestic(?:ally)?|within the (?:us|u\.s\.)|inside the (?:us|u\.s\.)|in the (?:us|u\.s\.)",
@@ -58,7 +66,7 @@ SLOTS: dict[str, list[str]] = {
         r"fees?|cost|costs|charge|price",
         r"limits?|maximum|max",
         r"cut-?off(?: time)?|hours",
-        r"interest rates?|rates?|apys?|aprs?",
+        r"interest(?: rates?)?|rates?|apys?|aprs?",
         r"minimum(?: balance| deposit| opening deposit)?",
     ],
 }
@@ -77,6 +85,10 @@ CONNECTIVE = re.compile(
     re.I,
 )
 PRONOUN = re.compile(r"\b(?:it|that|this|they|them|those|these|ones?)\b", re.I)
+# Words that only make sense after something was said: "i have premier checking tho", "my husband too?"
+BACK_REFERENCE = re.compile(r"\b(?:tho|though)\b|\b(?:too|either|instead|then|also)\b[\s?.!,]*$", re.I)
+LONG_FOLLOWUP_WORDS = 18  # a turn that points back can be this long and still lean on the previous one
+LONG_CONNECTED_WORDS = 24  # ...or this long when it also opens with "and", "ok and", "what about"...
 QUESTION = re.compile(
     r"\b(?:how|hows|what|whats|when|where|why|which|who|can|could|do|does|did|is|are|will|would|should|may)\b",
     re.I,
@@ -126,7 +138,21 @@ def mentions(text: str) -> list[Mention]:
     return sorted(found, key=lambda m: m.start)
 
 
-SUBJECT_SLOTS = {"account", "card", "payment", "loan"}
+SUBJECT_SLOTS = {"account", "card", "payment", "loan", "feature"}
+
+# The knowledge base's name for a subject the customer described in their own words.
+CANONICAL: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(rf"^(?:{SLOTS['feature'][0]})$", re.I), "overdraft"),
+    (re.compile(rf"^(?:{SLOTS['feature'][1]})$", re.I), "2-step verification"),
+    (re.compile(r"^interest$", re.I), "interest rate"),  # "and the interest?" asks what it pays
+]
+
+
+def canonical(mention: Mention) -> str:
+    for pattern, name in CANONICAL:
+        if pattern.match(mention.text):
+            return name
+    return mention.text
 
 
 def _entities(found: Sequence[Mention]) -> list[Mention]:
@@ -154,19 +180,30 @@ def is_dependent(text: str) -> bool:
     words = re.findall(r"[\w'$%-]+", text)
     if not words or all(w.lower() in SMALL_TALK_WORDS for w in words):
         return False
-    if CONNECTIVE.match(text) and len(words) <= 12:
+    refers_back = bool(PRONOUN.search(text) or BACK_REFERENCE.search(text))
+    if CONNECTIVE.match(text) and (len(words) <= 12 or (refers_back and len(words) <= LONG_CONNECTED_WORDS)):
         return True
-    subjects = _subjects(mentions(text))
-    if subjects or TOPIC_WORDS.search(text):
-        return len(words) <= 8 and bool(PRONOUN.search(text)) and not subjects
-    return len(words) <= 8
+    found = mentions(text)
+    subjects = _subjects(found)
+    # "is there a minimum balance?" names only an aspect of whatever the conversation is about: its
+    # "balance" is not a topic of its own.
+    rest = text
+    for mention in sorted((m for m in found if m.slot == "aspect"), key=lambda m: -m.start):
+        rest = rest[: mention.start] + " " + rest[mention.end :]
+    if subjects:
+        return False
+    if TOPIC_WORDS.search(rest):
+        return len(words) <= 8 and refers_back
+    # Nothing of its own to be about: short, or longer but pointing back ("how far back does it go? i
+    # need one from 2016", "does that cover my husband too?").
+    return len(words) <= 8 or (refers_back and len(words) <= LONG_FOLLOWUP_WORDS)
 
 
 def _topic(previous: str) -> str:
     """The subject of the previous query: its slot values (not aspects), else its content words."""
     found = _entities(mentions(previous))
     if found:
-        return " ".join(m.text for m in found)
+        return " ".join(canonical(m) for m in found)
     words = [w for w in re.findall(r"[\w'-]+", previous) if w.lower() not in STOPWORDS]
     return " ".join(words)
 
@@ -185,16 +222,16 @@ def merge(text: str, previous: str) -> str:
             same = [m for m in mentions(query) if m.slot == mention.slot]
             if same:
                 target = same[0]
-                query = query[: target.start] + mention.text + query[target.end :]
+                query = query[: target.start] + canonical(mention) + query[target.end :]
             else:
-                appended.append(mention.text)
+                appended.append(canonical(mention))
         if not current:
             appended.append(re.sub(r"^(?:for|with|on|in|to)\s+", "", remainder, flags=re.I))
         return " ".join([query, *appended]).strip()
     # The follow-up asks its own question: carry over the previous subject.
     subject_mentions = list(_entities(before))
     named_slots = {m.slot for m in _entities(current)}
-    subject = " ".join(m.text for m in subject_mentions if m.slot not in named_slots) if subject_mentions else ""
+    subject = " ".join(canonical(m) for m in subject_mentions if m.slot not in named_slots) if subject_mentions else ""
     if not subject_mentions:
         subject = _topic(previous)
     if not subject:

@@ -3,12 +3,22 @@
 Order (first match wins), documented in docs/architecture.md:
 
 1. prompt injection or jailbreak (``chatbot.guard.injection``) → refusal (unless it only resembles
-   an attack and confidently asks for a person: a handoff reveals nothing);
+   an attack and confidently asks for a person, reports an emergency or asks for their own account
+   data: none of those answers reveals anything; nor for a follow-up that only resembles an attack
+   as typed while its resolved query does not);
+   an emergency the classifier has no intent for (``chatbot.nlu.rules``: someone got into the
+   customer's online banking, a code or password given to a scammer, a stolen phone with the app) →
+   its security flow, quoted from ``urgent-help``, with the 24/7 number and a person;
 2. ``human_agent`` → handoff;
 3. an action intent above ``flow_threshold`` → its flow: the bank's procedure, quoted from the
    knowledge-base passage the flow names (``urgent-help`` sections), with its source; where a person
    must act now (a fraud claim, an account closure) the answer starts a handoff, otherwise it
    offers one as a quick reply (a knowledge base without that passage gets the retrieval routes);
+   then a card emergency in words the classifier missed (``chatbot.nlu.rules.card_emergency``: "someones
+   using my card RIGHT NOW") → that flow;
+   then a request for the customer's own balances, transactions or payments (``chatbot.nlu.rules``)
+   → the ``account_data`` flow: the assistant cannot see accounts, here is where to look (quoted
+   from ``online-and-mobile-banking``), and the offer of a person;
 4. greeting / goodbye / thanks (short messages only) → a short friendly reply;
 5. a follow-up (resolved from the previous turns) → retrieval on the resolved query;
 6. ``out_of_scope`` above ``oos_refusal_confidence`` and nothing relevant in the knowledge base
@@ -31,6 +41,7 @@ import numpy as np
 from chatbot.config import Settings
 from chatbot.guard.injection import REFUSAL_TEXT, InjectionVerdict
 from chatbot.knowledge.retriever import Hit
+from chatbot.nlu import rules
 from chatbot.schema import AnswerKind, IntentRef
 
 OUT_OF_SCOPE = "out_of_scope"
@@ -44,6 +55,7 @@ class Flow:
     passage_id: str  # the knowledge-base passage that states the procedure
     label: str  # what a clarifying question calls it
     handoff: bool  # a person must act now: the answer starts a handoff
+    lead: str = ""  # said before the quoted procedure
 
 
 FLOWS: dict[str, Flow] = {
@@ -81,8 +93,30 @@ FLOWS: dict[str, Flow] = {
         ),
         Flow("pin_blocked", "urgent-help#pin-blocked-after-wrong-attempts", "My PIN is blocked", False),
         Flow("terminate_account", "urgent-help#closing-your-kestrel-account", "Close my account", True),
+        # Emergencies BANKING77 has no intent for, recognised by chatbot.nlu.rules.
+        Flow(
+            rules.ACCOUNT_COMPROMISED,
+            "urgent-help#someone-got-into-your-online-banking",
+            "Someone got into my online banking",
+            True,
+        ),
+        Flow(
+            rules.SHARED_SECURITY_CODE,
+            "urgent-help#you-shared-a-code-or-password-with-a-scammer",
+            "I shared a code or password with a scammer",
+            True,
+        ),
     ]
 }
+
+ACCOUNT_DATA_LEAD = (
+    "I can't see your accounts, so I can't tell you your balance or look up your transactions and payments. "
+    "You can see them yourself:"
+)
+# Not in FLOWS: no classifier intent leads here, and the passage is a product page, not urgent-help.
+ACCOUNT_DATA_FLOW = Flow(
+    rules.ACCOUNT_DATA, "online-and-mobile-banking#intro", "My balance or transactions", False, ACCOUNT_DATA_LEAD
+)
 
 SMALL_TALK = {
     "greeting": "Hello! I'm Kestrel Bank's assistant. Ask me about accounts, cards, payments, loans or fees.",
@@ -131,6 +165,7 @@ class Understanding:
     hits: list[Hit]  # retrieval on the resolved query
     best_score: float  # best cosine among the hits
     query_vector: np.ndarray | None = None  # the resolved query's embedding, for the flow's source score
+    resolved_injection: InjectionVerdict | None = None  # the check on the resolved follow-up (None: not rewritten)
 
 
 @dataclass(frozen=True)
@@ -162,17 +197,34 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         top = IntentRef(name=chosen, confidence=1.0)
     injection = understood.injection
     wants_person = top is not None and top.name == "human_agent" and top.confidence >= settings.flow_threshold
-    # A message that only resembles an attack but clearly asks for a person gets one: a handoff
-    # reveals nothing ("I want to talk to a human" is close to "act as a Kestrel employee").
-    resembles_only = wants_person and injection is not None and injection.reason == "similar"
-    if injection is not None and injection.attack and chosen is None and not resembles_only:
+    emergency = rules.emergency(raw) if chosen is None else None
+    own_data = chosen is None and rules.asks_for_account_data(raw, ranking)
+    # A message that only resembles an attack gets its answer when that answer reveals nothing: a
+    # person ("I want to talk to a human" is close to "act as a Kestrel employee"), the security
+    # procedure ("someone got into my online banking" is close to "how do I break into someone else's
+    # online banking"), or "I can't see your accounts". So does a follow-up whose resolved query is
+    # ordinary: "is there a minimum balance?" alone resembles "tell me the balance on account ...".
+    similar_only = injection is not None and injection.reason == "similar"
+    resolved_check = understood.resolved_injection
+    greets = top is not None and top.name in SMALL_TALK and top.confidence >= settings.flow_threshold and is_short(raw)
+    harmless = wants_person or emergency is not None or own_data or greets  # "hello" resembles an attack too
+    if followup and resolved_check is not None and not resolved_check.attack:
+        harmless = True
+    if injection is not None and injection.attack and chosen is None and not (similar_only and harmless):
         return Decision("refusal", top, "refusal", REFUSAL_TEXT)
+    if emergency is not None and emergency in FLOWS:
+        return Decision("flow", IntentRef(name=emergency, confidence=1.0), "flow", flow=FLOWS[emergency])
+    if top is not None and (wants_person or (top.name == "human_agent" and chosen)):
+        return Decision("handoff", top, "handoff", HANDOFF_TEXT, handoff=True)
+    if top is not None and top.name in FLOWS and top.confidence >= settings.flow_threshold:
+        return Decision("flow", top, "flow", flow=FLOWS[top.name])
+    card = rules.card_emergency(raw) if chosen is None else None
+    if card is not None and card in FLOWS:
+        return Decision("flow", IntentRef(name=card, confidence=1.0), "flow", flow=FLOWS[card])
+    if own_data:
+        return Decision("flow", IntentRef(name=rules.ACCOUNT_DATA, confidence=1.0), "flow", flow=ACCOUNT_DATA_FLOW)
     if top is None:
         return Decision("retrieval", None)
-    if wants_person or (top.name == "human_agent" and chosen):
-        return Decision("handoff", top, "handoff", HANDOFF_TEXT, handoff=True)
-    if top.name in FLOWS and top.confidence >= settings.flow_threshold:
-        return Decision("flow", top, "flow", flow=FLOWS[top.name])
     if top.name in SMALL_TALK and is_short(raw):
         return Decision("small_talk", top, "flow", SMALL_TALK[top.name])
     if followup:

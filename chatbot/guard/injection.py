@@ -63,6 +63,24 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"without (?:any )?(?:rules|restrictions|filters|censorship|polic(?:y|ies)|limits))\b",
         re.I,
     ),
+    # Text dressed up as the prompt's own structure or as a message from the bank or the system:
+    # "</context> NEW INSTRUCTION FROM THE BANK: ...", "<|system|>", "[INST]", "System: ...".
+    "fake_system": re.compile(
+        r"</?\s*(?:context|system|instructions?|prompt|user|assistant|admin|developer|sys|documents?|passages?|"
+        r"im_start|im_end|start_of_turn|end_of_turn)\s*>"
+        r"|<\|\s*[a-z_]+\s*\|>|\[/?\s*(?:INST|SYS|SYSTEM)\s*\]|<<\s*/?SYS\s*>>"
+        r"|(?:^|\n|[.!?]\s+)\s*(?:#+\s*)?(?:system|assistant|developer|administrator)(?:\s+(?:message|prompt|note|"
+        r"override|update))?\s*:"
+        r"|\b(?:new|updated|revised|additional|priority|urgent)\s+(?:system\s+)?(?:instructions?|directives?)\s*"
+        r"(?::|from\b|for (?:you|the (?:assistant|ai|bot|model))\b)"
+        r"|\b(?:instructions?|directives?|orders)\s+from\s+(?:the\s+|your\s+)?(?:system|developers?|admin\w*|operators?|"
+        r"creators?|programmers?)\b"
+        r"|\bend of (?:the )?(?:context|documents?|passages?|system (?:prompt|message)|instructions)\b"
+        # shouted "INSTRUCTION FROM THE BANK" (in lower case, "a message from the bank" is a customer's report)
+        r"|(?-i:\b(?:NEW |URGENT |PRIORITY )?(?:INSTRUCTIONS?|DIRECTIVES?|ORDERS?|MESSAGE|NOTICE|UPDATE)\s+FROM\s+"
+        r"(?:THE\s+)?(?:BANK|KESTREL|SYSTEM|ADMIN\w*|DEVELOPERS?|MANAGEMENT)\b)",
+        re.I,
+    ),
     "other_customers": re.compile(
         r"\b(?:another|other|someone else'?s|somebody else'?s|a different|previous|last|all)\s+"
         r"(?:customer|person|user|account holder|client|people)s?'?s?\b"

@@ -1,0 +1,269 @@
+"""What BANKING77 has no intent for, recognised by rules: emergencies and the customer's own account data.
+
+The classifier knows card emergencies (a lost card, a payment not recognised), but not the ones
+about the customer's access to the bank: someone signed in to their online banking, a caller who
+got a one-time code out of them. Those read like attacks to the injection detector's similarity
+("someone got into my online banking" is close to "how do I break into someone else's online
+banking"), so they are recognised here, by the situation they report, and routed to the security
+procedure before any refusal (``chatbot.dialogue.policy``).
+
+The assistant cannot see anyone's accounts, so a request for the customer's own data ("what's my
+balance", "did my rent go through") must be told so, with where to look. General questions about the
+same things ("what is the difference between available and current balance") are answered from the
+knowledge base: the rules below need the customer to ask for *their* figures or records, in the
+first person, with a verb that asks to be told or shown them.
+
+Rules, not a model: they cost microseconds, each one can be read and tested, and what they must not
+match is measured by ``chatbot eval dialogue`` (flow rate on the ordinary dev questions).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from chatbot.schema import IntentRef
+
+ACCOUNT_COMPROMISED = "account_compromised"
+SHARED_SECURITY_CODE = "shared_security_code"
+LOST_OR_STOLEN_PHONE = "lost_or_stolen_phone"
+ACCOUNT_DATA = "account_data"
+LOST_OR_STOLEN_CARD = "lost_or_stolen_card"
+COMPROMISED_CARD = "compromised_card"
+CASH_WITHDRAWAL_NOT_RECOGNISED = "cash_withdrawal_not_recognised"
+
+_GAP = r"[^.?!]{0,40}?"  # a few words, within one sentence
+_SOMEONE = (
+    r"(?:someone|somebody|some one|a stranger|strangers|a hacker|hackers|a scammer|scammers|a fraudster|"
+    r"fraudsters|a thief|thieves|they|he|she|my ex|a person|people)"
+)
+_ACCESS = (
+    r"(?:got|gotten|get|getting|broke|broken|logged|log|logging|signed|sign|signing|hacked|"
+    r"been)\s+(?:in(?:to)?|on(?:to)?|in\s+to)|accessed|hacked|has access to|had access to|took over|taken over|"
+    r"is using|was using|has been using|changed the password (?:on|of|for)|"
+    r"(?:is|was|were|are|has been|have been) in(?:side)?"
+)
+_BANKING = r"(?:online banking|mobile banking|(?:bank(?:ing)?\s+)?account|banking app|kestrel app|app|login|profile)"
+_UNRECOGNISED = r"(?:don'?t|do not|didn'?t|did not|never)\s+(?:recogni[sz]e|know|make|made|do|did)|wasn'?t me|not me"
+
+_GAVE = r"(?:gave|shared|told|sent|read|texted|typed|entered|provided|forwarded|put in|clicked)"
+_CREDENTIAL = (
+    r"(?:codes?|otp|one[- ]time (?:pass)?codes?|passcodes?|verification codes?|security codes?|passwords?|pins?|"
+    r"card numbers?|card details|log-?ins?|log-?in details|credentials|username)\b"
+)
+# Signs of a scam (security.md: what Kestrel Bank never asks): with something the customer did.
+_SCAM = re.compile(
+    r"\b(?:claim(?:ed|ing)|pretend(?:ed|ing)|said|saying|says)\b[^.?!]{0,20}?\b(?:from|to be|was|were|is|are)\b"
+    r"[^.?!]{0,15}?\b(?:kestrel|the bank|your bank|fraud (?:team|department)|security team|tech support)\b"
+    r"|\b(?:safe|protected|secure) account\b|\bremote (?:access|into|in)\b|\bscam(?:med|mer)?\b",
+    re.I,
+)
+_DID = re.compile(
+    r"\bi\s+(?:already\s+|just\s+)?(?:gave|sent|paid|told|shared|clicked|transferred|wired|installed|moved|let|read|"
+    r"typed|entered|put)\b",
+    re.I,
+)
+
+EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    (
+        SHARED_SECURITY_CODE,
+        re.compile(
+            # "i gave him the code from my text", "read a verification code to someone claiming to be kestrel"
+            rf"(?:^\s*|\bi\s+(?:just\s+|already\s+|accidentally\s+|stupidly\s+)?){_GAVE}\b"
+            rf"[^.?!]{{0,40}}?\b{_CREDENTIAL}"
+            # "they talked me into giving them my online banking login", "told the caller my pin"
+            rf"|\b(?:giving|gave|give|shared|sharing|told|telling|sent|sending|read|reading)\s+(?:him|her|them|someone|"
+            rf"somebody|the caller|a caller|a stranger|the guy|a guy|the scammer|a scammer)\s+{_GAP}\b{_CREDENTIAL}"
+            # "i got phished and they have my password" (a scam with nothing given away is answered from the
+            # knowledge base: "i got scammed on marketplace" is about the payment, not the account)
+            r"|\b(?:scammed|phished|conned|tricked|defrauded)\b[^.?!]{0,60}?\b(?:codes?|otp|passwords?|pins?|"
+            r"card (?:numbers?|details)|log-?in|credentials)\b"
+            r"|\b(?:scammer|fraudster|fake (?:bank|kestrel)\w*|"
+            r"pretend(?:ed|ing) to be (?:from )?(?:the bank|kestrel))\b"
+            r"[^.?!]{0,80}?\bi\s+(?:gave|sent|paid|told|shared|clicked|transferred|wired|installed|moved)\b"
+            r"|\bi\s+(?:gave|sent|paid|told|shared|transferred|wired|moved)\b[^.?!]{0,60}?\b(?:a |the )?"
+            r"(?:scammer|fraudster|fake (?:bank|kestrel)\w*|someone pretending to be (?:from )?(?:the bank|kestrel))",
+            re.I,
+        ),
+    ),
+    (
+        ACCOUNT_COMPROMISED,
+        re.compile(
+            rf"\b{_SOMEONE}\s+{_GAP}\b(?:{_ACCESS})\s+{_GAP}\b(?:my|our)\s+(?:\w+\s+)?{_BANKING}\b"
+            rf"|\b(?:my|our)\s+(?:\w+\s+)?{_BANKING}\s+(?:was|has been|have been|got|is|been|may have been)\s+"
+            r"(?:hacked|compromised|taken over|broken into|breached|accessed by someone)"
+            r"|\bi(?:'ve| have| was| got| think i(?:'ve| have)? (?:been|got))? (?:been )?hacked\b"
+            r"|\b(?:log-?ins?|sign-?ins?|logged in|signed in|log in attempts?|access|new device)\b"
+            rf"{_GAP}\b(?:{_UNRECOGNISED})"
+            r"|\bunrecogni[sz]ed\s+(?:log-?ins?|sign-?ins?|devices?|access|activity)\b"
+            rf"|\b(?:someone|somebody|they|a hacker)\s+{_GAP}\bchanged\b{_GAP}"
+            r"\b(?:password|email|phone number|username)\b"
+            rf"|\b(?:password|email|phone number)\s+(?:was|has been|got)\s+changed{_GAP}(?:{_UNRECOGNISED})",
+            re.I,
+        ),
+    ),
+    (
+        LOST_OR_STOLEN_PHONE,
+        re.compile(
+            r"\b(?:phone|mobile|iphone|android|cell)\b[^.?!]{0,30}?\b(?:stolen|lost|missing|nicked|taken)\b"
+            r"[^.?!]{0,60}?\b(?:app|online banking|mobile banking|banking|kestrel)\b"
+            r"|\b(?:stole|lost|took|nicked|left)\s+my\s+(?:phone|mobile|iphone|android|cell)\b"
+            r"[^.?!]{0,60}?\b(?:app|online banking|mobile banking|banking|kestrel|apple pay|google pay|wallet|card)\b",
+            re.I,
+        ),
+    ),
+]
+
+# Card emergencies the classifier knows too, in words it can miss ("someones using my card RIGHT NOW",
+# "uh oh my card's gone, i think someone grabbed it"): used only when it names no flow itself.
+CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    (
+        CASH_WITHDRAWAL_NOT_RECOGNISED,
+        re.compile(
+            rf"\b{_SOMEONE}s?\s+{_GAP}\b(?:took|taken|withdrew|withdrawn|pulled|got)\b"
+            r"[^.?!]{0,30}?\b(?:out of|from)\s+"
+            r"(?:an?\s+|the\s+)?(?:atm|cash machine|cashpoint)",
+            re.I,
+        ),
+    ),
+    (
+        COMPROMISED_CARD,
+        re.compile(
+            rf"\b(?:{_SOMEONE}|someones)\s+(?:\w+\s+)?(?:is using|are using|has been using|used|using|got|has|have|"
+            r"copied|cloned)\s+my\s+(?:(?:debit|credit|kestrel|visa|card)\s+)*card(?:'s)?(?:\s+(?:number|details|info))?\b",
+            re.I,
+        ),
+    ),
+    (
+        LOST_OR_STOLEN_CARD,
+        re.compile(
+            r"\bmy\s+(?:(?:debit|credit|kestrel|visa|travel)\s+)*(?:card|wallet|purse)(?:'s|s)?\s+"
+            r"(?:was\s+|got\s+|has been\s+|is\s+|just\s+|been\s+)*(?:stolen|gone|nicked|snatched|pickpocketed)\b"
+            r"|\b(?:stole|grabbed|nicked|snatched|pickpocketed)\s+my\s+(?:(?:debit|credit|kestrel|visa)\s+)*"
+            r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))",
+            re.I,
+        ),
+    ),
+]
+_OVER = re.compile(r"\b(?:reported|found (?:it|my))\b", re.I)  # "reported my card stolen ... found it": not now
+_MACHINE = re.compile(r"\b(?:atm|machine|cash ?point)\b[^.?!]{0,20}\b(?:took|stole|kept|ate|swallowed)\b", re.I)
+
+# A third party's shared code must be a report, not a question about the rules ("should I ever share
+# my PIN?"): the shared-code rule needs someone on the other side.
+_THIRD_PARTY = re.compile(
+    r"\b(?:him|her|them|someone|somebody|caller|guy|man|woman|lady|person|scammer|fraudster|stranger|they|he|she|"
+    r"called|call|phoned|texted|text|email|link|website|site|fake|rep|pretending)\b",
+    re.I,
+)
+
+# --- the customer's own account data ------------------------------------------------------------
+# What a customer can only read in their own accounts. Qualifiers may sit between "my" and the noun
+# ("my checking balance", "my last 5 payments"); a third party ("my wife's balance") may not.
+_QUALIFIER = (
+    r"(?:checking|savings|current|available|account|accounts|card|credit card|debit card|bank|kestrel|joint|business|"
+    r"money market|latest|last|recent|most recent|pending|monthly|total|statement|outstanding|remaining|cd|loan|"
+    r"mortgage|auto loan|car loan|personal loan|heloc|visa|\d+|few|couple of|ten|five|three)"
+)
+_DATA = (
+    r"(?:balances?|transac\w*|payments?|purchases?|deposits?|withdrawals?|spending|transfers?|activity|"
+    r"charges?|credit limit|available credit|payoff amount|pay-?off|amount due|minimum payment|due date|"
+    r"paycheck|pay ?check|salary|direct deposits?|refund)"
+    # ...but not a product's terms: "my transfer limits", "my payment options"
+    r"(?!\s+(?:limits?|fees?|times?|rates?|options?|methods?|settings?|alerts?|protection|coverage|schedule|"
+    r"requirements?|disputes?|insurance|cut-?off|rules|cards?|app|accounts?|transfers?|slips?|receipts?)\b)"
+)
+_MY_DATA = rf"\bmy\s+(?:{_QUALIFIER}\s+){{0,3}}{_DATA}\b"
+_ASK = (
+    r"(?:what(?:'s| is| are| was| were)|whats|tell me|show(?: me)?|give(?: me)?|check|see|view|list|read(?: me)?|"
+    r"display|look up|pull up|send me|i (?:want|need|would like|'d like) to (?:know|see|check))"
+)
+_FILL = r"(?:\s+(?:me|up|out|on|at|please|pls|plz|again|quickly|now|all|of|for|just|the|current))*"
+ACCOUNT_DATA_PATTERN = re.compile(
+    # "what's my balance", "show my last payments", "can you check my checking balance"
+    rf"\b{_ASK}{_FILL}\s+{_MY_DATA}"
+    # "what is the balance on my savings account", "give balance details of my checking"
+    rf"|\b{_ASK}{_FILL}\s+(?:the\s+)?{_DATA}\s+(?:details\s+|info(?:rmation)?\s+)?(?:of|for|on|in)\s+my\b(?!\s+[\w-]+(?:'s|s')(?:\s|$))"
+    # "how much do i owe on my card", "how much money do i have", "how much I have in my savings"
+    r"|\bhow much(?: money| cash)? (?:(?:do|did|have|will) )?i (?:still )?(?:have|got|owe|spent|spend|left|"
+    r"earn(?:ed)?)\b(?! to\b)"
+    r"|\bhow much (?:money |cash )?(?:is|is left|'s left|remains) (?:in|on) my\b"
+    # "how much cash back have i racked up so far" (what *will* I earn is a product question)
+    r"|\bhow much (?:[\w-]+ ){0,2}have i (?:\w+ )?(?:racked up|earned|accumulated|saved|spent|paid|got|gotten|"
+    r"collected|received|made|built up)\b"
+    # "is my paycheck in my account", "has my refund hit my card"
+    r"|\b(?:is|are|has|have)\s+my\s+(?:[\w'-]+\s+){0,2}?(?:in|on|hit|reached)\s+my\s+(?:acc?ount|acct|checking|"
+    r"savings|card)\b"
+    # "did my rent go through", "has my paycheck arrived", "did the transfer to my landlord clear"
+    rf"|\b(?:(?:did|has|have)\s+(?:my|the)|(?:is|was|were)\s+my)\s+(?:[\w'-]+\s+){{0,6}}?(?:go(?:ne)? through|"
+    r"went through|arrived?|come in|came in|clear(?:ed)?|post(?:ed)?|land(?:ed)?|bounced?|been (?:paid|deposited|"
+    r"received|credited|processed|sent)|show(?:n|ed)? up|gone out|went out|come out|reach(?:ed)?)\b"
+    # "am i overdrawn", "is my account in the negative"
+    r"|\bam i (?:overdrawn|in the negative|in the red|over my (?:limit|credit limit))\b"
+    r"|\bis my (?:account|balance|checking|savings) (?:overdrawn|negative|in the negative|in the red)\b"
+    # "when is my payment due", "what's due on my card"
+    r"|\bwhen is my (?:next )?(?:[\w-]+ ){0,2}?(?:payment|bill|statement|installment) due\b",
+    re.I,
+)
+# Questions about how something works stay with the knowledge base even when they name "my balance":
+# "why is my available balance lower than my current balance?", "when will my transfer arrive?"
+_EXPLAIN = re.compile(
+    r"^\s*(?:why|what(?:'s| is) the difference|difference between|what does|what do|what happens|is it normal|"
+    r"how do(?:es)? .{0,30}work|explain)\b"
+    r"|\b(?:why|how come|what (?:is )?the reason|how long|how soon|when (?:will|should|would|can|do|does))\b",
+    re.I,
+)
+# A problem report ("I can't see my latest transfer", "my balance hasn't updated") is answered from the
+# knowledge base (timings, holds), not told where to look.
+_PROBLEM = re.compile(r"n't\b|\bnot\b|\bwrong\b|\bmissing\b|\bnever\b|\bcannot\b", re.I)
+# The classifier's intents about balances and pending money: with "my <balance/transactions>" in a
+# short message ("my balance pls", "current balance on my checking?") they read as a request for it.
+BALANCE_INTENTS = frozenset(
+    {
+        "balance_not_updated_after_bank_transfer",
+        "balance_not_updated_after_cheque_or_cash_deposit",
+        "pending_transfer",
+        "pending_card_payment",
+        "pending_cash_withdrawal",
+        "pending_top_up",
+    }
+)
+_SHORT_WORDS = 6
+
+
+def emergency(text: str) -> str | None:
+    """The security situation ``text`` reports (an intent name), or ``None``."""
+    if _SCAM.search(text) and _DID.search(text):  # "he said he was from kestrel ... i already sent $2000"
+        return SHARED_SECURITY_CODE
+    for name, pattern in EMERGENCY_PATTERNS:
+        match = pattern.search(text)
+        if match is None:
+            continue
+        gave = re.match(rf"\s*(?:i\s+)?(?:\w+\s+)?{_GAVE}\b", match.group(0), re.I)
+        if name == SHARED_SECURITY_CODE and gave and not _THIRD_PARTY.search(text):
+            continue
+        return name
+    return None
+
+
+def card_emergency(text: str) -> str | None:
+    """The card flow ``text`` reports in words the classifier may miss (an intent name), or ``None``."""
+    if _MACHINE.search(text) or _OVER.search(text):  # "the ATM took my card": a kept card, the classifier knows it
+        return None
+    for name, pattern in CARD_PATTERNS:
+        if pattern.search(text):
+            return name
+    return None
+
+
+def asks_for_account_data(text: str, ranking: Sequence[IntentRef] = ()) -> bool:
+    """Whether ``text`` asks for the customer's own balances, transactions or payments (which no
+    answer from the knowledge base can give). ``ranking``: the classifier's top intents, if any."""
+    if _EXPLAIN.search(text) or _PROBLEM.search(text):
+        return False
+    if ACCOUNT_DATA_PATTERN.search(text):
+        return True
+    words = re.findall(r"[\w']+", text)
+    top = ranking[0].name if ranking else ""
+    if top not in BALANCE_INTENTS or len(words) > _SHORT_WORDS or "still" in text.lower():
+        return False
+    return bool(re.search(_MY_DATA, text, re.I))
