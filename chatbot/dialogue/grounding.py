@@ -1,4 +1,8 @@
-"""Check that every figure in a generated answer appears, in the same sense, in its sources.
+"""Check that what a generated answer says appears, in the same sense, in its sources.
+
+Two checks live here. ``check_grounding`` is the figure check: every figure of the answer appears in
+a source passage on the same subject. ``check_claim`` is the stricter, per-sentence check the engine
+applies before a sentence is streamed (issue 11, part 6); it keeps the figure check as its first step.
 
 A bank cannot let a language model invent a fee, a rate or a phone number. We pull every figure
 (money, percentages, times, dates, phone numbers, plain counts) out of the answer and out of its
@@ -12,8 +16,11 @@ Savings earns 4.10% APY" when 4.10% is the CD rate in the next passage).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
+from pathlib import Path
 
 from chatbot.knowledge.bm25 import tokenize
 
@@ -142,3 +149,454 @@ def check_grounding(answer: str, sources: Iterable[str], max_shared_words: int =
             if not any(figure in s.figures and len(words & s.words) >= needed for s in passages):
                 unsupported.append(figure)
     return GroundingResult(supported=not unsupported, figures=sorted(set(claims)), unsupported=unsupported)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Claims: one sentence, one source sentence
+#
+# The figure check above accepts "Kestrel High-Yield Savings earns 4.00% APY on all balances, with a
+# $5 monthly fee" because $5 is somewhere in the cited document (it is Basic Savings' fee), and it has
+# nothing to say about a sentence with no figure that only repeats the customer's words ("I set up
+# direct deposit last week"). A claim is therefore held to ONE source sentence, or two adjacent ones:
+# its figures, the products it names and its negation must all be there together, with its subject.
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """Whether one answer sentence is supported, and why not.
+
+    ``reason`` is one of: ``supported``, ``no_claim`` (courtesy or a question back, nothing to check),
+    ``unsupported_figure`` (a figure no source states), ``figures_apart`` (its figures are in the
+    sources but never in one sentence), ``misattributed_figure`` / ``misattributed_product`` (the
+    sentence that states it is about another product), ``negation`` (the source says the opposite),
+    ``echo`` (it only repeats the customer's question), ``no_support`` (no source sentence says it).
+    """
+
+    supported: bool
+    reason: str
+    detail: str = ""
+    evidence: str = ""
+
+
+UNSUPPORTED_REASONS = (
+    "unsupported_figure",
+    "figures_apart",
+    "misattributed_figure",
+    "misattributed_product",
+    "negation",
+    "echo",
+    "no_support",
+)
+
+# A name is "Kestrel" and capitalised words ("Kestrel High-Yield Savings", "Kestrel HELOC"), or, in a
+# heading or mid-sentence, a run of two or more capitalised words ("High-Yield Savings account").
+_CAP = r"[A-Z][A-Za-z0-9&'’-]*"
+KESTREL_NAME = re.compile(rf"\bKestrel((?:[ \t]+{_CAP})+)")
+CAPITALISED_RUN = re.compile(rf"(?<![\w'’-])({_CAP}(?:[ \t]+{_CAP})+)")
+
+
+def _wordset(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+NOT_PRODUCT = _wordset(
+    "bank bank's customer advocacy office monday tuesday wednesday thursday friday saturday sunday "
+    "january february march april may june july august september october november december et pt"
+)
+CATEGORY_WORDS = frozenset(["checking", "savings", "visa", "card", "account", "loan"])
+
+
+def _canonical(name: str) -> str:
+    """``Kestrel High-Yield Savings`` → ``high yield savings``: what two spellings of one name share."""
+    words = re.sub(r"[-‐–’']", " ", name).lower().split()
+    if words and words[0] == "kestrel":
+        words = words[1:]
+    return " ".join(words)
+
+
+class ProductNames:
+    """The product names of a knowledge base, found in its own text rather than listed by hand.
+
+    Sources: every "Kestrel X" name (titles, headings, body) and every run of capitalised words in a
+    heading or in mid-sentence. A multi-word name whose last word is a category ("Premier Checking",
+    "Travel Visa") is also found by its first words alone ("Premier"), capitalised. Names are compared
+    by their canonical form and a shorter name matches a longer one that starts with it ("Travel"
+    and "Travel Visa" are one product, "Basic Savings" and "High-Yield Savings" are two).
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        canonical: dict[str, str] = {}
+        for name in names:
+            key = _canonical(name)
+            words = key.split()
+            if not words or words[0] in NOT_PRODUCT or any(w in NOT_PRODUCT for w in words):
+                continue
+            canonical[key] = key
+        # Plurals fold onto a known singular ("cds" → "cd", "visa debit cards" → "visa debit card").
+        for key in list(canonical):
+            if key.endswith("s") and key[:-1] in canonical:
+                canonical[key] = key[:-1]
+        self.names = frozenset(canonical.values())
+        self._canonical = canonical
+        multi: list[str] = []
+        single: list[str] = []
+        for key in list(canonical):
+            words = key.split()
+            (multi if len(words) > 1 else single).append(key)
+            if len(words) > 1 and words[-1] in CATEGORY_WORDS:
+                alias = " ".join(words[:-1])
+                if alias not in canonical:
+                    single.append(alias) if len(words) == 2 else multi.append(alias)
+                    self._canonical.setdefault(alias, canonical[key])
+
+        def pattern(key: str) -> str:
+            return r"[\s-]+".join(re.escape(w) for w in key.split())
+
+        # Multi-word names match in any case; a single word only capitalised or after "Kestrel"
+        # ("Travel" is the card, "travel" is a verb).
+        alternatives = [f"(?i:{pattern(k)})" for k in sorted(multi, key=len, reverse=True)]
+        alternatives += [
+            f"(?:(?i:kestrel\\s+){pattern(k)}|{pattern(k).capitalize() if k.islower() else pattern(k)}"
+            f"|{pattern(k).upper()})"
+            for k in sorted(single, key=len, reverse=True)
+        ]
+        self._pattern = (
+            re.compile(r"(?<![\w-])(?:(?i:kestrel)\s+)?(?:" + "|".join(alternatives) + r")(?:s\b)?(?![\w-])")
+            if alternatives
+            else None
+        )
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> ProductNames:
+        return cls(_flatten(_names_in(text) for text in texts))
+
+    def find(self, text: str) -> frozenset[str]:
+        """The canonical names of the products ``text`` mentions."""
+        return frozenset(product for _, _, product in self.mentions(text))
+
+    def mentions(self, text: str) -> Iterable[tuple[int, int, str]]:
+        """Each mention of a product in ``text``: start, end, canonical name."""
+        if self._pattern is None:
+            return
+        for match in self._pattern.finditer(text):
+            key = _canonical(match.group(0))
+            key = self._canonical.get(key) or self._canonical.get(key[:-1] if key.endswith("s") else key) or key
+            yield match.start(), match.end(), key
+
+
+def _names_in(text: str) -> list[str]:
+    names = [m.group(1) for m in KESTREL_NAME.finditer(text)]
+    for line in text.splitlines():
+        body = line.lstrip("#-*| ").strip()
+        for sentence in re.split(r"(?<=[.!?:|])\s+", body):
+            for match in CAPITALISED_RUN.finditer(sentence):
+                run = match.group(1)
+                if match.start(1) == 0:
+                    run = run.split(None, 1)[1] if " " in run else ""  # "The High-Yield Savings" → "High-Yield Savings"
+                if " " in run.strip():
+                    names.append(run)
+    return names
+
+
+def _flatten(groups: Iterable[list[str]]) -> list[str]:
+    return [name for group in groups for name in group]
+
+
+@lru_cache(maxsize=8)
+def product_names(knowledge_dir: Path) -> ProductNames:
+    """The product names of the knowledge base in ``knowledge_dir`` (its documents; read once)."""
+    from chatbot.knowledge.sources import discover_files, load_document
+
+    try:
+        documents, _ = discover_files(knowledge_dir)
+    except ValueError:
+        return ProductNames([])
+    texts = []
+    for path in documents:
+        document = load_document(path)
+        texts += [document.title, document.text]
+    return ProductNames(_flatten(_names_in(text) for text in texts))
+
+
+def default_product_names() -> ProductNames:
+    from chatbot.config import Settings
+
+    return product_names(Path(Settings().knowledge_dir))
+
+
+def _compatible(claimed: str, stated: str) -> bool:
+    a, b = claimed.split(), stated.split()
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+def _products_agree(claimed: frozenset[str], scope: frozenset[str]) -> bool:
+    """Every product the claim names is the one the source sentence is about (or the source names none)."""
+    if not claimed or not scope:
+        return True
+    return all(any(_compatible(c, s) for s in scope) for c in claimed)
+
+
+# Negation: the claim and its source must agree. "$0", "free" and "waived" count as a "no".
+NEGATION = re.compile(
+    r"\b(?:no|not|never|none|nothing|without|cannot|free|waived|neither|nor)\b|n[’']t\b|\$0(?:\.00)?(?![\d.,])",
+    re.IGNORECASE,
+)
+STRONG_NEGATION = re.compile(
+    r"\b(?:no|not|never|none|without|cannot|neither|nor)\b|n[’']t\b|(?P<zero>\$0(?:\.00)?)(?![\d.,])", re.IGNORECASE
+)
+NEGATION_FILLER = frozenset(["be", "been", "is", "are", "a", "an", "the", "any", "to", "need", "have", "has", "longer"])
+CONVERSATIONAL = _wordset(
+    "help happy glad question anything else assist feel free ask let know thank thanks hope sorry welcome sure "
+    "great certainly course connect team member agent person chat today pleased like want would other more "
+    "further information detail reach out anytime hesitate don't need"
+)
+PRONOUN_START = re.compile(r"^\W*(?:it|its|it's|this|that|these|they|their|the account|the card)\b", re.IGNORECASE)
+CLAUSE_BREAK = re.compile(
+    r"\s*;\s*|,\s+(?=(?:and|but|while|whereas|although|though|plus|with|so)\b)|\s+(?=(?:but|while|whereas|unlike)\b)"
+    r"|\s+and\s+(?=(?:it|they|you|there|the|a|an|its|charges?|costs?|earns?|has|have|pays?|is|are|requires?)\b)",
+    re.IGNORECASE,
+)
+
+
+def _negated_heads(text: str) -> set[str]:
+    """The words a negation applies to: the first content word after "no"/"not", the one before "$0"."""
+    heads: set[str] = set()
+    for match in STRONG_NEGATION.finditer(text):
+        if match.group("zero"):
+            before = [t for t in tokenize(text[: match.start()]) if not t[0].isdigit()]
+            heads.update(before[-1:])
+            continue
+        after = [t for t in tokenize(text[match.end() :]) if t not in NEGATION_FILLER and not t[0].isdigit()]
+        heads.update(after[:1])
+    return heads
+
+
+@dataclass(frozen=True)
+class _Unit:
+    text: str
+    figures: frozenset[str]
+    words: frozenset[str]  # its key words and its heading's
+    scope: frozenset[str]  # the products it is about
+    negated: bool
+    heads: frozenset[str]  # words it negates
+    owners: tuple[tuple[str, frozenset[str]], ...] = ()  # figure → the products named just before it
+
+    def scope_of(self, figure: str) -> frozenset[str]:
+        """The products a figure belongs to: in "Everyday Checking ($10 a month) and Premier Checking
+        ($25)" the $10 is Everyday's, not the sentence's; a figure before any name has the unit's scope."""
+        owners = [products for form, products in self.owners if form == figure]
+        return frozenset().union(*owners) if owners else self.scope
+
+
+@dataclass(frozen=True)
+class _Passage:
+    singles: tuple[_Unit, ...]
+    pairs: tuple[_Unit, ...]
+
+
+def _is_heading(line: str, first: bool) -> bool:
+    stripped = line.strip()
+    if stripped.startswith("#"):
+        return True
+    # A chunk's or context passage's first line is its "Title — heading"; a FAQ entry's, its question.
+    return first and len(stripped.split()) <= 25 and not re.search(r"[.!]$", stripped)
+
+
+LIST_GLUE = re.compile(r"^(?:\s|,|and|or|&|the|kestrel|accounts?|cards?)*$", re.IGNORECASE)
+
+
+def _figure_owners(text: str, names: ProductNames) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Each figure of a sentence that names several products, with the product(s) named last before
+    it. Names joined only by commas and "and"/"or" ("Basic Savings, High-Yield Savings and Money
+    Market accounts allow 6 free withdrawals") share what follows them."""
+    mentions = list(names.mentions(text))
+    owners: list[tuple[str, frozenset[str]]] = []
+    if not mentions:
+        return ()
+    groups: list[tuple[int, set[str]]] = []  # (end of the group's last mention, its products)
+    for start, end, product in mentions:
+        if groups and LIST_GLUE.match(text[groups[-1][0] : start]):
+            groups[-1] = (end, groups[-1][1] | {product})
+        else:
+            groups.append((end, {product}))
+    for end, products in groups:
+        following = [m for m in mentions if m[0] >= end]
+        stop = following[0][0] if following else len(text)
+        owners += [(form, frozenset(products)) for f in extract_figures(text[end:stop]) for form in _comparable(f)]
+    return tuple(owners)
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str, names: ProductNames) -> _Passage:
+    """A source passage as units: each sentence, list item or table row (with the table's header),
+    carrying its heading's words, and the products it is about (its own names, else its heading's,
+    else the passage's)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    passage_products = names.find(text)
+    heading, header = "", ""
+    pieces: list[tuple[str, str]] = []  # (sentence, its context)
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if _is_heading(stripped, number == 0 and len(lines) > 1):
+            heading = (
+                stripped.lstrip("# ")
+                if number == 0 or not heading
+                else f"{heading.split(' — ')[0]} — {stripped.lstrip('# ')}"
+            )
+            header = ""
+            continue
+        if stripped.startswith("|"):
+            if re.fullmatch(r"[|\s:-]+", stripped):
+                continue
+            if not header:
+                header = stripped
+                continue
+            pieces.append((stripped, f"{heading}\n{header}"))
+            continue
+        header = ""
+        body = stripped.lstrip("-*• ").strip()
+        for sentence in SENTENCES.split(body):
+            if sentence.strip():
+                pieces.append((sentence.strip(), heading))
+
+    def unit(sentences: list[str], context: str) -> _Unit:
+        joined = " ".join(sentences)
+        own = names.find(joined)
+        scope = own or names.find(context) or passage_products
+        return _Unit(
+            joined,
+            frozenset(form for figure in extract_figures(joined) for form in _comparable(figure)),
+            frozenset(_key_words(joined) | _key_words(context)),
+            scope,
+            bool(NEGATION.search(joined)),
+            frozenset(_negated_heads(joined)),
+            _figure_owners(joined, names) if len(own) > 1 else (),
+        )
+
+    singles = tuple(unit([s], c) for s, c in pieces)
+    pairs = tuple(unit([a[0], b[0]], a[1] if a[1] == b[1] else f"{a[1]}\n{b[1]}") for a, b in pairwise(pieces))
+    return _Passage(singles, pairs)
+
+
+@lru_cache(maxsize=256)
+def _names_for(names: ProductNames, sources: tuple[str, ...]) -> ProductNames:
+    extra = set(_flatten(_names_in(text) for text in sources))
+    if {_canonical(n) for n in extra} <= set(names._canonical):
+        return names
+    return ProductNames([*names._canonical, *extra])
+
+
+def _echo(sentence: str, question: str) -> bool:
+    """The sentence adds nothing to the customer's own words: no new figure, (almost) no new word."""
+    said = set(tokenize(question))
+    words = {t for t in tokenize(sentence) if not t[0].isdigit()}
+    if len(words) < 3 or extract_figures(sentence) - extract_figures(question):
+        return False
+    return len(words - said) <= len(words) // 6
+
+
+def _claim_figures(sentence: str) -> list[str]:
+    return sorted(f for f in extract_figures(sentence) if not (f.startswith("number:") and f[7:] in {"0", "1"}))
+
+
+def _attribution_agrees(products: frozenset[str], figures: list[str], unit: _Unit) -> bool:
+    if not figures:
+        return _products_agree(products, unit.scope)
+    return all(_products_agree(products, unit.scope_of(f)) for f in figures)
+
+
+def _check_one(
+    sentence: str, passages: Sequence[_Passage], names: ProductNames, inherited: frozenset[str]
+) -> tuple[ClaimVerdict, frozenset[str]]:
+    """One clause against every unit; returns the verdict and the products it is about."""
+    figures = _claim_figures(sentence)
+    products = names.find(sentence) or inherited
+    words = _key_words(sentence)
+    tokens = set(tokenize(sentence))
+    negated = bool(NEGATION.search(sentence))
+    if not figures and not names.find(sentence) and (not words - CONVERSATIONAL or sentence.rstrip().endswith("?")):
+        return ClaimVerdict(True, "no_claim"), products
+    needed = min(2 if figures else 3, (len(words) + 1) // 2)
+    singles = [u for p in passages for u in p.singles]
+    pairs = [u for p in passages for u in p.pairs]
+    everything = singles + pairs
+    missing = [f for f in figures if not any(f in u.figures for u in singles)]
+    if missing:
+        return ClaimVerdict(False, "unsupported_figure", ", ".join(missing)), products
+
+    def negation_agrees(u: _Unit) -> bool:
+        if negated:
+            return u.negated
+        return not (u.heads & tokens)
+
+    flipped: _Unit | None = None
+    for level in (singles, pairs):
+        candidates = [
+            u
+            for u in level
+            if all(f in u.figures for f in figures)
+            and _attribution_agrees(products, figures, u)
+            and len(words & u.words) >= needed
+        ]
+        if not candidates:
+            continue
+        best = max(len(words & u.words) for u in candidates)
+        top = [u for u in candidates if len(words & u.words) == best]
+        for u in top:
+            if negation_agrees(u):
+                return ClaimVerdict(True, "supported", evidence=u.text), products
+        flipped = flipped or top[0]
+    if flipped is not None:
+        return ClaimVerdict(False, "negation", evidence=flipped.text), products
+    together = [u for u in everything if all(f in u.figures for f in figures)]
+    if figures and not together:
+        return ClaimVerdict(False, "figures_apart", ", ".join(figures)), products
+    wrong = [u for u in together if len(words & u.words) >= needed and not _attribution_agrees(products, figures, u)]
+    if wrong:
+        kind = "misattributed_figure" if figures else "misattributed_product"
+        about = ", ".join(sorted(wrong[0].scope_of(figures[0]) if figures else wrong[0].scope))
+        return ClaimVerdict(False, kind, f"the source is about {about}", wrong[0].text), products
+    return ClaimVerdict(False, "no_support"), products
+
+
+def check_claim(
+    sentence: str,
+    sources: Iterable[str],
+    question: str | None = None,
+    previous: str | None = None,
+    names: ProductNames | None = None,
+) -> ClaimVerdict:
+    """Is ``sentence`` supported by one source sentence (or two adjacent ones)?
+
+    Supported means, in that one place: every figure of the sentence (the old figure check, kept as
+    the first step), every product it names (or the product of the sentence before, when it opens
+    with "it"/"this"), its negation ("no fee" needs a "no", "$0" or "free"; a source that says "no
+    fee" refutes "a fee") and at least half of its key words (three at most, two when it states a
+    figure; the source's heading counts). A sentence that only repeats ``question`` fails as an echo.
+    A sentence that fails as a whole is tried clause by clause ("X earns 4.00% APY, with a $5 fee"),
+    each clause keeping the product of the one before, so that a comparison of two products can pass
+    while a fee moved from one to the other cannot.
+    """
+    sources = tuple(sources)
+    names = _names_for(names or default_product_names(), sources)
+    if question and _echo(sentence, question):
+        return ClaimVerdict(False, "echo", "it repeats the question")
+    passages = [_parse(text, names) for text in sources]
+    inherited: frozenset[str] = frozenset()
+    if previous and PRONOUN_START.match(sentence):
+        earlier = [names.find(s) for s in SENTENCES.split(previous)]
+        inherited = next((found for found in reversed(earlier) if found), frozenset())
+    whole, _ = _check_one(sentence, passages, names, inherited)
+    if whole.supported:
+        return whole
+    clauses = [c for c in CLAUSE_BREAK.split(sentence) if c and c.strip(" ,.")]
+    if len(clauses) < 2:
+        return whole
+    context = inherited
+    for clause in clauses:
+        verdict, context = _check_one(clause, passages, names, context)
+        if not verdict.supported:
+            # The whole sentence's reason unless the clause says more precisely what is wrong.
+            return verdict if verdict.reason != "no_support" or whole.reason == "no_support" else whole
+    return ClaimVerdict(True, "supported", "clause by clause")
