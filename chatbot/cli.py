@@ -298,6 +298,18 @@ def eval_dialogue(
     _report(report, output)
 
 
+@eval_app.command("claims")
+def eval_claims(
+    claims: Annotated[Path | None, typer.Option(help="Labelled sentences (default evaluation/claims.jsonl).")] = None,
+    output: Annotated[Path | None, typer.Option("--out", "--output", help="Write the results as JSON here.")] = None,
+) -> None:
+    """The claim check's precision and recall (unsupported = positive) per kind, beside the old figure check."""
+    from chatbot.evaluation.claims import CLAIMS_SET, run_claims_evaluation
+
+    report = run_claims_evaluation(get_settings(), claims or CLAIMS_SET)
+    _report(report, output)
+
+
 @eval_app.command("pii")
 def eval_pii(
     corpus: Annotated[Path | None, typer.Option(help="JSONL corpus (default evaluation/pii.jsonl).")] = None,

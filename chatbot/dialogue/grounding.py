@@ -201,7 +201,9 @@ def _wordset(words: str) -> frozenset[str]:
 
 NOT_PRODUCT = _wordset(
     "bank bank's customer advocacy office monday tuesday wednesday thursday friday saturday sunday "
-    "january february march april may june july august september october november december et pt"
+    "january february march april may june july august september october november december et pt "
+    # what every account has is not a product: "Kestrel ATM", "Kestrel PIN", "Kestrel mobile app"
+    "atm atms pin pins app online mobile"
 )
 CATEGORY_WORDS = frozenset(["checking", "savings", "visa", "card", "account", "loan"])
 
@@ -273,6 +275,10 @@ class ProductNames:
     def find(self, text: str) -> frozenset[str]:
         """The canonical names of the products ``text`` mentions."""
         return frozenset(product for _, _, product in self.mentions(text))
+
+    def strip(self, text: str) -> str:
+        """``text`` without its product names."""
+        return self._pattern.sub(" ", text) if self._pattern is not None else text
 
     def mentions(self, text: str) -> Iterable[tuple[int, int, str]]:
         """Each mention of a product in ``text``: start, end, canonical name."""
@@ -354,33 +360,71 @@ CONVERSATIONAL = _wordset(
 PRONOUN_START = re.compile(r"^\W*(?:it|its|it's|this|that|these|they|their|the account|the card)\b", re.IGNORECASE)
 CLAUSE_BREAK = re.compile(
     r"\s*;\s*|,\s+(?=(?:and|but|while|whereas|although|though|plus|with|so)\b)|\s+(?=(?:but|while|whereas|unlike)\b)"
-    r"|\s+and\s+(?=(?:it|they|you|there|the|a|an|its|charges?|costs?|earns?|has|have|pays?|is|are|requires?)\b)",
+    r"|\s+and\s+(?=[$\d])|\s+and\s+(?=(?:it|they|you|there|the|a|an|its|charges?|costs?|earns?|has|have|pays?|is|are|requires?)\b)",
     re.IGNORECASE,
 )
 
 
 def _negated_heads(text: str) -> set[str]:
-    """The words a negation applies to: the first content word after "no"/"not", the one before "$0"."""
+    """The words a source's negation applies to: the first content word after "no"/"not" ("no
+    *fee*", "do not *count*"), the one before "$0" ("monthly *fee*: $0")."""
     heads: set[str] = set()
     for match in STRONG_NEGATION.finditer(text):
         if match.group("zero"):
-            before = [t for t in tokenize(text[: match.start()]) if not t[0].isdigit()]
-            heads.update(before[-1:])
+            # "Monthly maintenance fee: $0" negates the fee; "$20 ($0 for Premier Checking)" nothing before it.
+            if re.search(r"(?::|\bis|\bof)\s*$", text[: match.start()]):
+                heads.update([t for t in tokenize(text[: match.start()]) if not t[0].isdigit()][-1:])
             continue
         after = [t for t in tokenize(text[match.end() :]) if t not in NEGATION_FILLER and not t[0].isdigit()]
         heads.update(after[:1])
     return heads
 
 
+def _negation_scope(text: str, width: int = 3) -> set[str]:
+    """The words a claim's negation may cover: a few after each "no"/"not", a few before "$0"."""
+    scope: set[str] = set()
+    for match in NEGATION.finditer(text):
+        before = tokenize(text[: match.start()])[-width:]
+        after = [t for t in tokenize(text[match.end() :]) if t not in NEGATION_FILLER][:width]
+        # "$0" and "free" follow what they negate ("a $0 fee", "transfers are free"); "no" precedes it.
+        scope.update(after if match.group(0).lower() in {"no", "not", "never", "without", "cannot"} else before + after)
+    return scope
+
+
 @dataclass(frozen=True)
 class _Unit:
     text: str
     figures: frozenset[str]
-    words: frozenset[str]  # its key words and its heading's
+    own: frozenset[str]  # its key words
+    context: frozenset[str]  # its heading's (and a table's header, a list's lead-in) key words
     scope: frozenset[str]  # the products it is about
     negated: bool
     heads: frozenset[str]  # words it negates
     owners: tuple[tuple[str, frozenset[str]], ...] = ()  # figure → the products named just before it
+    negations: tuple[frozenset[str], ...] = ()  # each negation → the products named just before it
+    parts: tuple[_Unit, ...] = ()  # a pair's two sentences
+
+    @property
+    def words(self) -> frozenset[str]:
+        return self.own | self.context
+
+    def score(self, words: set[str]) -> float:
+        """How much this unit is about ``words``: its own words count fully, its heading's half; a
+        pair is as much about them as the better of its sentences."""
+        if self.parts:
+            return max(part.score(words) for part in self.parts)
+        return len(words & self.own) + 0.5 * len((words & self.context) - self.own)
+
+    def shared(self, words: set[str]) -> int:
+        """Key words of ``words`` in the unit's own text (the best sentence's, for a pair)."""
+        if self.parts:
+            return max(part.shared(words) for part in self.parts)
+        return len(words & self.own)
+
+    def negates_for(self, products: frozenset[str]) -> bool:
+        """A negation of this unit belongs to ``products`` ("Cash Rewards charges 3%; the Travel Visa,
+        which has no foreign transaction fee" has no "no" for Cash Rewards)."""
+        return any(_products_agree(products, owner) for owner in self.negations) if products else self.negated
 
     def scope_of(self, figure: str) -> frozenset[str]:
         """The products a figure belongs to: in "Everyday Checking ($10 a month) and Premier Checking
@@ -400,10 +444,30 @@ def _is_heading(line: str, first: bool) -> bool:
     if stripped.startswith("#"):
         return True
     # A chunk's or context passage's first line is its "Title — heading"; a FAQ entry's, its question.
-    return first and len(stripped.split()) <= 25 and not re.search(r"[.!]$", stripped)
+    return first and len(stripped.split()) <= 25 and not re.search(r"[.!:]$", stripped)
 
 
 LIST_GLUE = re.compile(r"^(?:\s|,|and|or|&|the|kestrel|accounts?|cards?)*$", re.IGNORECASE)
+
+
+def _mention_groups(text: str, names: ProductNames) -> list[tuple[int, int, set[str]]]:
+    """Product mentions as groups: names joined only by commas and "and"/"or" are one group."""
+    groups: list[tuple[int, int, set[str]]] = []  # (start, end, products)
+    for start, end, product in names.mentions(text):
+        if groups and LIST_GLUE.match(text[groups[-1][1] : start]):
+            groups[-1] = (groups[-1][0], end, groups[-1][2] | {product})
+        else:
+            groups.append((start, end, {product}))
+    return groups
+
+
+def _negation_owners(text: str, names: ProductNames, scope: frozenset[str]) -> tuple[frozenset[str], ...]:
+    groups = _mention_groups(text, names)
+    owners = []
+    for match in NEGATION.finditer(text):
+        before = [g for g in groups if g[1] <= match.start()]
+        owners.append(frozenset(before[-1][2]) if before else scope)
+    return tuple(owners)
 
 
 def _figure_owners(text: str, names: ProductNames) -> tuple[tuple[str, frozenset[str]], ...]:
@@ -427,24 +491,30 @@ def _figure_owners(text: str, names: ProductNames) -> tuple[tuple[str, frozenset
     return tuple(owners)
 
 
+@dataclass(frozen=True)
+class _Piece:
+    text: str
+    context: str  # heading, table header
+    prose: bool  # a sentence of running text (list items and table rows are not paired)
+
+
 @lru_cache(maxsize=4096)
 def _parse(text: str, names: ProductNames) -> _Passage:
-    """A source passage as units: each sentence, list item or table row (with the table's header),
-    carrying its heading's words, and the products it is about (its own names, else its heading's,
-    else the passage's)."""
+    """A source passage as units: each sentence, list item or table row, and each two adjacent
+    sentences of running text. A unit carries its heading's words (and a table row its header's);
+    a list item is read with the sentence that introduces it ("The fee is waived if you meet one of
+    these: - You keep $1,500"). It is about the products it names and its heading names, else the
+    passage's."""
     lines = [line for line in text.splitlines() if line.strip()]
     passage_products = names.find(text)
-    heading, header = "", ""
-    pieces: list[tuple[str, str]] = []  # (sentence, its context)
+    heading, header, lead = "", "", ""
+    pieces: list[_Piece] = []
     for number, line in enumerate(lines):
         stripped = line.strip()
         if _is_heading(stripped, number == 0 and len(lines) > 1):
-            heading = (
-                stripped.lstrip("# ")
-                if number == 0 or not heading
-                else f"{heading.split(' — ')[0]} — {stripped.lstrip('# ')}"
-            )
-            header = ""
+            title = stripped.lstrip("# ")
+            heading = title if number == 0 or not heading else f"{heading.split(' — ')[0]} — {title}"
+            header = lead = ""
             continue
         if stripped.startswith("|"):
             if re.fullmatch(r"[|\s:-]+", stripped):
@@ -452,30 +522,39 @@ def _parse(text: str, names: ProductNames) -> _Passage:
             if not header:
                 header = stripped
                 continue
-            pieces.append((stripped, f"{heading}\n{header}"))
+            pieces.append(_Piece(f"{stripped} {header}", heading, False))  # a row means what its header says
             continue
         header = ""
-        body = stripped.lstrip("-*• ").strip()
-        for sentence in SENTENCES.split(body):
-            if sentence.strip():
-                pieces.append((sentence.strip(), heading))
+        if stripped[:1] in "-*•" and stripped[1:2] == " ":
+            pieces.append(_Piece(f"{lead} {stripped[2:].strip()}".strip(), heading, False))
+            continue
+        sentences = [s.strip() for s in SENTENCES.split(stripped) if s.strip()]
+        pieces += [_Piece(sentence, heading, True) for sentence in sentences]
+        lead = sentences[-1] if sentences and sentences[-1].endswith(":") else ""
 
-    def unit(sentences: list[str], context: str) -> _Unit:
+    def unit(sentences: list[str], context: str, parts: tuple[_Unit, ...] = ()) -> _Unit:
         joined = " ".join(sentences)
         own = names.find(joined)
-        scope = own or names.find(context) or passage_products
+        scope = (own | names.find(context)) or passage_products
         return _Unit(
             joined,
             frozenset(form for figure in extract_figures(joined) for form in _comparable(figure)),
-            frozenset(_key_words(joined) | _key_words(context)),
+            _claim_words(joined),
+            _claim_words(context),
             scope,
             bool(NEGATION.search(joined)),
-            frozenset(_negated_heads(joined)),
+            frozenset(_stem(h) for h in _negated_heads(joined)),
             _figure_owners(joined, names) if len(own) > 1 else (),
+            _negation_owners(joined, names, scope),
+            parts,
         )
 
-    singles = tuple(unit([s], c) for s, c in pieces)
-    pairs = tuple(unit([a[0], b[0]], a[1] if a[1] == b[1] else f"{a[1]}\n{b[1]}") for a, b in pairwise(pieces))
+    singles = tuple(unit([p.text], p.context) for p in pieces)
+    pairs = tuple(
+        unit([a.text, b.text], a.context if a.context == b.context else f"{a.context}\n{b.context}", (x, y))
+        for (a, x), (b, y) in pairwise(zip(pieces, singles, strict=True))
+        if a.prose and b.prose
+    )
     return _Passage(singles, pairs)
 
 
@@ -506,29 +585,76 @@ def _attribution_agrees(products: frozenset[str], figures: list[str], unit: _Uni
     return all(_products_agree(products, unit.scope_of(f)) for f in figures)
 
 
+def _kinds(figures: Iterable[str]) -> set[str]:
+    return {f.partition(":")[0] for f in figures}
+
+
+def _conflicts(figures: list[str], unit: _Unit) -> bool:
+    """The unit states a different figure of the same kind (another fee, another time) instead of the claim's."""
+    for kind in _kinds(figures):
+        wanted = [f for f in figures if f.startswith(kind + ":")]
+        stated = [f for f in unit.figures if f.startswith(kind + ":")]
+        if stated and not all(f in unit.figures for f in wanted):
+            return True
+    return False
+
+
+CLAIM_GENERIC = frozenset(["kestrel", "bank", "bank's"])
+
+
+def _stem(token: str) -> str:
+    """A light suffix fold so that "opening" meets "open" and "charged" meets "charge"."""
+    for suffix, keep in (("ing", 4), ("ed", 4), ("ly", 4), ("es", 4), ("s", 4), ("e", 4)):
+        if token.endswith(suffix) and len(token) - len(suffix) >= keep:
+            token = token[: -len(suffix)]
+    return token
+
+
+def _claim_words(text: str) -> frozenset[str]:
+    """Content words for matching a claim to a source sentence: no stop words, no numbers, stemmed."""
+    return frozenset(_stem(t) for t in tokenize(text) if not t[0].isdigit() and len(t) > 2 and t not in CLAIM_GENERIC)
+
+
 def _check_one(
     sentence: str, passages: Sequence[_Passage], names: ProductNames, inherited: frozenset[str]
 ) -> tuple[ClaimVerdict, frozenset[str]]:
-    """One clause against every unit; returns the verdict and the products it is about."""
+    """One clause against every unit; returns the verdict and the products it is about.
+
+    A unit supports the clause when it holds all of its figures (each belonging to the clause's
+    product), shares enough of its key words and agrees with its negation. Then the unit must also be
+    what the sources say on the clause's subject: a unit that is more about the clause (more shared
+    words) but states another figure of the same kind, or negates what the clause asserts, refutes it
+    ("an international wire costs $30" is refuted by "Outgoing international wire: $45" although the
+    domestic wire's "$30" shares two of its words).
+    """
     figures = _claim_figures(sentence)
-    products = names.find(sentence) or inherited
-    words = _key_words(sentence)
-    tokens = set(tokenize(sentence))
+    named = names.find(sentence)
+    products = named or inherited
+    # Product names are checked as products; the words left say what is claimed about them.
+    words = set(_claim_words(names.strip(sentence)))
+    tokens = {_stem(t) for t in tokenize(sentence)}
     negated = bool(NEGATION.search(sentence))
-    if not figures and not names.find(sentence) and (not words - CONVERSATIONAL or sentence.rstrip().endswith("?")):
+    scope = {_stem(t) for t in _negation_scope(sentence)}
+    denied = {_stem(t) for t in _negated_heads(sentence)}  # what "no"/"not" directly denies ("no *markup*")
+    if not figures and not named and (not words - CONVERSATIONAL or sentence.rstrip().endswith("?")):
         return ClaimVerdict(True, "no_claim"), products
-    needed = min(2 if figures else 3, (len(words) + 1) // 2)
+    # A figure found with its product is strong evidence: one shared word then says it is the same fact.
+    needed = min(1 if figures else 3, (len(words) + 1) // 2)
     singles = [u for p in passages for u in p.singles]
     pairs = [u for p in passages for u in p.pairs]
-    everything = singles + pairs
     missing = [f for f in figures if not any(f in u.figures for u in singles)]
     if missing:
         return ClaimVerdict(False, "unsupported_figure", ", ".join(missing)), products
 
     def negation_agrees(u: _Unit) -> bool:
-        if negated:
-            return u.negated
-        return not (u.heads & tokens)
+        return (not negated or u.negates_for(products)) and not ((u.heads & tokens) - scope)
+
+    def refutes(u: _Unit) -> str:
+        if figures and _conflicts(figures, u):
+            return "misattributed_figure"
+        if (u.heads & tokens) - scope or (negated and not u.negated and denied & u.own):
+            return "negation"
+        return ""
 
     flipped: _Unit | None = None
     for level in (singles, pairs):
@@ -539,17 +665,26 @@ def _check_one(
             and _attribution_agrees(products, figures, u)
             and len(words & u.words) >= needed
         ]
-        if not candidates:
+        agreeing = [u for u in candidates if negation_agrees(u)]
+        if not agreeing:
+            flipped = flipped or (max(candidates, key=lambda u: u.score(words)) if candidates else None)
             continue
-        best = max(len(words & u.words) for u in candidates)
-        top = [u for u in candidates if len(words & u.words) == best]
-        for u in top:
-            if negation_agrees(u):
-                return ClaimVerdict(True, "supported", evidence=u.text), products
-        flipped = flipped or top[0]
+        best = max(agreeing, key=lambda u: u.score(words))
+        bar, own = best.score(words), best.shared(words)
+        for rival in sorted(singles, key=lambda u: -u.score(words)):
+            if rival.score(words) <= bar:
+                break
+            if rival.shared(words) <= own or not _products_agree(products, rival.scope):
+                continue
+            reason = refutes(rival)
+            if reason:
+                return ClaimVerdict(
+                    False, reason, "a source sentence more about it says otherwise", rival.text
+                ), products
+        return ClaimVerdict(True, "supported", evidence=best.text), products
     if flipped is not None:
         return ClaimVerdict(False, "negation", evidence=flipped.text), products
-    together = [u for u in everything if all(f in u.figures for f in figures)]
+    together = [u for u in singles + pairs if all(f in u.figures for f in figures)]
     if figures and not together:
         return ClaimVerdict(False, "figures_apart", ", ".join(figures)), products
     wrong = [u for u in together if len(words & u.words) >= needed and not _attribution_agrees(products, figures, u)]
