@@ -10,8 +10,10 @@ which falls back to the extractive one). The old figure-only check (``check_grou
 measured on the same sentences, as the baseline the claim check replaces.
 
 A line: ``{"id", "sentence", "sources": [passage id or document id, ...], "question"?: str,
-"source_texts"?: [str, ...], "label": "supported" | "unsupported", "kind": str}``. A document id
-stands for all of that document's chunks, as a retrieval context of its sections would.
+"source_texts"?: [str, ...], "label": "supported" | "unsupported", "kind": str, "split"?: str}``. A
+document id stands for all of that document's chunks, as a retrieval context of its sections would.
+``split``: ``tuning`` sentences were used while the check was built; ``heldout`` ones were written
+after it was frozen, from documents the tuning sentences do not use, and measured once.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class LabelledClaim:
     kind: str
     question: str | None = None
     source_texts: tuple[str, ...] = ()
+    split: str = ""
 
 
 def load_claims(path: Path = CLAIMS_SET) -> list[LabelledClaim]:
@@ -60,6 +63,7 @@ def load_claims(path: Path = CLAIMS_SET) -> list[LabelledClaim]:
                 kind=record["kind"],
                 question=record.get("question"),
                 source_texts=tuple(record.get("source_texts", ())),
+                split=record.get("split", ""),
             )
         )
     return claims
@@ -139,6 +143,7 @@ def run_claims_evaluation(settings: Settings, path: Path = CLAIMS_SET) -> Claims
     index = KnowledgeIndex.load(settings.data_dir)
     names = product_names(Path(settings.knowledge_dir))
     claim_pairs: list[tuple[bool, bool]] = []
+    by_split: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     figure_pairs: list[tuple[bool, bool]] = []
     by_kind: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     labels: dict[str, str] = {}
@@ -151,6 +156,8 @@ def run_claims_evaluation(settings: Settings, path: Path = CLAIMS_SET) -> Claims
         flagged_figure = not check_grounding(claim.sentence, texts).supported
         actual = claim.label == "unsupported"
         claim_pairs.append((actual, flagged_claim))
+        if claim.split:
+            by_split[claim.split].append((actual, flagged_claim))
         figure_pairs.append((actual, flagged_figure))
         by_kind[claim.kind].append((flagged_claim, flagged_figure))
         labels[claim.kind] = claim.label
@@ -171,6 +178,7 @@ def run_claims_evaluation(settings: Settings, path: Path = CLAIMS_SET) -> Claims
         sentences=len(claims),
         checks={
             "claim check (check_claim)": _scores(claim_pairs),
+            **{f"claim check, {split} sentences ({len(rows)})": _scores(rows) for split, rows in by_split.items()},
             "figure check (check_grounding)": _scores(figure_pairs),
         },
         kinds=kinds,
