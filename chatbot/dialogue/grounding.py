@@ -365,18 +365,19 @@ CLAUSE_BREAK = re.compile(
 )
 
 
-def _negated_heads(text: str) -> set[str]:
-    """The words a source's negation applies to: the first content word after "no"/"not" ("no
-    *fee*", "do not *count*"), the one before "$0" ("monthly *fee*: $0")."""
-    heads: set[str] = set()
+def _negated_heads(text: str) -> list[tuple[str, int]]:
+    """The words a source's negation applies to, with where the negation is: the first content word
+    after "no"/"not" ("no *fee*", "do not *count*"), the one before a "$0" ("monthly *fee*: $0")."""
+    heads: list[tuple[str, int]] = []
     for match in STRONG_NEGATION.finditer(text):
         if match.group("zero"):
             # "Monthly maintenance fee: $0" negates the fee; "$20 ($0 for Premier Checking)" nothing before it.
             if re.search(r"(?::|\bis|\bof)\s*$", text[: match.start()]):
-                heads.update([t for t in tokenize(text[: match.start()]) if not t[0].isdigit()][-1:])
+                before = [t for t in tokenize(text[: match.start()]) if not t[0].isdigit()]
+                heads += [(t, match.start()) for t in before[-1:]]
             continue
         after = [t for t in tokenize(text[match.end() :]) if t not in NEGATION_FILLER and not t[0].isdigit()]
-        heads.update(after[:1])
+        heads += [(t, match.start()) for t in after[:1]]
     return heads
 
 
@@ -399,7 +400,7 @@ class _Unit:
     context: frozenset[str]  # its heading's (and a table's header, a list's lead-in) key words
     scope: frozenset[str]  # the products it is about
     negated: bool
-    heads: frozenset[str]  # words it negates
+    heads: tuple[tuple[str, frozenset[str]], ...]  # each word it negates, with the product that negation is about
     owners: tuple[tuple[str, frozenset[str]], ...] = ()  # figure → the products named just before it
     negations: tuple[frozenset[str], ...] = ()  # each negation → the products named just before it
     parts: tuple[_Unit, ...] = ()  # a pair's two sentences
@@ -420,6 +421,11 @@ class _Unit:
         if self.parts:
             return max(part.shared(words) for part in self.parts)
         return len(words & self.own)
+
+    def denies(self, tokens: set[str], products: frozenset[str]) -> set[str]:
+        """Words of ``tokens`` this unit negates for ``products`` ("Student Checking, with no monthly
+        fee" denies nothing about Premier Checking's monthly fee)."""
+        return {h for h, owner in self.heads if h in tokens and (not products or _products_agree(products, owner))}
 
     def negates_for(self, products: frozenset[str]) -> bool:
         """A negation of this unit belongs to ``products`` ("Cash Rewards charges 3%; the Travel Visa,
@@ -468,6 +474,15 @@ def _negation_owners(text: str, names: ProductNames, scope: frozenset[str]) -> t
         before = [g for g in groups if g[1] <= match.start()]
         owners.append(frozenset(before[-1][2]) if before else scope)
     return tuple(owners)
+
+
+def _owned_heads(text: str, names: ProductNames, scope: frozenset[str]) -> tuple[tuple[str, frozenset[str]], ...]:
+    groups = _mention_groups(text, names)
+    owned = []
+    for head, position in _negated_heads(text):
+        before = [g for g in groups if g[1] <= position]
+        owned.append((_stem(head), frozenset(before[-1][2]) if before else scope))
+    return tuple(owned)
 
 
 def _figure_owners(text: str, names: ProductNames) -> tuple[tuple[str, frozenset[str]], ...]:
@@ -543,7 +558,7 @@ def _parse(text: str, names: ProductNames) -> _Passage:
             _claim_words(context),
             scope,
             bool(NEGATION.search(joined)),
-            frozenset(_stem(h) for h in _negated_heads(joined)),
+            _owned_heads(joined, names, scope),
             _figure_owners(joined, names) if len(own) > 1 else (),
             _negation_owners(joined, names, scope),
             parts,
@@ -635,7 +650,7 @@ def _check_one(
     tokens = {_stem(t) for t in tokenize(sentence)}
     negated = bool(NEGATION.search(sentence))
     scope = {_stem(t) for t in _negation_scope(sentence)}
-    denied = {_stem(t) for t in _negated_heads(sentence)}  # what "no"/"not" directly denies ("no *markup*")
+    denied = {_stem(t) for t, _ in _negated_heads(sentence)}  # what "no"/"not" directly denies ("no *markup*")
     if not figures and not named and (not words - CONVERSATIONAL or sentence.rstrip().endswith("?")):
         return ClaimVerdict(True, "no_claim"), products
     # A figure found with its product is strong evidence: one shared word then says it is the same fact.
@@ -647,12 +662,12 @@ def _check_one(
         return ClaimVerdict(False, "unsupported_figure", ", ".join(missing)), products
 
     def negation_agrees(u: _Unit) -> bool:
-        return (not negated or u.negates_for(products)) and not ((u.heads & tokens) - scope)
+        return (not negated or u.negates_for(products)) and not (u.denies(tokens, products) - scope)
 
     def refutes(u: _Unit) -> str:
         if figures and _conflicts(figures, u):
             return "misattributed_figure"
-        if (u.heads & tokens) - scope or (negated and not u.negated and denied & u.own):
+        if u.denies(tokens, products) - scope or (negated and not u.negated and denied & u.own):
             return "negation"
         return ""
 
