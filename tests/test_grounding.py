@@ -97,7 +97,12 @@ WIRES = [
     "Domestic wire transfers — Kestrel domestic wire fees\n- Outgoing domestic wire: $30\n"
     "- Incoming domestic wire: $15 ($0 for Kestrel Premier Checking)",
 ]
-NAMES = ProductNames.from_texts(SAVINGS + CHECKING + WIRES)
+LOANS = [
+    "Personal loans — Fees on a Kestrel personal loan\n- Origination fee: $0\n"
+    "- Prepayment penalty: none; you can pay off your Kestrel personal loan early at any time\n"
+    "- Returned payment fee: $0",
+]
+NAMES = ProductNames.from_texts(SAVINGS + CHECKING + WIRES + LOANS)
 
 
 def claim(sentence: str, sources: list[str], question: str | None = None, previous: str | None = None):  # type: ignore[no-untyped-def]
@@ -116,6 +121,8 @@ def claim(sentence: str, sources: list[str], question: str | None = None, previo
         ("Kestrel Premier Checking costs $25 a month.", CHECKING),  # the figure right after its name
         ("Incoming international wires cost $20, or nothing with Kestrel Premier Checking.", WIRES),
         ("If you have any other questions, feel free to ask.", SAVINGS),  # courtesy: nothing to check
+        ("The returned payment fee is $0.", LOANS),  # "$0" before a full stop is still a "no"
+        ("You can pay off your personal loan early without a prepayment penalty.", LOANS),  # "penalty: none"
     ],
 )
 def test_supported_claims_pass(sentence: str, sources: list[str]) -> None:
@@ -171,5 +178,6 @@ def test_product_names_come_from_the_knowledge_base() -> None:
     assert names.find("the premier checking fee") == {"premier checking"}
     assert names.find("Is Premier free?") == {"premier checking"}  # a capitalised short name
     assert names.find("I travel a lot") == frozenset()  # "Travel" the card only when capitalised
+    assert names.find("send it with QuickPay") == {"quickpay"}  # written as the knowledge base writes it
     assert "bank" not in names.names and "atm" not in names.names
     assert product_names(Path("/nonexistent")).names == frozenset()

@@ -228,12 +228,18 @@ class ProductNames:
 
     def __init__(self, names: Iterable[str]) -> None:
         canonical: dict[str, str] = {}
-        for name in names:
+        surfaces: dict[str, set[str]] = {}  # how a name is written ("QuickPay", "HELOC")
+        self._originals = sorted({" ".join(name.split()) for name in names})
+        for name in self._originals:
             key = _canonical(name)
             words = key.split()
             if not words or words[0] in NOT_PRODUCT or any(w in NOT_PRODUCT for w in words):
                 continue
             canonical[key] = key
+            written = re.sub(r"^Kestrel\s+", "", name)
+            surfaces.setdefault(key, set()).add(written)
+            if len(words) > 1 and words[-1] in CATEGORY_WORDS:
+                surfaces.setdefault(" ".join(words[:-1]), set()).add(written.rsplit(None, 1)[0])
         # Plurals fold onto a known singular ("cds" → "cd", "visa debit cards" → "visa debit card").
         for key in list(canonical):
             if key.endswith("s") and key[:-1] in canonical:
@@ -258,10 +264,10 @@ class ProductNames:
         # ("Travel" is the card, "travel" is a verb).
         alternatives = [f"(?i:{pattern(k)})" for k in sorted(multi, key=len, reverse=True)]
         alternatives += [
-            f"(?:(?i:kestrel\\s+){pattern(k)}|{pattern(k).capitalize() if k.islower() else pattern(k)}"
-            f"|{pattern(k).upper()})"
+            "(?:" + "|".join([f"(?i:kestrel\\s+{pattern(k)})", *sorted({re.escape(w) for w in surfaces.get(k, set())}),
+                              pattern(k).capitalize(), pattern(k).upper()]) + ")"
             for k in sorted(single, key=len, reverse=True)
-        ]
+        ]  # fmt: skip
         self._pattern = (
             re.compile(r"(?<![\w-])(?:(?i:kestrel)\s+)?(?:" + "|".join(alternatives) + r")(?:s\b)?(?![\w-])")
             if alternatives
@@ -345,11 +351,12 @@ def _products_agree(claimed: frozenset[str], scope: frozenset[str]) -> bool:
 
 # Negation: the claim and its source must agree. "$0", "free" and "waived" count as a "no".
 NEGATION = re.compile(
-    r"\b(?:no|not|never|none|nothing|without|cannot|free|waived|neither|nor)\b|n[’']t\b|\$0(?:\.00)?(?![\d.,])",
+    r"\b(?:no|not|never|none|nothing|without|cannot|free|waived|neither|nor)\b|n[’']t\b|\$0(?:\.00)?(?!\d|[.,]\d)",
     re.IGNORECASE,
 )
 STRONG_NEGATION = re.compile(
-    r"\b(?:no|not|never|none|without|cannot|neither|nor)\b|n[’']t\b|(?P<zero>\$0(?:\.00)?)(?![\d.,])", re.IGNORECASE
+    r"\b(?:no|not|never|without|cannot|neither|nor)\b|n[’']t\b|(?P<zero>\$0(?:\.00)?(?!\d|[.,]\d)|\bnone\b)",
+    re.IGNORECASE,
 )
 NEGATION_FILLER = frozenset(["be", "been", "is", "are", "a", "an", "the", "any", "to", "need", "have", "has", "longer"])
 CONVERSATIONAL = _wordset(
@@ -576,9 +583,9 @@ def _parse(text: str, names: ProductNames) -> _Passage:
 @lru_cache(maxsize=256)
 def _names_for(names: ProductNames, sources: tuple[str, ...]) -> ProductNames:
     extra = set(_flatten(_names_in(text) for text in sources))
-    if {_canonical(n) for n in extra} <= set(names._canonical):
+    if {_canonical(n) for n in extra} <= set(names._canonical) | {_canonical(n) for n in names._originals}:
         return names
-    return ProductNames([*names._canonical, *extra])
+    return ProductNames([*names._originals, *extra])
 
 
 def _echo(sentence: str, question: str) -> bool:
