@@ -123,6 +123,14 @@ def claim(sentence: str, sources: list[str], question: str | None = None, previo
         ("If you have any other questions, feel free to ask.", SAVINGS),  # courtesy: nothing to check
         ("The returned payment fee is $0.", LOANS),  # "$0" before a full stop is still a "no"
         ("You can pay off your personal loan early without a prepayment penalty.", LOANS),  # "penalty: none"
+        # a source's own sentence naming several products, each with its figure
+        (
+            "Kestrel Everyday Checking (a $10 monthly fee that you can avoid), Kestrel Premier Checking (a $25 "
+            "monthly fee, waived with $10,000 in combined balances) and Kestrel Student Checking (for ages 17 to 24, "
+            "with no monthly fee).",
+            CHECKING,
+        ),
+        ("If you'd like, I can connect you with a member of our team.", SAVINGS),
     ],
 )
 def test_supported_claims_pass(sentence: str, sources: list[str]) -> None:

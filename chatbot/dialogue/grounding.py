@@ -362,7 +362,9 @@ NEGATION_FILLER = frozenset(["be", "been", "is", "are", "a", "an", "the", "any",
 CONVERSATIONAL = _wordset(
     "help happy glad question anything else assist feel free ask let know thank thanks hope sorry welcome sure "
     "great certainly course connect team member agent person chat today pleased like want would other more "
-    "further information detail reach out anytime hesitate don't need"
+    "further information detail reach out anytime hesitate don't need you're you'd i'm i'll we're we'll "
+    "goodbye bye chatting join shortly now "
+    "they"
 )
 PRONOUN_START = re.compile(r"^\W*(?:it|its|it's|this|that|these|they|their|the account|the card)\b", re.IGNORECASE)
 CLAUSE_BREAK = re.compile(
@@ -437,7 +439,9 @@ class _Unit:
     def negates_for(self, products: frozenset[str]) -> bool:
         """A negation of this unit belongs to ``products`` ("Cash Rewards charges 3%; the Travel Visa,
         which has no foreign transaction fee" has no "no" for Cash Rewards)."""
-        return any(_products_agree(products, owner) for owner in self.negations) if products else self.negated
+        if not products:
+            return self.negated
+        return any(_products_agree(frozenset([p]), owner) for p in products for owner in self.negations)
 
     def scope_of(self, figure: str) -> frozenset[str]:
         """The products a figure belongs to: in "Everyday Checking ($10 a month) and Premier Checking
@@ -492,7 +496,10 @@ def _owned_heads(text: str, names: ProductNames, scope: frozenset[str]) -> tuple
     return tuple(owned)
 
 
-def _figure_owners(text: str, names: ProductNames) -> tuple[tuple[str, frozenset[str]], ...]:
+_Owners = tuple[tuple[str, frozenset[str]], ...]
+
+
+def _figure_owners(text: str, names: ProductNames) -> _Owners:
     """Each figure of a sentence that names several products, with the product(s) named last before
     it. Names joined only by commas and "and"/"or" ("Basic Savings, High-Yield Savings and Money
     Market accounts allow 6 free withdrawals") share what follows them."""
@@ -601,10 +608,18 @@ def _claim_figures(sentence: str) -> list[str]:
     return sorted(f for f in extract_figures(sentence) if not (f.startswith("number:") and f[7:] in {"0", "1"}))
 
 
-def _attribution_agrees(products: frozenset[str], figures: list[str], unit: _Unit) -> bool:
+def _attribution_agrees(products: frozenset[str], figures: list[str], unit: _Unit, claimed: _Owners = ()) -> bool:
+    """Each figure belongs to the same product in the claim and in the unit. In a claim that names
+    several products ("Everyday Checking needs $25, Premier Checking $100") a figure belongs to the
+    one named just before it; otherwise to all the claim's products."""
     if not figures:
         return _products_agree(products, unit.scope)
-    return all(_products_agree(products, unit.scope_of(f)) for f in figures)
+
+    def owner(figure: str) -> frozenset[str]:
+        owners = [p for form, p in claimed if form == figure]
+        return frozenset().union(*owners) if owners else products
+
+    return all(_products_agree(owner(f), unit.scope_of(f)) for f in figures)
 
 
 def _kinds(figures: Iterable[str]) -> set[str]:
@@ -637,6 +652,9 @@ def _claim_words(text: str) -> frozenset[str]:
     return frozenset(_stem(t) for t in tokenize(text) if not t[0].isdigit() and len(t) > 2 and t not in CLAIM_GENERIC)
 
 
+COURTESY = frozenset(_stem(w) for w in CONVERSATIONAL)
+
+
 def _check_one(
     sentence: str, passages: Sequence[_Passage], names: ProductNames, inherited: frozenset[str]
 ) -> tuple[ClaimVerdict, frozenset[str]]:
@@ -652,13 +670,14 @@ def _check_one(
     figures = _claim_figures(sentence)
     named = names.find(sentence)
     products = named or inherited
+    claimed = _figure_owners(sentence, names) if len(named) > 1 else ()
     # Product names are checked as products; the words left say what is claimed about them.
     words = set(_claim_words(names.strip(sentence)))
     tokens = {_stem(t) for t in tokenize(sentence)}
     negated = bool(NEGATION.search(sentence))
     scope = {_stem(t) for t in _negation_scope(sentence)}
     denied = {_stem(t) for t, _ in _negated_heads(sentence)}  # what "no"/"not" directly denies ("no *markup*")
-    if not figures and not named and (not words - CONVERSATIONAL or sentence.rstrip().endswith("?")):
+    if not figures and not named and (not words - COURTESY or sentence.rstrip().endswith("?")):
         return ClaimVerdict(True, "no_claim"), products
     # A figure found with its product is strong evidence: one shared word then says it is the same fact.
     needed = min(1 if figures else 3, (len(words) + 1) // 2)
@@ -684,7 +703,7 @@ def _check_one(
             u
             for u in level
             if all(f in u.figures for f in figures)
-            and _attribution_agrees(products, figures, u)
+            and _attribution_agrees(products, figures, u, claimed)
             and len(words & u.words) >= needed
         ]
         agreeing = [u for u in candidates if negation_agrees(u)]
@@ -709,7 +728,9 @@ def _check_one(
     together = [u for u in singles + pairs if all(f in u.figures for f in figures)]
     if figures and not together:
         return ClaimVerdict(False, "figures_apart", ", ".join(figures)), products
-    wrong = [u for u in together if len(words & u.words) >= needed and not _attribution_agrees(products, figures, u)]
+    wrong = [
+        u for u in together if len(words & u.words) >= needed and not _attribution_agrees(products, figures, u, claimed)
+    ]
     if wrong:
         kind = "misattributed_figure" if figures else "misattributed_product"
         about = ", ".join(sorted(wrong[0].scope_of(figures[0]) if figures else wrong[0].scope))

@@ -15,7 +15,9 @@ A turn is **resolved** when all of these hold:
   whitespace-normalised; ``$29`` also matches ``$29.00``, never ``$290`` or ``$29.5``);
 - no ``forbid`` string occurs in it;
 - no figure in it is missing from its cited sources (``check_grounding``, the figure check);
-- no sentence of it puts a figure on the wrong product (``check_claim``'s ``misattributed_figure``);
+- no sentence of a generated answer puts a figure on the wrong product (``check_claim``'s
+  ``misattributed_figure``; FAQ, extractive and flow answers quote their source, so they attribute
+  figures as it does);
 - when the turn sets ``handoff_offer``, the answer hands off or offers a person.
 
 Routes, from the AnswerObject:
@@ -221,6 +223,7 @@ def score_turn(
     misattributed: list[dict[str, str]] = []
     if answer.kind not in {"fallback", "refusal", "handoff", "clarification"} and answer.text:
         unsupported = check_grounding(answer.text, source_texts).unsupported
+    if answer.kind == "generated":  # quoted answers (faq, extractive, flow) attribute as their source does
         previous = ""
         for sentence in SENTENCES.split(answer.text):
             if sentence.strip():
