@@ -193,6 +193,8 @@ class TurnResult:
     unsupported_figures: list[str] = field(default_factory=list)
     misattributed: list[dict[str, str]] = field(default_factory=list)
     gold_cited: bool | None = None
+    handoff: bool = False
+    quick_replies: list[str] = field(default_factory=list)
 
 
 def _same_procedure(turn: ResolutionTurn, route: str, missing: list[list[str]], cited: list[str]) -> bool:
@@ -423,6 +425,8 @@ def run_resolution_evaluation(
                 unsupported_figures=details["unsupported_figures"],
                 misattributed=details["misattributed"],
                 gold_cited=details["gold_cited"],
+                handoff=answer.handoff,
+                quick_replies=list(answer.quick_replies),
             )
         )
     by_kind: dict[str, list[bool]] = defaultdict(list)
