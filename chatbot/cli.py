@@ -298,6 +298,43 @@ def eval_dialogue(
     _report(report, output)
 
 
+@eval_app.command("resolution")
+def eval_resolution(
+    dev_set: Annotated[
+        Path | None, typer.Option("--set", help="JSONL conversations (default evaluation/dev_resolution.jsonl).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Only the first N conversations (0: all).")] = 0,
+    ids: Annotated[str, typer.Option(help="Only these conversation ids (comma-separated).")] = "",
+    generation: Annotated[
+        bool | None, typer.Option("--generation/--no-generation", help="Default: the settings.")
+    ] = None,
+    failures: Annotated[int, typer.Option(help="Failed turns listed after the tables.")] = 40,
+    output: Annotated[
+        Path | None, typer.Option("--out", "--output", help="Write every turn's verdict as JSON here.")
+    ] = None,
+) -> None:
+    """Resolved turns (right route, every key fact, no unsupported or misattributed figure) by kind, route and tag;
+    failures by cause; latency per kind."""
+    from chatbot.evals.resolution import RESOLUTION_SET, run_resolution_evaluation
+
+    wanted = [i.strip() for i in ids.split(",") if i.strip()]
+    report = run_resolution_evaluation(get_settings(), dev_set or RESOLUTION_SET, limit, wanted, generation)
+    report.failures_shown = failures
+    _report(report, output)
+
+
+@eval_app.command("claims")
+def eval_claims(
+    claims: Annotated[Path | None, typer.Option(help="Labelled sentences (default evaluation/claims.jsonl).")] = None,
+    output: Annotated[Path | None, typer.Option("--out", "--output", help="Write the results as JSON here.")] = None,
+) -> None:
+    """The claim check's precision and recall (unsupported = positive) per kind, beside the old figure check."""
+    from chatbot.evals.claims import CLAIMS_SET, run_claims_evaluation
+
+    report = run_claims_evaluation(get_settings(), claims or CLAIMS_SET)
+    _report(report, output)
+
+
 @eval_app.command("pii")
 def eval_pii(
     corpus: Annotated[Path | None, typer.Option(help="JSONL corpus (default evaluation/pii.jsonl).")] = None,

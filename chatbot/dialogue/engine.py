@@ -32,7 +32,7 @@ import numpy as np
 from chatbot.config import Settings
 from chatbot.dialogue import policy
 from chatbot.dialogue.followup import Resolution, resolve
-from chatbot.dialogue.grounding import check_grounding
+from chatbot.dialogue.grounding import check_claim
 from chatbot.guard.injection import REFUSAL_TEXT, InjectionDetector, benign_sample, leaks_instructions
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import KnowledgeIndex, Passage
@@ -308,7 +308,7 @@ class Engine:
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
         assert self.worker is not None
         passages = [context_passage(h.passage, self.settings.context_passage_words) for h in context]
-        source_texts = [p.text for p in passages]
+        source_texts = [f"{p.title}\n{p.text}" for p in passages]  # the title says which product a passage is about
         messages = chat_messages(query, passages)
         buffer, sent = "", ""
         outcome = "ok"  # or "unsupported" (a figure its sources lack) or "not_available"
@@ -316,7 +316,7 @@ class Engine:
         def verdict(sentence: str) -> str:
             if NOT_AVAILABLE.lower().rstrip(".") in sentence.lower():
                 return "not_available"
-            if check and not check_grounding(sentence, source_texts).supported:
+            if check and not check_claim(sentence, source_texts, query, previous=sent).supported:
                 return "unsupported"
             if leaks_instructions(sentence):  # never stream a quoted system prompt
                 return "unsupported"
