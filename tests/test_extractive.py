@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from chatbot.config import PROJECT_ROOT, Settings
-from chatbot.dialogue.engine import Engine
+from chatbot.dialogue.engine import Engine, EngineOptions
 from chatbot.dialogue.extractive import (
     Catalogue,
     SentenceSelector,
@@ -224,3 +225,49 @@ def test_check_availability_is_the_banks_policy_not_ask_cfpbs(shipped: Engine) -
     assert "$225" in answer.text
     assert "next business day" in answer.text
     assert all(not s.id.startswith("cfpb-") for s in answer.sources)
+
+
+# ------------------------------------------------------------------ not paying for what is thrown away
+def test_the_generator_is_skipped_where_its_text_would_be_thrown_away(selector: SentenceSelector) -> None:
+    close = [hit(WIRES, 0.8)]
+    assert selector.generator_fits("how much is a wire", close, min_score=0.69)
+    assert not selector.generator_fits("how much is a wire", [hit(WIRES, 0.6)], min_score=0.69)  # not confident
+    assert not selector.generator_fits("how much is a wire", [external(0.9), hit(WIRES, 0.8)], min_score=0.69)
+    assert not selector.generator_fits("how much is a wire and what time is the cutoff", close, min_score=0.69)
+    assert not selector.generator_fits("basic savings or high yield savings fee", close, min_score=0.69)
+
+
+class SlowWorker:
+    """A generator that writes ``first`` at once, then nothing for a long time."""
+
+    def __init__(self, first: str) -> None:
+        self.first = first
+
+    async def stream(self, messages: object, max_new_tokens: int) -> AsyncIterator[str]:
+        if self.first:
+            yield self.first + " "
+        await asyncio.sleep(60)
+        yield "Never sent."
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("first", "kind"),
+    [("You can send an international wire in the Kestrel mobile app.", "generated"), ("", "extractive")],
+)
+def test_generation_past_its_time_budget_ends_with_what_was_verified(
+    shipped: Engine, monkeypatch: pytest.MonkeyPatch, first: str, kind: str
+) -> None:
+    monkeypatch.setattr(shipped, "worker", SlowWorker(first))
+    changes = {"generation_budget_ms": 300, "generation_min_score": 0.0, "generation_enabled": True}
+    monkeypatch.setattr(shipped, "settings", shipped.settings.model_copy(update=changes))
+    started = time.perf_counter()
+    answer = asyncio.run(
+        shipped.answer("how do i send a wire to another country", options=EngineOptions(faq_route=False))
+    )
+    assert time.perf_counter() - started < 20
+    assert answer.kind == kind, answer.text
+    if first:
+        assert answer.text == first

@@ -362,10 +362,15 @@ class Engine:
         context = self._context(hits)
         generate = self.settings.generation_enabled if options.generation is None else options.generation
         check = self.settings.grounding_check if options.grounding_check is None else options.grounding_check
-        if generate and self.worker is not None and self._worth_generating(query, hits):
-            async for item in self._generate(query, answer_id, context, check, hits):
-                yield item
-            return
+        if generate and self.worker is not None:
+            if self._worth_generating(query, hits):
+                async for item in self._generate(query, answer_id, context, check, hits):
+                    yield item
+                return
+            if best_score < self.settings.confident_threshold:  # what its likely decline would give, now
+                yield DeltaEvent(id=answer_id, text=self.settings.fallback_message)
+                yield self._answer(answer_id, self.settings.fallback_message, "fallback", [])
+                return
         text, sources = await self._run(self.extractive_answer, query, hits)
         yield DeltaEvent(id=answer_id, text=text)
         yield self._answer(answer_id, text, "extractive", sources)
@@ -381,7 +386,9 @@ class Engine:
     def _worth_generating(self, query: str, hits: list[Hit]) -> bool:
         """False where the generator's text would be thrown away (see ``SentenceSelector.generator_fits``):
         the extractive answer is sent at once instead of after a generation that is overruled."""
-        return self.selector is None or self.selector.generator_fits(query, hits)
+        if self.selector is None:
+            return True
+        return self.selector.generator_fits(query, hits, self.settings.generation_min_score)
 
     # -- end issue 11 ----------------------------------------------------------------------------------
 
@@ -391,8 +398,16 @@ class Engine:
         return ordered[: self.settings.context_passages]
 
     async def _generate(
-        self, query: str, answer_id: str, context: list[Hit], check: bool, hits: list[Hit] | None = None
+        self,
+        query: str,
+        answer_id: str,
+        context: list[Hit],
+        check: bool,
+        hits: list[Hit] | None = None,
+        budget_ms: int | None = None,
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
+        """``hits``: all retrieved passages, for the extractive answer; ``budget_ms``: the time limit
+        (None: ``generation_budget_ms``; 0: none)."""
         assert self.worker is not None
         passages = [context_passage(h.passage) for h in context]
         source_texts = [p.text for p in passages]
@@ -410,8 +425,23 @@ class Engine:
             return "ok"
 
         stream = self.worker.stream(messages, self.settings.max_new_tokens)
+        loop = asyncio.get_running_loop()
+        budget = (self.settings.generation_budget_ms if budget_ms is None else budget_ms) / 1000
+        deadline = loop.time() + budget if budget else None
         try:
-            async for piece in stream:
+            while True:
+                # Past the time budget the customer is not kept waiting (issue 11): the sentences
+                # verified so far are the answer, or the extractive answer if there are none.
+                try:
+                    if deadline is None:
+                        piece = await anext(stream)
+                    else:
+                        piece = await asyncio.wait_for(anext(stream), max(deadline - loop.time(), 0.0))
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    outcome = "late"
+                    break
                 # Everything but the last fragment is a complete sentence: verify, then send it.
                 *complete, buffer = SENTENCE_BOUNDARY.split(buffer + piece)
                 for sentence in complete:
@@ -428,6 +458,9 @@ class Engine:
         finally:
             await stream.aclose()
         tail = buffer.strip()
+        if outcome == "late" and tail[-1:] in (".", "!", "?") and verdict(tail) == "ok":  # a finished sentence
+            sent += (" " if sent else "") + tail
+            yield DeltaEvent(id=answer_id, text=(" " if sent != tail else "") + tail)
         if outcome == "ok" and tail:
             outcome = verdict(tail)
             if outcome == "ok":
@@ -435,6 +468,9 @@ class Engine:
                 sent += chunk
                 yield DeltaEvent(id=answer_id, text=chunk)
         text = sent.strip()
+        if outcome == "late" and text:
+            yield self._answer(answer_id, text, "generated", context)
+            return
         if outcome == "not_available" and max(h.score for h in context) < self.settings.confident_threshold:
             yield self._answer(answer_id, self.settings.fallback_message, "fallback", [])
             return
@@ -496,7 +532,7 @@ class Engine:
             return None
         final: AnswerObject | None = None
         async for item in self._generate(
-            query, new_id("draft"), self._context(hits), self.settings.grounding_check, hits
+            query, new_id("draft"), self._context(hits), self.settings.grounding_check, hits, budget_ms=0
         ):
             if isinstance(item, AnswerObject):
                 final = item
