@@ -29,6 +29,7 @@ $5" under Basic Savings for a question about High-Yield Savings). This module ch
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import threading
@@ -251,7 +252,7 @@ def _sentence(text: str) -> str:
     return text
 
 
-ABBREVIATION = re.compile(r"(?:\b[ap]\.m|\be\.g|\bi\.e|\bU\.S|\betc|\bSt|\bNo|\bMr|\bMs|\bDr|\bvs)\.$", re.I)
+ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b[ap]\.m|\be\.g|\bi\.e|\bU\.S|\betc|\bSt|\bNo|\bMr|\bMs|\bDr|\bvs)\.$", re.I)
 
 
 def _split_sentences(paragraph: str, min_words: int = 3) -> list[str]:
@@ -417,6 +418,7 @@ class SentenceSelector:
         self._cache: dict[str, tuple[list[Unit], np.ndarray]] = {}
         self._passages = list(passages)
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @classmethod
     def for_index(cls, passages: Sequence[Passage], encode: Encode, **options: float) -> SentenceSelector:
@@ -426,7 +428,8 @@ class SentenceSelector:
 
     def prepare_in_background(self) -> threading.Thread:
         """Split and encode the bank's documents now, on a thread, so that customers don't wait for it
-        (a passage not done yet is encoded when first needed)."""
+        (a passage not done yet is encoded when first needed). ``stop_preparing`` ends it, and so does
+        the interpreter's exit: a process must not exit while the thread is inside the encoder."""
 
         def prepare() -> None:
             for passage in self._passages:
@@ -439,12 +442,16 @@ class SentenceSelector:
                         log.exception("could not prepare the units of %s", passage.id)
                         return
 
-        thread = threading.Thread(target=prepare, name="extractive-prepare", daemon=True)
-        thread.start()
-        return thread
+        self._thread = threading.Thread(target=prepare, name="extractive-prepare", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop_preparing)
+        return self._thread
 
     def stop_preparing(self) -> None:
         self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)  # at most one passage's encoding
 
     def units(self, passage: Passage) -> tuple[list[Unit], np.ndarray]:
         """A passage's units and their unit vectors, computed once per passage."""
@@ -486,7 +493,7 @@ class SentenceSelector:
             if hit.passage.source_id == primary and hit.passage.kind == "faq":
                 chosen.append((hit.passage, hit, 0.0))
             elif hit.passage.source_id == secondary and not is_external(hit.passage):
-                chosen.append((hit.passage, hit, -0.08))
+                chosen.append((hit.passage, hit, -0.12))
         if not any(p.source_id == primary for p, _, _ in chosen):  # e.g. an Ask CFPB entry
             chosen.append((best_hit.passage, best_hit, 0.0))
         scored = []
