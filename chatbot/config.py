@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         ge=0.0,
         le=1.0,
         description="Best cosine of the bank's own content below which the generator is not run: its text was "
-        "thrown away on almost every such question (benchmarks/answer_kinds.py); the extractive answer is sent.",
+        "thrown away on almost every such question (benchmarks/answer_kinds.py): the extractive answer is sent.",
     )
     generation_budget_ms: int = Field(
         2500,

@@ -362,15 +362,10 @@ class Engine:
         context = self._context(hits)
         generate = self.settings.generation_enabled if options.generation is None else options.generation
         check = self.settings.grounding_check if options.grounding_check is None else options.grounding_check
-        if generate and self.worker is not None:
-            if self._worth_generating(query, hits):
-                async for item in self._generate(query, answer_id, context, check, hits):
-                    yield item
-                return
-            if best_score < self.settings.confident_threshold:  # what its likely decline would give, now
-                yield DeltaEvent(id=answer_id, text=self.settings.fallback_message)
-                yield self._answer(answer_id, self.settings.fallback_message, "fallback", [])
-                return
+        if generate and self.worker is not None and self._worth_generating(query, hits):
+            async for item in self._generate(query, answer_id, context, check, hits):
+                yield item
+            return
         text, sources = await self._run(self.extractive_answer, query, hits)
         yield DeltaEvent(id=answer_id, text=text)
         yield self._answer(answer_id, text, "extractive", sources)
