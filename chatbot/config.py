@@ -72,6 +72,19 @@ class Settings(BaseSettings):
         le=1.0,
         description="Best cosine above which a model's 'not in the context' is overruled by an extractive answer.",
     )
+    generation_min_score: float = Field(
+        0.69,
+        ge=0.0,
+        le=1.0,
+        description="Best cosine of the bank's own content below which the generator is not run: its text was "
+        "thrown away on almost every such question (benchmarks/answer_kinds.py): the extractive answer is sent.",
+    )
+    generation_budget_ms: int = Field(
+        2500,
+        ge=0,
+        description="Generation stops after this long: the sentences already verified are the answer, or the "
+        "extractive answer if none is; 0 means no limit.",
+    )
     grounding_check: bool = True
     fallback_message: str = (
         "I'm sorry, I couldn't find the answer to that in Kestrel Bank's help content. Would you like me to "

@@ -57,6 +57,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory, kb_dir: Path, converted_g
         generator_model=converted_generator,
         database_url=f"sqlite:///{data_dir / 'test.db'}",
         max_new_tokens=48,
+        # The suite's engine always generates: its tests are about generation itself. Skipping the
+        # generator where it would be overruled, and its time budget, are tested in test_extractive.py.
+        generation_min_score=0.0,
+        generation_budget_ms=0,
         nlu_dir=PROJECT_DATA_DIR / "nlu",  # the intent classifier `make` builds, not one trained per session
     )
 

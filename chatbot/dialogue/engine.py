@@ -30,7 +30,7 @@ from typing import TypeVar
 import numpy as np
 
 from chatbot.config import Settings
-from chatbot.dialogue import policy
+from chatbot.dialogue import extractive, policy
 from chatbot.dialogue.followup import Resolution, resolve
 from chatbot.dialogue.grounding import check_claim
 from chatbot.guard.injection import REFUSAL_TEXT, InjectionDetector, benign_sample, leaks_instructions
@@ -80,6 +80,7 @@ class Engine:
         self.retriever: Retriever | None = None
         self.worker: GenerationWorker | RemoteGenerator | None = None  # remote when llm_base_url is set
         self.guard: InjectionDetector | None = None
+        self.selector: extractive.SentenceSelector | None = None  # sentence selection of extractive answers
         self.nlu = IntentClassifier(settings, embedder=self.embedder)  # cheap; shares the MiniLM
         self.ready = False
         # The CPU-bound steps (encoding, classification, retrieval, extraction) run on the engine's own
@@ -123,9 +124,15 @@ class Engine:
             benign=benign_sample(self.settings.nlu_data_dir / "banking77" / "train.csv"),
         )
         self.guard.warm_up()
+        self.selector = extractive.SentenceSelector.for_index(
+            self.index.passages, self.embedder.encode, bank_floor=self.settings.confident_threshold
+        )
+        self.selector.prepare_in_background()
         self.ready = True
 
     def close(self) -> None:
+        if self.selector is not None:
+            self.selector.stop_preparing()
         if self.worker is not None:
             self.worker.stop()
         self._compute.shutdown(wait=False, cancel_futures=True)
@@ -276,7 +283,12 @@ class Engine:
         best_faq = max((h for h in hits if h.passage.kind == "faq"), key=lambda h: h.score, default=None)
         best_score = max((h.score for h in hits), default=0.0)
 
-        if options.faq_route and best_faq is not None and best_faq.score >= self.settings.faq_threshold:
+        if (
+            options.faq_route
+            and best_faq is not None
+            and best_faq.score >= self.settings.faq_threshold
+            and self._verbatim(query, best_faq, hits)
+        ):
             text = best_faq.passage.answer or ""
             yield DeltaEvent(id=answer_id, text=text)
             yield self._answer(answer_id, text, "faq", [best_faq])
@@ -290,13 +302,30 @@ class Engine:
         context = self._context(hits)
         generate = self.settings.generation_enabled if options.generation is None else options.generation
         check = self.settings.grounding_check if options.grounding_check is None else options.grounding_check
-        if generate and self.worker is not None:
-            async for item in self._generate(query, answer_id, context, check):
+        if generate and self.worker is not None and self._worth_generating(query, hits):
+            async for item in self._generate(query, answer_id, context, check, hits):
                 yield item
             return
-        text, source = await self._run(self.extractive_answer, query, context)
+        text, sources = await self._run(self.extractive_answer, query, hits)
         yield DeltaEvent(id=answer_id, text=text)
-        yield self._answer(answer_id, text, "extractive", [source])
+        yield self._answer(answer_id, text, "extractive", sources)
+
+    # -- issue 11: which answer serves the question (rules in chatbot/dialogue/extractive.py) --------
+    def _verbatim(self, query: str, faq: Hit, hits: list[Hit]) -> bool:
+        """A curated answer is returned verbatim only when it answers what was asked, for the product
+        named, and (an Ask CFPB entry) only where the bank's own content does not answer instead."""
+        if self.selector is None:
+            return True
+        return self.selector.verbatim_fits(query, faq, hits)
+
+    def _worth_generating(self, query: str, hits: list[Hit]) -> bool:
+        """False where the generator's text would be thrown away (see ``SentenceSelector.generator_fits``):
+        the extractive answer is sent at once instead of after a generation that is overruled."""
+        if self.selector is None:
+            return True
+        return self.selector.generator_fits(query, hits, self.settings.generation_min_score)
+
+    # -- end issue 11 ----------------------------------------------------------------------------------
 
     def _context(self, hits: list[Hit]) -> list[Hit]:
         """The passages shown to the model, by cosine rather than fusion rank: the closest first."""
@@ -304,8 +333,16 @@ class Engine:
         return ordered[: self.settings.context_passages]
 
     async def _generate(
-        self, query: str, answer_id: str, context: list[Hit], check: bool
+        self,
+        query: str,
+        answer_id: str,
+        context: list[Hit],
+        check: bool,
+        hits: list[Hit] | None = None,
+        budget_ms: int | None = None,
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
+        """``hits``: all retrieved passages, for the extractive answer; ``budget_ms``: the time limit
+        (None: ``generation_budget_ms``; 0: none)."""
         assert self.worker is not None
         passages = [context_passage(h.passage, self.settings.context_passage_words) for h in context]
         source_texts = [f"{p.title}\n{p.text}" for p in passages]  # the title says which product a passage is about
@@ -323,8 +360,23 @@ class Engine:
             return "ok"
 
         stream = self.worker.stream(messages, self.settings.max_new_tokens)
+        loop = asyncio.get_running_loop()
+        budget = (self.settings.generation_budget_ms if budget_ms is None else budget_ms) / 1000
+        deadline = loop.time() + budget if budget else None
         try:
-            async for piece in stream:
+            while True:
+                # Past the time budget the customer is not kept waiting (issue 11): the sentences
+                # verified so far are the answer, or the extractive answer if there are none.
+                try:
+                    if deadline is None:
+                        piece = await anext(stream)
+                    else:
+                        piece = await asyncio.wait_for(anext(stream), max(deadline - loop.time(), 0.0))
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    outcome = "late"
+                    break
                 # Everything but the last fragment is a complete sentence: verify, then send it.
                 *complete, buffer = SENTENCE_BOUNDARY.split(buffer + piece)
                 for sentence in complete:
@@ -341,6 +393,9 @@ class Engine:
         finally:
             await stream.aclose()
         tail = buffer.strip()
+        if outcome == "late" and tail[-1:] in (".", "!", "?") and verdict(tail) == "ok":  # a finished sentence
+            sent += (" " if sent else "") + tail
+            yield DeltaEvent(id=answer_id, text=(" " if sent != tail else "") + tail)
         if outcome == "ok" and tail:
             outcome = verdict(tail)
             if outcome == "ok":
@@ -348,6 +403,9 @@ class Engine:
                 sent += chunk
                 yield DeltaEvent(id=answer_id, text=chunk)
         text = sent.strip()
+        if outcome == "late" and text:
+            yield self._answer(answer_id, text, "generated", context)
+            return
         if outcome == "not_available" and max(h.score for h in context) < self.settings.confident_threshold:
             yield self._answer(answer_id, self.settings.fallback_message, "fallback", [])
             return
@@ -355,23 +413,29 @@ class Engine:
         # paraphrased question: the best source's own sentences serve the customer better.
         failed = outcome != "ok"
         if failed or not text:
-            extractive, source = await self._run(self.extractive_answer, query, context)
-            yield self._answer(answer_id, extractive, "extractive", [source])
+            quoted, sources = await self._run(self.extractive_answer, query, hits or context)
+            yield self._answer(answer_id, quoted, "extractive", sources)
             return
         yield self._answer(answer_id, text, "generated", context)
 
-    def extractive_answer(self, query: str, context: list[Hit], sentences: int = 2) -> tuple[str, Hit]:
-        """The best sentences of the best source, in their original order: grounded by construction."""
+    def extractive_answer(self, query: str, context: list[Hit], sentences: int = 2) -> tuple[str, list[Hit]]:
+        """The bank's own sentences that answer what was asked, in their original order: grounded by
+        construction. ``SentenceSelector`` (chatbot/dialogue/extractive.py) covers every part of the
+        question and the product named; the two closest sentences of the best passage otherwise."""
+        if self.selector is not None:
+            selection = self.selector.select(query, context)
+            if selection is not None and selection.text:
+                return selection.text, selection.hits
         best = max(context, key=lambda h: h.score)
         body = best.passage.answer or best.passage.text.split("\n", 1)[-1]
         candidates = [s.strip(" -*#\n") for s in re.split(r"(?<=[.!?])\s+|\n+", body)]
         candidates = [s for s in candidates if len(s.split()) >= 3]
         if len(candidates) <= sentences:
-            return " ".join(candidates) or body.strip(), best
+            return " ".join(candidates) or body.strip(), [best]
         vectors = self.embedder.encode([query, *candidates])
         scores = vectors[1:] @ vectors[0]
         chosen = sorted(np.argsort(-scores)[:sentences].tolist())
-        return " ".join(candidates[i] for i in chosen), best
+        return " ".join(candidates[i] for i in chosen), [best]
 
     def _answer(self, answer_id: str, text: str, kind: AnswerKind, hits: list[Hit]) -> AnswerObject:
         sources: dict[str, SourceRef] = {}
@@ -402,7 +466,9 @@ class Engine:
         if not hits or max(h.score for h in hits) < self.settings.relevance_threshold:
             return None
         final: AnswerObject | None = None
-        async for item in self._generate(query, new_id("draft"), self._context(hits), self.settings.grounding_check):
+        async for item in self._generate(
+            query, new_id("draft"), self._context(hits), self.settings.grounding_check, hits, budget_ms=0
+        ):
             if isinstance(item, AnswerObject):
                 final = item
         # The adapter still declines many paraphrased questions; when retrieval is confident the

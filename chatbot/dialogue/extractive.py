@@ -1,0 +1,654 @@
+"""Extractive answers that answer what was asked: every part of the question, for the product named.
+
+The extractive answer is the bank's own sentences, quoted: grounded by construction, and what the
+customer gets whenever the generator declines, fails the figure check or is skipped. Quoting "the
+two sentences closest to the question" often answers half a question ("what's the fee and is there a
+cutoff?" → the fee only) or quotes the wrong product's figure (a bullet "Monthly maintenance fee:
+$5" under Basic Savings for a question about High-Yield Savings). This module chooses instead:
+
+1. **What was asked.** The question is split into parts ("…the fee and is there a cutoff time?" →
+   two), and each part's *aspects* are read from its wording: an amount (fee, cost, price,
+   minimum), a rate (APY, APR, interest), a time (how long, when, cut-off), how to do something,
+   eligibility (requirements, who can), contact (phone), limits.
+2. **Which product.** Product names are learnt from the knowledge base itself ("Kestrel Premier
+   Checking", "Kestrel High-Yield Savings": a modifier and a family noun shared by sibling
+   products). A candidate sentence is about the products it names or, naming none, about those of
+   its section heading, so a bullet under "Kestrel Basic Savings" belongs to Basic Savings. When
+   the customer names a product, sentences about a sibling product are not quoted.
+3. **From where.** The best document (the closest passage's, with the bank's own documents
+   preferred over Ask CFPB entries and documents naming the customer's product over those that
+   do not): all its sections are candidates, so a fee and a cut-off in two sections both count;
+   the runner-up document's retrieved passages are candidates too, at a penalty, for a part the
+   best document does not answer.
+4. **Scoring.** Similarity to the question part (MiniLM, the retriever's embedder; sentence
+   vectors are cached per passage) + aspect match + product match; one best unit per part, then
+   any aspect still uncovered, then the closest remaining units up to a short cap. Units are
+   quoted in the document's order. A bullet quoted alone is prefixed with its product ("Kestrel
+   Basic Savings — Monthly maintenance fee: $5."), a table row becomes "cell: cell".
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from chatbot.knowledge.index import Passage
+from chatbot.knowledge.retriever import Hit
+
+Encode = Callable[[list[str]], np.ndarray]
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------- aspects
+# Each aspect: what in a question asks for it, and what in a sentence answers it.
+FIGURE_MONEY = r"\$\s?\d|\bfree\b|\bno (?:monthly |annual )?fee|\bwaived?\b|\bno charge\b"
+FIGURE_PERCENT = r"\d(?:\.\d+)?\s?%|\bpercent\b"
+FIGURE_TIME = (
+    r"\bbusiness days?\b|\b\d+\s+(?:to\s+\d+\s+)?(?:minutes?|hours?|days?|weeks?|"
+    r"months?|years?)\b|\bimmediately\b|\bsame (?:business )?day\b|\bnext business day\b|\bwithin\b"
+)
+ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
+    "amount": (
+        re.compile(
+            r"\b(?:fees?|cost|costs|charged?|charges|price|pay|paying|how much|penalt(?:y|ies)|expensive|"
+            r"cheap|free|minimum (?:deposit|opening|balance)|bucks|dollars?)\b",
+            re.I,
+        ),
+        re.compile(FIGURE_MONEY, re.I),
+    ),
+    "no_fee": (
+        re.compile(
+            r"\b(?:no|without|zero|free of|avoid|waive\w*|stop paying|not pay|get rid of)\b(?:\s+\w+){0,3}\s+"
+            r"(?:fees?|charges?|cost)\b|\bfree\b",
+            re.I,
+        ),
+        re.compile(r"\$0(?![.,]\d*[1-9])\b|\bno (?:\w+ ){0,3}fees?\b|\bfree\b|\bwaived?\b|\bdoes not charge\b", re.I),
+    ),
+    "rate": (
+        re.compile(r"\b(?:rates?|apy|apr|interest|earn|earns|yield|dividends?)\b", re.I),
+        re.compile(FIGURE_PERCENT + r"|\bAPY\b|\bAPR\b", re.I),
+    ),
+    "clock": (
+        re.compile(r"\b(?:what time|cut-?off|deadline|by when|by what time|how late|open until|hours)\b", re.I),
+        re.compile(r"\b\d{1,2}(?::\d{2})?\s?[ap]\.?m\b|\bcut-?off\b|\bmidnight\b|\bnoon\b", re.I),
+    ),
+    "duration": (
+        re.compile(
+            r"\b(?:how long|when|how soon|how fast|how quickly|days?|weeks?|until|available|arrive|take to|"
+            r"expire|last|wait|hold)\b",
+            re.I,
+        ),
+        re.compile(FIGURE_TIME, re.I),
+    ),
+    "howto": (
+        re.compile(
+            r"\b(?:how (?:do|can|to|would|should) (?:i|we|you)|how to|where (?:do|can) i|steps?|set ?up|"
+            r"sign up|apply|turn (?:on|off)|opt (?:in|out)|change|update|order|activate|request)\b",
+            re.I,
+        ),
+        re.compile(
+            r"\b(?:in (?:the )?(?:kestrel )?(?:mobile )?app|online banking|under [A-Z][\w ]*>|call|visit|"
+            r"go to|tap|select|choose|sign in|log in|fill (?:in|out)|at a branch|request|send us|apply)\b|>",
+            re.I,
+        ),
+    ),
+    "eligibility": (
+        re.compile(
+            r"\b(?:qualify|eligible|eligibility|requirements?|required|need|needs|who can|can i|am i able|"
+            r"allowed|age|old|credit score|income|do i have to|must)\b",
+            re.I,
+        ),
+        re.compile(
+            r"\b(?:must|need|required?|requirements?|at least|eligible|only if|open for|ages?|years? old|"
+            r"credit score|you can|cannot|can't|not allowed)\b",
+            re.I,
+        ),
+    ),
+    "contact": (
+        re.compile(r"\b(?:phone|call|number to|contact|reach|speak|talk to|email|address)\b", re.I),
+        re.compile(r"\d{3}[\s.-]\d{3}[\s.-]\d{4}|\bcall\b|\bvisit\b", re.I),
+    ),
+    "limit": (
+        re.compile(r"\b(?:limits?|maximum|max|most|up to|how much can|how many|cap|restrict\w*)\b", re.I),
+        re.compile(r"\b(?:limits?|up to|maximum|at most|per (?:day|business day|month|statement cycle))\b", re.I),
+    ),
+}
+
+# Connectives that separate the parts of a question asking two things at once.
+PART_SPLIT = re.compile(
+    r"\?+\s*|[;]\s*|,?\s+\b(?:and|also|plus|as well as)\s+(?=(?:is|are|was|what|whats|what's|how|when|where|"
+    r"which|who|can|could|do|does|did|will|would|should|there|if|the|any|any\w+)\b)",
+    re.I,
+)
+
+
+def aspects_of(text: str) -> frozenset[str]:
+    """The aspects a question (or a part of one) asks for."""
+    return frozenset(name for name, (asks, _) in ASPECTS.items() if asks.search(text))
+
+
+def answers_aspect(text: str, aspect: str) -> bool:
+    return ASPECTS[aspect][1].search(text) is not None
+
+
+def question_parts(question: str) -> list[str]:
+    """The parts of a question that asks several things; a one-part question is returned as is."""
+    parts = [p.strip(" ,.!") for p in PART_SPLIT.split(question)]
+    parts = [p for p in parts if len(p.split()) >= 2]
+    return parts or [question.strip()]
+
+
+# --------------------------------------------------------------------------------------- products
+PRODUCT_NAME = re.compile(r"\bKestrel((?:[ \t]+[A-Z][\w-]*){1,4})")
+NOT_PRODUCT = frozenset(["bank", "atm", "atms", "pin", "pins", "office", "app", "exchange"])
+CARD_NOUNS = r"(?:visa |credit |debit )?(?:cards?|visa)"
+ACCOUNT_NOUNS = r"(?:accounts?|acct|acc)"
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[\s-]+", " ", text.lower()).strip()
+
+
+@dataclass(frozen=True)
+class Product:
+    """A named product in a family of siblings: modifier "premier", family "checking"."""
+
+    name: str  # as the knowledge base writes it: "Kestrel Premier Checking"
+    modifier: str
+    family: str
+    pattern: re.Pattern[str] = field(compare=False, hash=False, repr=False)
+
+
+class Catalogue:
+    """The products a knowledge base names, learnt from its text, and who mentions which."""
+
+    def __init__(self, products: Sequence[Product]) -> None:
+        self.products = list(products)
+
+    @classmethod
+    def from_texts(cls, source: Iterable[str]) -> Catalogue:
+        texts = list(source)
+        names: dict[tuple[str, str], str] = {}
+        for text in texts:
+            for match in PRODUCT_NAME.finditer(text):
+                words = match.group(1).split()
+                # Trim trailing words that are not part of a name ("Kestrel Travel cardholders").
+                while words and words[-1].lower() in {"card", "cards", "visa", "account", "accounts"}:
+                    words.pop()
+                if len(words) < 2 or words[0].lower() in NOT_PRODUCT:
+                    continue
+                family = words[-1].lower()
+                modifier = _norm(" ".join(words[:-1]))
+                names.setdefault((modifier, family), "Kestrel " + " ".join(words))
+        families: dict[str, list[tuple[str, str]]] = {}
+        for modifier, family in names:
+            families.setdefault(family, []).append((modifier, family))
+        products = []
+        for family, members in families.items():
+            if len(members) < 2:  # a name without siblings cannot be confused with another product
+                continue
+            for modifier, _ in members:
+                products.append(_product(names[(modifier, family)], modifier, family))
+        # Cards are named by their modifier and "card" ("Kestrel Travel card", "the Secured Visa").
+        card_modifiers: dict[str, str] = {}
+        for text in texts:
+            for match in re.finditer(r"\bKestrel ((?:[A-Z][\w-]*[ \t]){1,2})cards?\b", text):
+                modifier = _norm(re.sub(r"\bVisa\s*$", "", match.group(1)))
+                if modifier and modifier.split()[0] not in NOT_PRODUCT and modifier not in {"visa", "visa debit"}:
+                    plain = re.sub(r"\s*Visa\s*$", "", match.group(1).strip())
+                    card_modifiers.setdefault(modifier, f"Kestrel {plain} card")
+        if len(card_modifiers) >= 2:
+            for modifier, name in card_modifiers.items():
+                products.append(_product(name, modifier, "card"))
+        return cls(products)
+
+    def mentions(self, text: str) -> frozenset[str]:
+        return frozenset(p.name for p in self.products if p.pattern.search(text))
+
+    def family_of(self, name: str) -> str:
+        return next((p.family for p in self.products if p.name == name), "")
+
+
+def _product(name: str, modifier: str, family: str) -> Product:
+    words = r"[\s-]*".join(re.escape(w) for w in modifier.split())
+    if family == "card":
+        head = rf"(?:\s+\w+){{0,2}}?\s+{CARD_NOUNS}\b"
+    else:
+        head = rf"[\s-]+(?:{re.escape(family)}|{ACCOUNT_NOUNS})\b"
+    return Product(name, modifier, family, re.compile(rf"\b{words}{head}", re.I))
+
+
+# -------------------------------------------------------------------------------------- candidates
+@dataclass(frozen=True)
+class Unit:
+    """A quotable unit: a sentence, a bullet, a table row, or a short list with its lead-in."""
+
+    text: str
+    passage_id: str
+    order: int  # position within its passage
+    products: frozenset[str]  # named, or inherited from its heading when it names none
+    list_items: int = 0  # > 0: a lead-in with this many bullets
+    context: str = ""  # its section heading (a FAQ entry's question): embedded with it, never quoted
+
+    @property
+    def embed_text(self) -> str:
+        return f"{self.context}: {self.text}" if self.context else self.text
+
+
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[$])")
+BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip(" \t-*#")
+    if text and text[-1] not in ".!?:":
+        text += "."
+    return text
+
+
+ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b[ap]\.m|\be\.g|\bi\.e|\bU\.S|\betc|\bSt|\bNo|\bMr|\bMs|\bDr|\bvs)\.$", re.I)
+
+
+def _split_sentences(paragraph: str, min_words: int = 3) -> list[str]:
+    pieces: list[str] = []
+    for piece in SENTENCE.split(paragraph.replace("\n", " ")):
+        if pieces and ABBREVIATION.search(pieces[-1]):  # "by 3:00 p.m. ET" is one sentence
+            pieces[-1] += " " + piece
+        else:
+            pieces.append(piece)
+    return [s for s in (_sentence(p) for p in pieces) if len(s.split()) >= min_words]
+
+
+def passage_units(passage: Passage, catalogue: Catalogue, max_list_words: int = 70) -> list[Unit]:
+    """Split a passage into quotable units, each knowing which products it is about."""
+    if passage.kind == "faq":
+        body, heading = passage.answer or "", passage.text
+    else:
+        first, _, body = passage.text.partition("\n")
+        heading = first.split(" — ", 1)[-1] if " — " in first else ""
+    heading_products = catalogue.mentions(heading)
+    units: list[Unit] = []
+
+    def add(text: str, list_items: int = 0) -> None:
+        named = catalogue.mentions(text)
+        products = named or heading_products
+        if list_items == 0 and not named and heading_products and BULLET_MARK in text:
+            label = " and ".join(sorted(heading_products))
+            text = f"{label} — {text.replace(BULLET_MARK, '')}"
+        units.append(Unit(text.replace(BULLET_MARK, ""), passage.id, len(units), products, list_items, heading))
+
+    lines = body.splitlines()
+    i = 0
+    paragraph: list[str] = []
+    while i < len(lines):
+        line = lines[i].rstrip()
+        if line.strip().startswith("|"):
+            for sentence in _flush(paragraph):
+                add(sentence)
+            rows = []
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                rows.append(lines[i])
+                i += 1
+            for text in _table(rows):
+                add(BULLET_MARK + text)
+            continue
+        if BULLET.match(line):
+            lead = paragraph.pop() if paragraph and paragraph[-1].rstrip().endswith(":") else ""
+            for sentence in _flush(paragraph):
+                add(sentence)
+            items = []
+            while i < len(lines) and BULLET.match(lines[i]):
+                items.append(re.sub(r"[,;]?\s+(?:or|and)$|\.$", "", BULLET.sub("", lines[i]).strip()))
+                i += 1
+            if lead:
+                lead_sentences = _split_sentences(lead, min_words=1)
+                for sentence in lead_sentences[:-1]:
+                    add(sentence)
+                lead = lead_sentences[-1] if lead_sentences else lead.strip()
+                block = f"{lead} " + "; ".join(items) + "."
+                if len(block.split()) <= max_list_words:
+                    add(block, list_items=len(items))
+            for item in items:
+                add(BULLET_MARK + _sentence(item))
+            continue
+        if line.strip():
+            paragraph.append(line.strip())
+        else:
+            for sentence in _flush(paragraph):
+                add(sentence)
+        i += 1
+    for sentence in _flush(paragraph):
+        add(sentence)
+    return [u for u in units if len(u.text.split()) >= 3]
+
+
+BULLET_MARK = "\u2063"  # an invisible marker: "this unit was a bullet or a table row" while splitting
+
+
+def _flush(paragraph: list[str]) -> list[str]:
+    text = " ".join(paragraph)
+    paragraph.clear()
+    return _split_sentences(text) if text else []
+
+
+def _table(rows: list[str]) -> list[str]:
+    cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in rows]
+    header: list[str] | None = None
+    if len(rows) > 1 and TABLE_SEPARATOR.match(rows[1]):
+        header, cells = cells[0], cells[2:]
+    out = []
+    for row in cells:
+        if not any(row):
+            continue
+        if len(row) == 2:
+            out.append(_sentence(f"{row[0]}: {row[1]}"))
+        elif header and len(header) == len(row):
+            out.append(
+                _sentence(f"{row[0]}: " + ", ".join(f"{h} {c}" for h, c in zip(header[1:], row[1:], strict=True)))
+            )
+        else:
+            out.append(_sentence(", ".join(row)))
+    return out
+
+
+# -------------------------------------------------------------------------------------- selection
+def is_external(passage: Passage) -> bool:
+    """An Ask CFPB entry (general federal guidance) rather than Kestrel Bank's own content."""
+    return passage.source_id.startswith("cfpb-") or "ask_cfpb" in passage.file
+
+
+def bank_answers(hits: Sequence[Hit], floor: float, margin: float) -> bool:
+    """Kestrel Bank's own content answers the question: its best passage is close to the question
+    (``floor``) and not far behind the best Ask CFPB entry (``margin``). Ask CFPB is general federal
+    guidance; where the bank has its own policy (funds availability, fees) the customer gets that."""
+    own = max((h.score for h in hits if not is_external(h.passage)), default=-1.0)
+    external = max((h.score for h in hits if is_external(h.passage)), default=-1.0)
+    return own >= floor and own >= external - margin
+
+
+PASSAGE_WEIGHT = 0.35  # a unit's score: (1 - this) x its own similarity + this x its passage's
+
+
+@dataclass(frozen=True)
+class Selection:
+    text: str
+    hits: list[Hit]  # the passages quoted, best first (what the answer cites)
+
+
+@dataclass
+class _Scored:
+    unit: Unit
+    hit: Hit
+    vector: np.ndarray
+    aspects: frozenset[str]
+    prior: float  # passage closeness, document and product terms: independent of the question part
+
+
+class SentenceSelector:
+    """Chooses the units of an extractive answer (see the module's docstring)."""
+
+    def __init__(
+        self,
+        encode: Encode,
+        catalogue: Catalogue,
+        passages: Sequence[Passage],
+        max_units: int = 4,
+        max_words: int = 90,
+        bank_floor: float = 0.6,
+        bank_margin: float = 0.15,
+    ) -> None:
+        self.encode = encode
+        self.bank_floor = bank_floor
+        self.bank_margin = bank_margin
+        self.catalogue = catalogue
+        self.max_units = max_units
+        self.max_words = max_words
+        self._by_source: dict[str, list[Passage]] = {}
+        self._position: dict[str, int] = {}
+        for position, passage in enumerate(passages):
+            self._position[passage.id] = position
+            if passage.kind == "chunk":
+                self._by_source.setdefault(passage.source_id, []).append(passage)
+        self._cache: dict[str, tuple[list[Unit], np.ndarray]] = {}
+        self._passages = list(passages)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_index(cls, passages: Sequence[Passage], encode: Encode, **options: float) -> SentenceSelector:
+        """A selector over an index's passages, its product names learnt from the bank's own content."""
+        bank = [p.text + "\n" + (p.answer or "") for p in passages if not is_external(p)]
+        return cls(encode, Catalogue.from_texts(bank), passages, **options)  # type: ignore[arg-type]
+
+    def prepare_in_background(self) -> threading.Thread:
+        """Split and encode the bank's documents now, on a thread, so that customers don't wait for it
+        (a passage not done yet is encoded when first needed). ``stop_preparing`` ends it, and so does
+        the interpreter's exit: a process must not exit while the thread is inside the encoder."""
+
+        def prepare() -> None:
+            for passage in self._passages:
+                if self._stop.is_set():
+                    return
+                if passage.kind == "chunk" and not is_external(passage):
+                    try:
+                        self.units(passage)
+                    except Exception:  # never fatal: the passage is encoded when first needed
+                        log.exception("could not prepare the units of %s", passage.id)
+                        return
+
+        self._thread = threading.Thread(target=prepare, name="extractive-prepare", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop_preparing)
+        return self._thread
+
+    def stop_preparing(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)  # at most one passage's encoding
+
+    def units(self, passage: Passage) -> tuple[list[Unit], np.ndarray]:
+        """A passage's units and their unit vectors, computed once per passage."""
+        cached = self._cache.get(passage.id)
+        if cached is None:
+            units = passage_units(passage, self.catalogue)
+            vectors = self.encode([u.embed_text for u in units]) if units else np.zeros((0, 1), dtype=np.float32)
+            cached = self._cache[passage.id] = (units, vectors)
+        return cached
+
+    def best_document(self, hits: Sequence[Hit], named: frozenset[str]) -> list[str]:
+        """Source ids by preference: closeness, the bank's own content, the named product."""
+        scores: dict[str, float] = {}
+        own_first = bank_answers(hits, self.bank_floor, self.bank_margin)
+        for hit in hits:
+            bonus = 0.0
+            if is_external(hit.passage):
+                bonus -= 1.0 if own_first else 0.06
+            if named and named & self.catalogue.mentions(hit.passage.text + " " + (hit.passage.answer or "")):
+                bonus += 0.05
+            scores[hit.passage.source_id] = max(scores.get(hit.passage.source_id, -1.0), hit.score + bonus)
+        return sorted(scores, key=lambda s: -scores[s])
+
+    def candidates(self, hits: Sequence[Hit], named: frozenset[str]) -> list[_Scored]:
+        ranked = self.best_document(hits, named)
+        if not ranked:
+            return []
+        primary = ranked[0]
+        secondary = ranked[1] if len(ranked) > 1 else None
+        retrieved = {h.passage.id: h for h in hits}
+        own = [h for h in hits if h.passage.source_id == primary]
+        best_hit = max(own, key=lambda h: h.score)
+        unretrieved = min(h.score for h in own) - 0.05  # a section of the best document nobody retrieved
+        chosen: list[tuple[Passage, Hit, float]] = []
+        for passage in self._by_source.get(primary, []):  # every section of the best document
+            hit = retrieved.get(passage.id)
+            chosen.append((passage, hit or _hit(passage, unretrieved), 0.0))
+        for hit in hits:
+            if hit.passage.source_id == primary and hit.passage.kind == "faq":
+                chosen.append((hit.passage, hit, 0.0))
+            elif hit.passage.source_id == secondary and not is_external(hit.passage):
+                chosen.append((hit.passage, hit, -0.12))
+        if not any(p.source_id == primary for p, _, _ in chosen):  # e.g. an Ask CFPB entry
+            chosen.append((best_hit.passage, best_hit, 0.0))
+        scored = []
+        family = {self.catalogue.family_of(n) for n in named}
+        for passage, hit, prior in chosen:
+            units, vectors = self.units(passage)
+            for unit, vector in zip(units, vectors, strict=True):
+                product_term = 0.0
+                if named and unit.products:
+                    if unit.products & named:
+                        product_term = 0.12 * len(unit.products & named) / len(unit.products)
+                    elif family & {self.catalogue.family_of(p) for p in unit.products}:
+                        continue  # a sibling of the product the customer named: never quoted
+                lead = 0.03 if unit.order == 0 and passage.kind == "faq" else 0.0  # a curated answer's opening
+                aspects = frozenset(a for a in ASPECTS if answers_aspect(unit.text, a))
+                scored.append(
+                    _Scored(unit, hit, vector, aspects, PASSAGE_WEIGHT * hit.score + prior + product_term + lead)
+                )
+        return scored
+
+    # ------------------------------------------------------------------ which route serves the question
+    def verbatim_fits(self, question: str, faq: Hit, hits: Sequence[Hit]) -> bool:
+        """Whether a curated FAQ answer, close enough to be returned verbatim, answers *this* question.
+
+        Not when it is an Ask CFPB entry and the bank's own content answers the question (the bank's
+        policy, not federal generalities); not when it is about a sibling of the product the customer
+        named; not when the question asks several things and the entry answers only some of them.
+        """
+        if is_external(faq.passage) and bank_answers(hits, self.bank_floor, self.bank_margin):
+            return False
+        entry = faq.passage.text + "\n" + (faq.passage.answer or "")
+        if _sibling_only(self.catalogue, self.catalogue.mentions(question), self.catalogue.mentions(entry)):
+            return False
+        parts = [aspects_of(p) for p in question_parts(question)]
+        if len(parts) > 1:
+            answer = faq.passage.answer or ""
+            return all(any(answers_aspect(answer, a) for a in aspects) for aspects in parts if aspects)
+        return True
+
+    def generator_fits(self, question: str, hits: Sequence[Hit], min_score: float) -> bool:
+        """Whether the generator's answer is likely to be kept; where it is not, the extractive answer
+        is sent at once instead of after a generation that would be thrown away.
+
+        Measured on the development sets (benchmarks/answer_kinds.py): the fine-tuned generator's text
+        was kept on half the questions whose best passage is the bank's own and close (cosine >= 0.69)
+        and on almost none of the others (it declines, or states a figure its sources lack). A question
+        asking several things, or naming several products of one family, is answered better by the
+        selection here, which covers every part and attributes each figure to its own product.
+        """
+        if not hits:
+            return False
+        best = max(hits, key=lambda h: h.score)
+        if is_external(best.passage) or best.score < min_score:
+            return False
+        if sum(1 for aspects in map(aspects_of, question_parts(question)) if aspects) > 1:
+            return False
+        return len(self.catalogue.mentions(question)) <= 1
+
+    def select(self, question: str, hits: Sequence[Hit], named: frozenset[str] | None = None) -> Selection | None:
+        named = self.catalogue.mentions(question) if named is None else named
+        pool = self.candidates(hits, named)
+        if not pool:
+            return None
+        parts = question_parts(question)
+        part_aspects = [aspects_of(p) for p in parts]
+        asked = frozenset().union(*part_aspects)
+        vectors = self.encode([question, *parts]) if len(parts) > 1 else self.encode([question])
+        whole = vectors[0]
+        part_vectors = vectors[1:] if len(parts) > 1 else vectors[:1]
+        matrix = np.stack([s.vector for s in pool])
+        prior = np.array([s.prior for s in pool])
+        closeness = matrix @ whole
+        overall = (1 - PASSAGE_WEIGHT) * closeness + prior
+        aspect_bonus = np.array([0.1 * len(s.aspects & asked) / max(len(asked), 1) for s in pool])
+        chosen: list[int] = []
+
+        def take(index: int) -> bool:
+            if index in chosen or _redundant(pool, chosen, index):
+                return False
+            chosen.append(index)
+            return True
+
+        for vector, aspects in zip(part_vectors, part_aspects, strict=True):  # the best unit for each part
+            own = (1 - PASSAGE_WEIGHT) * 0.5 * (matrix @ vector + closeness) + prior
+            own = own + np.array([0.15 * len(s.aspects & aspects) / max(len(aspects), 1) for s in pool])
+            for index in np.argsort(-own).tolist():
+                if take(index):
+                    break
+        floor = overall.max() - 0.25
+        for aspect in sorted(asked):  # an aspect asked that nothing chosen answers yet
+            if not any(aspect in pool[i].aspects for i in chosen):
+                covering = [i for i in range(len(pool)) if aspect in pool[i].aspects and overall[i] >= floor]
+                if covering:
+                    take(max(covering, key=lambda i: overall[i]))
+        if len(named) > 1:  # several products named ("X or Y?"): something about each
+            for product in sorted(named):
+                if not any(product in pool[i].unit.products for i in chosen):
+                    about = [i for i in range(len(pool)) if product in pool[i].unit.products and overall[i] >= floor]
+                    if about:
+                        take(max(about, key=lambda i: overall[i] + aspect_bonus[i]))
+        ranking = np.argsort(-(overall + aspect_bonus)).tolist()
+        for index in ranking:  # fill with the closest units, as the answer's context
+            if len(chosen) >= 2 or _words(pool, chosen) >= 35:
+                break
+            if overall[index] >= overall.max() - 0.15:
+                take(index)
+        chosen = _capped(pool, chosen, self.max_units, self.max_words)
+        chosen.sort(key=lambda i: (self._position.get(pool[i].unit.passage_id, 1 << 30), pool[i].unit.order))
+        text = " ".join(pool[i].unit.text for i in chosen)
+        cited: dict[str, Hit] = {}
+        for i in sorted(chosen, key=lambda i: -pool[i].hit.score):
+            cited.setdefault(pool[i].hit.passage.source_id, pool[i].hit)
+        return Selection(text, list(cited.values()))
+
+
+def _sibling_only(catalogue: Catalogue, named: frozenset[str], mentioned: frozenset[str]) -> bool:
+    """The text is about other products of the family the customer named, and not about theirs."""
+    if not named or not mentioned or named & mentioned:
+        return False
+    families = {catalogue.family_of(n) for n in named}
+    return any(catalogue.family_of(m) in families for m in mentioned)
+
+
+def _hit(passage: Passage, score: float) -> Hit:
+    return Hit(passage=passage, score=score, fused=0.0, dense_rank=None, bm25_rank=None)
+
+
+def _words(pool: list[_Scored], chosen: list[int]) -> int:
+    return sum(len(pool[i].unit.text.split()) for i in chosen)
+
+
+def _redundant(pool: list[_Scored], chosen: list[int], index: int) -> bool:
+    """Near-duplicates (a FAQ answer restating a bullet) and a bullet already inside a chosen list."""
+    candidate = pool[index]
+    for i in chosen:
+        other = pool[i]
+        if float(candidate.vector @ other.vector) > 0.92:
+            return True
+        same_passage = other.unit.passage_id == candidate.unit.passage_id
+        if same_passage and (other.unit.list_items or candidate.unit.list_items):
+            inner, outer = (candidate, other) if other.unit.list_items else (other, candidate)
+            core = inner.unit.text.split(" — ", 1)[-1].rstrip(".")
+            if core and core in outer.unit.text:
+                return True
+    return False
+
+
+def _capped(pool: list[_Scored], chosen: list[int], max_units: int, max_words: int) -> list[int]:
+    """The chosen units in choosing order, as many as fit; the first always stays."""
+    kept: list[int] = []
+    words = 0
+    for index in chosen[:max_units]:
+        size = len(pool[index].unit.text.split())
+        if kept and words + size > max_words:
+            continue
+        kept.append(index)
+        words += size
+    return kept

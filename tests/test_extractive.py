@@ -1,0 +1,273 @@
+"""Extractive answers that answer every part of a question, for the product named (issue 11, parts 2 and 4).
+
+Unit tests of chatbot/dialogue/extractive.py on small hand-made passages, then regression tests through
+the real engine over the *shipped* knowledge base (the project's index, built by `make`), with
+generation off: the answers asserted here are the extractive selection and the routing in front of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import PROJECT_ROOT, Settings
+from chatbot.dialogue.engine import Engine, EngineOptions
+from chatbot.dialogue.extractive import (
+    Catalogue,
+    SentenceSelector,
+    answers_aspect,
+    aspects_of,
+    bank_answers,
+    passage_units,
+    question_parts,
+)
+from chatbot.knowledge.embedder import Embedder
+from chatbot.knowledge.index import Passage, build_index, is_stale
+from chatbot.knowledge.retriever import Hit
+from chatbot.schema import AnswerObject
+
+SAVINGS = Passage(
+    id="savings#basic",
+    kind="chunk",
+    source_id="savings",
+    title="Savings",
+    url=None,
+    text="Savings — Kestrel Basic Savings\nKestrel Basic Savings is a simple account.\n\n"
+    "- Interest rate: 0.10% APY\n- Monthly maintenance fee: $5",
+)
+HIGH_YIELD = Passage(
+    id="savings#high-yield",
+    kind="chunk",
+    source_id="savings",
+    title="Savings",
+    url=None,
+    text="Savings — Kestrel High-Yield Savings\nKestrel High-Yield Savings is our online account.\n\n"
+    "- Interest rate: 4.00% APY\n- Monthly maintenance fee: $0",
+)
+WIRES = Passage(
+    id="wires#fees",
+    kind="chunk",
+    source_id="wires",
+    title="Wires",
+    url=None,
+    text="Wires — Fees and cut-off\nAn outgoing wire costs $45. Wires requested by 3:00 p.m. ET are sent "
+    "the same business day. Our branches have free coffee.\n\nTo send one you need:\n"
+    "- The recipient's name\n- The SWIFT code",
+)
+CATALOGUE = Catalogue.from_texts(
+    [SAVINGS.text, HIGH_YIELD.text, "Kestrel Everyday Checking and Kestrel Premier Checking accounts."]
+)
+
+
+def hit(passage: Passage, score: float) -> Hit:
+    return Hit(passage=passage, score=score, fused=0.0, dense_rank=None, bm25_rank=None)
+
+
+def external(score: float) -> Hit:
+    entry = Passage("cfpb-1", "faq", "cfpb-1", "Ask CFPB", None, "When can I use deposited money?", "Federal rules…")
+    return hit(entry, score)
+
+
+# ------------------------------------------------------------------ what was asked
+def test_a_two_part_question_splits_into_its_parts_with_their_aspects() -> None:
+    parts = question_parts("sending money to my sister abroad, how much does it cost and is there a deadline?")
+    assert len(parts) == 2
+    assert "amount" in aspects_of(parts[0])
+    assert "clock" in aspects_of(parts[1])
+    assert question_parts("what is the fee for a wire") == ["what is the fee for a wire"]
+
+
+@pytest.mark.parametrize(
+    ("question", "aspect"),
+    [
+        ("how much is it", "amount"),
+        ("what apy do i get", "rate"),
+        ("how long until the money shows up", "duration"),
+        ("how do i turn it off", "howto"),
+        ("do i qualify", "eligibility"),
+        ("whats the number to call", "contact"),
+        ("is there a daily limit", "limit"),
+        ("which one has no monthly fee", "no_fee"),
+    ],
+)
+def test_aspects_are_read_from_the_question(question: str, aspect: str) -> None:
+    assert aspect in aspects_of(question)
+
+
+def test_sentences_answer_aspects_by_their_figures_and_wording() -> None:
+    assert answers_aspect("Wires requested by 3:00 p.m. ET go out the same day.", "clock")
+    assert answers_aspect("An outgoing wire costs $45.", "amount")
+    assert not answers_aspect("An outgoing wire costs $45.", "clock")
+    assert answers_aspect("Monthly maintenance fee: $0.", "no_fee")
+
+
+# ------------------------------------------------------------------ products
+def test_products_and_their_siblings_are_learnt_from_the_text() -> None:
+    names = {p.name for p in CATALOGUE.products}
+    assert {"Kestrel Basic Savings", "Kestrel High-Yield Savings", "Kestrel Premier Checking"} <= names
+    assert CATALOGUE.mentions("whats the fee on high yield savings") == {"Kestrel High-Yield Savings"}
+    assert CATALOGUE.mentions("premier checking acct fee") == {"Kestrel Premier Checking"}
+    assert CATALOGUE.mentions("what about savings in general") == frozenset()
+
+
+def test_a_bullet_belongs_to_its_sections_product_and_says_so() -> None:
+    units = passage_units(SAVINGS, CATALOGUE)
+    fee = next(u for u in units if "$5" in u.text)
+    assert fee.products == {"Kestrel Basic Savings"}
+    assert fee.text == "Kestrel Basic Savings — Monthly maintenance fee: $5."
+
+
+def test_a_list_with_its_lead_in_is_one_unit_and_abbreviations_do_not_split_sentences() -> None:
+    texts = [u.text for u in passage_units(WIRES, CATALOGUE)]
+    assert "Wires requested by 3:00 p.m. ET are sent the same business day." in texts
+    assert "To send one you need: The recipient's name; The SWIFT code." in texts
+
+
+# ------------------------------------------------------------------ selection
+@pytest.fixture(scope="module")
+def selector(embedder: Embedder) -> SentenceSelector:
+    return SentenceSelector(embedder.encode, CATALOGUE, [SAVINGS, HIGH_YIELD, WIRES])
+
+
+def test_each_part_of_a_question_gets_its_sentence(selector: SentenceSelector) -> None:
+    selection = selector.select("how much is a wire and what time do i need to send it by", [hit(WIRES, 0.7)])
+    assert selection is not None
+    assert "$45" in selection.text and "3:00 p.m." in selection.text
+    assert "coffee" not in selection.text
+
+
+def test_a_named_product_never_gets_its_siblings_figures(selector: SentenceSelector) -> None:
+    selection = selector.select(
+        "what is the monthly fee on high yield savings", [hit(SAVINGS, 0.7), hit(HIGH_YIELD, 0.6)]
+    )
+    assert selection is not None
+    assert "$0" in selection.text and "$5" not in selection.text
+
+
+def test_the_banks_own_content_outranks_ask_cfpb_when_it_answers() -> None:
+    assert bank_answers([external(0.85), hit(SAVINGS, 0.74)], floor=0.6, margin=0.15)
+    assert not bank_answers([external(0.85), hit(SAVINGS, 0.55)], floor=0.6, margin=0.15)
+    assert not bank_answers([external(0.95), hit(SAVINGS, 0.7)], floor=0.6, margin=0.15)
+
+
+def test_a_curated_answer_is_verbatim_only_when_it_answers_the_question(selector: SentenceSelector) -> None:
+    entry = Passage(
+        "kb-1", "faq", "wires", "Wires", None, "How much is a wire?", "An outgoing wire costs $45.", "faq/bank.jsonl"
+    )
+    assert selector.verbatim_fits("how much is a wire", hit(entry, 0.9), [hit(entry, 0.9)])
+    assert not selector.verbatim_fits(
+        "how much is a wire and whats the cutoff time", hit(entry, 0.9), [hit(entry, 0.9)]
+    )
+    basic = Passage("kb-2", "faq", "savings", "Savings", None, "Fee on Kestrel Basic Savings?", "It is $5.")
+    assert not selector.verbatim_fits("fee on high yield savings?", hit(basic, 0.9), [hit(basic, 0.9)])
+    assert not selector.verbatim_fits("when can i use a deposit", external(0.9), [external(0.9), hit(WIRES, 0.8)])
+
+
+# ------------------------------------------------------------------ the shipped knowledge base, end to end
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Engine]:
+    """The engine over the shipped knowledge base: the project's index when current, else one built here."""
+    project_data = Path(os.environ.get("CHATBOT_DATA_DIR", PROJECT_ROOT / "var"))
+    knowledge = PROJECT_ROOT / "knowledge_base"
+    defaults = Settings()
+    data_dir = project_data
+    if is_stale(knowledge, project_data, defaults.embedding_model, defaults.chunk_max_tokens):
+        data_dir = tmp_path_factory.mktemp("shipped")
+        build_index(knowledge, data_dir, embedder, defaults.chunk_max_tokens, progress=False)
+    settings = Settings(
+        data_dir=data_dir,
+        knowledge_dir=knowledge,
+        generation_enabled=False,
+        nlu_dir=Settings(data_dir=project_data).resolved_nlu_dir,
+        database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'unused.db'}",
+    )
+    engine = Engine(settings)
+    engine.warm_up()
+    yield engine
+    engine.close()
+
+
+def ask(engine: Engine, text: str) -> AnswerObject:
+    return asyncio.run(engine.answer(text))
+
+
+def test_a_wire_question_asking_fee_and_cutoff_gets_both(shipped: Engine) -> None:
+    answer = ask(shipped, "i want to wire 5k to my brother in mexico, whats the fee and is there a cutoff time?")
+    assert answer.kind in {"extractive", "faq"}
+    assert "$45" in answer.text
+    assert "3:00 p.m." in answer.text
+
+
+def test_the_premier_checking_fee_is_premiers_not_everydays(shipped: Engine) -> None:
+    answer = ask(shipped, "whats the monthly fee for premier checking")
+    assert "$25" in answer.text
+    assert "$10 monthly" not in answer.text and "Everyday" not in answer.text
+
+
+def test_savings_comparison_never_puts_basic_savings_fee_on_high_yield(shipped: Engine) -> None:
+    answer = ask(
+        shipped, "What's the difference between Basic Savings and High-Yield Savings, and which has no monthly fee?"
+    )
+    assert answer.kind in {"extractive", "faq"}
+    for sentence in answer.text.split(". "):
+        if "High-Yield" in sentence and "Basic" not in sentence:
+            assert "$5" not in sentence, answer.text
+    assert "$0" in answer.text or "no monthly fee" in answer.text.lower()
+
+
+def test_check_availability_is_the_banks_policy_not_ask_cfpbs(shipped: Engine) -> None:
+    answer = ask(shipped, "how long before a check i deposit is available")
+    assert "$225" in answer.text
+    assert "next business day" in answer.text
+    assert all(not s.id.startswith("cfpb-") for s in answer.sources)
+
+
+# ------------------------------------------------------------------ not paying for what is thrown away
+def test_the_generator_is_skipped_where_its_text_would_be_thrown_away(selector: SentenceSelector) -> None:
+    close = [hit(WIRES, 0.8)]
+    assert selector.generator_fits("how much is a wire", close, min_score=0.69)
+    assert not selector.generator_fits("how much is a wire", [hit(WIRES, 0.6)], min_score=0.69)  # not confident
+    assert not selector.generator_fits("how much is a wire", [external(0.9), hit(WIRES, 0.8)], min_score=0.69)
+    assert not selector.generator_fits("how much is a wire and what time is the cutoff", close, min_score=0.69)
+    assert not selector.generator_fits("basic savings or high yield savings fee", close, min_score=0.69)
+
+
+class SlowWorker:
+    """A generator that writes ``first`` at once, then nothing for a long time."""
+
+    def __init__(self, first: str) -> None:
+        self.first = first
+
+    async def stream(self, messages: object, max_new_tokens: int) -> AsyncIterator[str]:
+        if self.first:
+            yield self.first + " "
+        await asyncio.sleep(60)
+        yield "Never sent."
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("first", "kind"),
+    [("You can send an international wire in the Kestrel mobile app.", "generated"), ("", "extractive")],
+)
+def test_generation_past_its_time_budget_ends_with_what_was_verified(
+    shipped: Engine, monkeypatch: pytest.MonkeyPatch, first: str, kind: str
+) -> None:
+    monkeypatch.setattr(shipped, "worker", SlowWorker(first))
+    changes = {"generation_budget_ms": 300, "generation_min_score": 0.0, "generation_enabled": True}
+    monkeypatch.setattr(shipped, "settings", shipped.settings.model_copy(update=changes))
+    started = time.perf_counter()
+    answer = asyncio.run(
+        shipped.answer("how do i send a wire to another country", options=EngineOptions(faq_route=False))
+    )
+    assert time.perf_counter() - started < 20
+    assert answer.kind == kind, answer.text
+    if first:
+        assert answer.text == first
