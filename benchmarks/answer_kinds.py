@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.config import PROJECT_ROOT, Settings
+from chatbot.conversations.turns import TurnService
 from chatbot.dialogue.engine import Engine
 from chatbot.dialogue.grounding import extract_figures
-from chatbot.evaluation.metrics import percentile
+from chatbot.evals.metrics import percentile
 from chatbot.machine import cpu_name
 from chatbot.store.repository import Store
 
@@ -156,11 +157,12 @@ class GenerationTimer:
 
 async def run(engine: Engine, store: Store, conversations: list[Conversation]) -> list[dict[str, Any]]:
     timer = GenerationTimer(engine)
+    turns = TurnService(engine.settings, engine, store)  # the customer's path: stored turns, history
     rows = []
     for number, conversation in enumerate(conversations, start=1):
         conversation_id, _ = store.create_conversation("bench")
         for turn in conversation.turns:
-            answer = await engine.answer(turn.text, conversation_id)
+            answer = await turns.ask_answer(turn.text, conversation_id)
             rows.append(
                 {
                     "id": conversation.id,
@@ -237,7 +239,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(**overrides, database_url=f"sqlite:///{Path(folder) / 'bench.db'}")
         store = Store(settings.database_url)
-        engine = Engine(settings, store)
+        engine = Engine(settings)
         engine.warm_up()
         assert engine.index is not None
         gold = {p.id: p.answer or "" for p in engine.index.passages if p.kind == "faq"}
