@@ -284,6 +284,20 @@ def eval_answers(
     _report(report, output)
 
 
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dev_set: Annotated[list[Path] | None, typer.Option("--set", help="JSONL dev set(s).")] = None,
+    modes: Annotated[str, typer.Option(help="Comma-separated: hybrid, dense, bm25.")] = "hybrid",
+    output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """Entry and document recall@1/@3 on the answer dev sets, follow-up document recall (no generation)."""
+    from chatbot.evaluation.answers import DEFAULT_SETS
+    from chatbot.evaluation.retrieval import run_retrieval_evaluation
+
+    wanted = tuple(m.strip() for m in modes.split(",") if m.strip())
+    _report(run_retrieval_evaluation(get_settings(), dev_set or DEFAULT_SETS, wanted), output)
+
+
 @eval_app.command("dialogue")
 def eval_dialogue(
     generation: Annotated[bool, typer.Option(help="Generate retrieval answers (slower; routing is the same).")] = False,

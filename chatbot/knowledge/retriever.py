@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from chatbot.config import Settings
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import KnowledgeIndex, Passage
 
@@ -42,6 +43,11 @@ class Retriever:
         self.rrf_k = rrf_k
         self.bm25_weight = bm25_weight
         self.candidates = candidates
+
+    @classmethod
+    def from_settings(cls, index: KnowledgeIndex, embedder: Embedder, settings: Settings) -> Retriever:
+        """The retriever the settings describe (what the engine and the evaluation use)."""
+        return cls(index, embedder, rrf_k=settings.rrf_k, bm25_weight=settings.bm25_weight)
 
     def search(self, query: str, top_k: int = 5, mode: Mode = "hybrid", vector: np.ndarray | None = None) -> list[Hit]:
         """``vector``: the query's embedding when the caller already has it (the engine encodes a
