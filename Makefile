@@ -8,7 +8,7 @@ PORT ?= 8000
 export CHATBOT_DATA_DIR ?= var
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-all setup install models index intents lint typecheck bench eval clean bench-load fuzz crash
+.PHONY: serve test test-all setup install models index intents reranker lint typecheck bench eval clean bench-load fuzz crash
 
 serve: setup
 	$(BIN)/chatbot serve --host $(HOST) --port $(PORT)
@@ -19,7 +19,7 @@ test: setup
 test-all: setup browser
 	$(BIN)/python -m pytest -q
 
-setup: install models index intents
+setup: install models index intents reranker
 
 # The virtual environment, from pinned versions; re-run only when the pins change.
 $(STAMP): pyproject.toml constraints.txt
@@ -45,6 +45,10 @@ index: install
 # Train the intent classifier when missing or when its training data changed (a few minutes, once).
 intents: install
 	@$(BIN)/chatbot train intents --if-stale
+
+# Fine-tune the cross-encoder reranker when missing or when the knowledge base changed (minutes, once).
+reranker: index
+	@$(BIN)/chatbot train reranker --if-stale
 
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
