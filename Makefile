@@ -19,7 +19,7 @@ test: setup
 test-all: setup browser
 	$(BIN)/python -m pytest -q
 
-setup: install models index intents reranker
+setup: install models index intents
 
 # The virtual environment, from pinned versions; re-run only when the pins change.
 $(STAMP): pyproject.toml constraints.txt
@@ -46,7 +46,8 @@ index: install
 intents: install
 	@$(BIN)/chatbot train intents --if-stale
 
-# Fine-tune the cross-encoder reranker when missing or when the knowledge base changed (minutes, once).
+# The cross-encoder reranker (CHATBOT_RERANK_ENABLED=true uses it): trained when missing or when the
+# knowledge base changed. Not part of setup while it is off by default.
 reranker: index
 	@$(BIN)/chatbot train reranker --if-stale
 

@@ -63,6 +63,7 @@ def test_bank_prior_puts_the_banks_own_content_first_and_keeps_the_cosine(tmp_pa
     floor = plain[1].score - 0.01
     ruled = Retriever(index, embedder, rrf_k=10, bm25_weight=0.3, bank_first_cosine=floor).search(query, top_k=2)
     assert ruled[0].passage.source_id == "overdraft"
+    assert all(h.passage.source_id != "cfpb-53" for h in ruled)  # covered by the bank: Ask CFPB left out
     above = Retriever(index, embedder, rrf_k=10, bm25_weight=0.3, bank_first_cosine=0.99).search(query, top_k=2)
     assert above[0].passage.source_id == "cfpb-53"  # no bank passage is that close: the fusion decides
 

@@ -105,9 +105,12 @@ class Retriever:
         for i in fused:
             if self._bank[i]:
                 fused[i] += self.bank_prior
-        # Bank first: the bank's passages that are relevant on the calibrated scale (cosine at least
-        # ``bank_first_cosine``) go before every Ask CFPB entry, whatever the fusion says.
+        # Bank first: when some of the bank's passages are relevant on the calibrated scale (cosine at
+        # least ``bank_first_cosine``), the bank's content covers the question and Ask CFPB entries are
+        # left out (the engine returns the most similar FAQ entry verbatim, wherever it ranks).
         first = {i for i in fused if self._bank[i] and self.bank_first_cosine and cosine[i] >= self.bank_first_cosine}
+        if first:
+            fused = {i: score for i, score in fused.items() if self._bank[i]}
         order = sorted(fused, key=lambda i: (i not in first, -fused[i], -cosine[i]))
         ordering = fused
         reranked: dict[int, float] = {}
