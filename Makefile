@@ -8,7 +8,7 @@ PORT ?= 8000
 export CHATBOT_DATA_DIR ?= var
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-all setup install models index intents services lint typecheck bench eval clean bench-load fuzz crash
+.PHONY: serve test test-all setup install models index intents reranker services lint typecheck bench eval clean bench-load fuzz crash
 
 serve: setup
 	$(BIN)/chatbot serve --host $(HOST) --port $(PORT)
@@ -45,6 +45,11 @@ index: install
 # Train the intent classifier when missing or when its training data changed (a few minutes, once).
 intents: install
 	@$(BIN)/chatbot train intents --if-stale
+
+# The cross-encoder reranker (CHATBOT_RERANK_ENABLED=true uses it): trained when missing or when the
+# knowledge base changed. Not part of setup while it is off by default.
+reranker: index
+	@$(BIN)/chatbot train reranker --if-stale
 
 # What the browser, PostgreSQL and Redis tests need, from Debian's packages, where this user may
 # install them (root, or passwordless sudo); elsewhere those tests skip and say what to install.

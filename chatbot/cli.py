@@ -255,6 +255,31 @@ def train_embedder(
     console.print(json.dumps(result, indent=2))
 
 
+@train_app.command("reranker")
+def train_reranker_command(
+    if_stale: Annotated[bool, typer.Option(help="Only train when the reranker is missing or stale.")] = False,
+    epochs: Annotated[float, typer.Option()] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (0: no limit).")] = 0,
+    seed: Annotated[int, typer.Option()] = 13,
+) -> None:
+    """Fine-tune the cross-encoder reranker on the knowledge base's own question-passage pairs (data_dir/reranker)."""
+    from chatbot.knowledge.embedder import Embedder
+    from chatbot.knowledge.index import build_index, is_stale
+    from chatbot.knowledge.reranker import reranker_dir, reranker_state
+    from chatbot.training.reranker import RerankerConfig, train_reranker
+
+    settings = get_settings()
+    if if_stale and reranker_state(settings) == "ok":
+        console.print(f"reranker up to date in {reranker_dir(settings)}")
+        return
+    if is_stale(settings.knowledge_dir, settings.data_dir, settings.embedding_model, settings.chunk_max_tokens):
+        embedder = Embedder(settings.embedding_model)
+        build_index(settings.knowledge_dir, settings.data_dir, embedder, settings.chunk_max_tokens, progress=False)
+    config = RerankerConfig(epochs=epochs, max_steps=max_steps, seed=seed, max_length=settings.rerank_max_length)
+    meta = train_reranker(settings, config, progress=lambda m: console.print(m))
+    console.print(json.dumps(meta, indent=2))
+
+
 class _Report(Protocol):
     def markdown(self) -> str: ...
     def as_dict(self) -> dict[str, Any]: ...
@@ -282,6 +307,20 @@ def eval_answers(
         get_settings(), dev_set or DEFAULT_SETS, limit=limit, variants=variants, heldout_limit=heldout
     )
     _report(report, output)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dev_set: Annotated[list[Path] | None, typer.Option("--set", help="JSONL dev set(s).")] = None,
+    modes: Annotated[str, typer.Option(help="Comma-separated: hybrid, dense, bm25.")] = "hybrid",
+    output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """Entry and document recall@1/@3 on the answer dev sets, follow-up document recall (no generation)."""
+    from chatbot.evals.answers import DEFAULT_SETS
+    from chatbot.evals.retrieval import run_retrieval_evaluation
+
+    wanted = tuple(m.strip() for m in modes.split(",") if m.strip())
+    _report(run_retrieval_evaluation(get_settings(), dev_set or DEFAULT_SETS, wanted), output)
 
 
 @eval_app.command("dialogue")

@@ -58,6 +58,27 @@ class Settings(BaseSettings):
     retrieval_mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     rrf_k: int = Field(10, ge=1, description="Reciprocal-rank-fusion constant (tuned on the dev set).")
     bm25_weight: float = Field(0.3, ge=0.0, description="Weight of the BM25 ranking in the fusion (dense is 1).")
+    bank_prior: float = Field(
+        0.02,
+        ge=0.0,
+        description="Added to the ranking score of the bank's own passages (documents, bank FAQ) over Ask CFPB "
+        "entries, so that the bank's content comes first whenever it answers (tuned on the dev sets).",
+    )
+    bank_first_cosine: float = Field(
+        0.70,
+        ge=0.0,
+        le=1.0,
+        description="The bank's passages at or above this cosine go before every Ask CFPB entry; 0 turns it off.",
+    )
+    rerank_enabled: bool = Field(False, description="Re-score the first hybrid candidates with the cross-encoder.")
+    reranker_dir: Path | None = Field(
+        None, description="Cross-encoder reranker folder; empty means data_dir/reranker (built by make when missing)."
+    )
+    rerank_depth: int = Field(12, ge=1, le=100, description="Hybrid candidates the cross-encoder re-scores.")
+    rerank_max_length: int = Field(96, ge=16, le=512, description="Tokens of query + passage the reranker reads.")
+    rerank_bank_prior: float = Field(
+        0.0, ge=0.0, description="Added to the reranker's logit for the bank's own passages (tuned on the dev sets)."
+    )
 
     # --- routing -----------------------------------------------------------------------------
     faq_threshold: float = Field(

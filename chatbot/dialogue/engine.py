@@ -101,9 +101,7 @@ class Engine:
         self.embedder.warm_up()
         self.nlu.warm_up()
         self.index = KnowledgeIndex.load(self.settings.data_dir)
-        self.retriever = Retriever(
-            self.index, self.embedder, rrf_k=self.settings.rrf_k, bm25_weight=self.settings.bm25_weight
-        )
+        self.retriever = Retriever.from_settings(self.index, self.embedder, self.settings)
         if self.settings.generation_enabled and self.settings.llm_base_url:
             self.worker = RemoteGenerator.from_settings(self.settings)  # an OpenAI-compatible server generates
         elif self.settings.generation_enabled:

@@ -4,6 +4,13 @@ Dense vectors catch paraphrases ("my card hasn't shown up"); BM25 catches the ex
 customers copy from a statement or a product name. Reciprocal-rank fusion needs no score
 calibration between the two. Every hit also carries its cosine similarity to the query, because
 routing thresholds (verbatim FAQ answer, fallback) are defined on that calibrated scale.
+
+Two things then reorder the first candidates, both inside this layer so that every caller gets
+them: the bank's own content (its documents and FAQ) gets a prior over Ask CFPB entries
+(``bank_prior``), so that a generic federal answer never outranks the bank's own policy on the
+same question; and, when a trained cross-encoder is present (:mod:`chatbot.knowledge.reranker`),
+the first ``rerank_depth`` candidates are re-scored by it, reading each passage's title and text
+with the question. The cosine stays the hit's ``score``, so the thresholds keep their meaning.
 """
 
 from __future__ import annotations
@@ -13,19 +20,23 @@ from typing import Literal
 
 import numpy as np
 
+from chatbot.config import Settings
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import KnowledgeIndex, Passage
+from chatbot.knowledge.reranker import CrossEncoderReranker, load_reranker, passage_text
 
 Mode = Literal["hybrid", "dense", "bm25"]
+CFPB_PREFIX = "cfpb-"  # source ids of Ask CFPB entries; everything else is the bank's own content
 
 
 @dataclass(frozen=True)
 class Hit:
     passage: Passage
     score: float  # cosine similarity between query and passage, in [-1, 1]
-    fused: float  # the rank-fusion score that ordered the hits
+    fused: float  # the score that ordered the hits: rank fusion (+ bank prior), or the reranker's (+ prior)
     dense_rank: int | None
     bm25_rank: int | None
+    rerank: float | None = None  # the cross-encoder's logit, when it re-scored this hit
 
 
 class Retriever:
@@ -36,12 +47,38 @@ class Retriever:
         rrf_k: int = 60,
         bm25_weight: float = 0.5,
         candidates: int = 50,
+        bank_prior: float = 0.0,
+        bank_first_cosine: float = 0.0,
+        reranker: CrossEncoderReranker | None = None,
+        rerank_depth: int = 12,
+        rerank_bank_prior: float = 0.0,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.rrf_k = rrf_k
         self.bm25_weight = bm25_weight
         self.candidates = candidates
+        self.bank_prior = bank_prior
+        self.bank_first_cosine = bank_first_cosine
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth
+        self.rerank_bank_prior = rerank_bank_prior
+        self._bank = np.array([not p.source_id.startswith(CFPB_PREFIX) for p in index.passages], dtype=bool)
+
+    @classmethod
+    def from_settings(cls, index: KnowledgeIndex, embedder: Embedder, settings: Settings) -> Retriever:
+        """The retriever the settings describe (what the engine and the evaluation use)."""
+        return cls(
+            index,
+            embedder,
+            rrf_k=settings.rrf_k,
+            bm25_weight=settings.bm25_weight,
+            bank_prior=settings.bank_prior,
+            bank_first_cosine=settings.bank_first_cosine,
+            reranker=load_reranker(settings, device=embedder.device),
+            rerank_depth=settings.rerank_depth,
+            rerank_bank_prior=settings.rerank_bank_prior,
+        )
 
     def search(self, query: str, top_k: int = 5, mode: Mode = "hybrid", vector: np.ndarray | None = None) -> list[Hit]:
         """``vector``: the query's embedding when the caller already has it (the engine encodes a
@@ -65,14 +102,32 @@ class Retriever:
         for ranks, weight in ((dense_rank, 1.0), (bm25_rank, self.bm25_weight)):
             for i, rank in ranks.items():
                 fused[i] = fused.get(i, 0.0) + weight / (self.rrf_k + rank + 1)
-        order = sorted(fused, key=lambda i: (-fused[i], -cosine[i]))[:top_k]
+        for i in fused:
+            if self._bank[i]:
+                fused[i] += self.bank_prior
+        # Bank first: when some of the bank's passages are relevant on the calibrated scale (cosine at
+        # least ``bank_first_cosine``), the bank's content covers the question and Ask CFPB entries are
+        # left out (the engine returns the most similar FAQ entry verbatim, wherever it ranks).
+        first = {i for i in fused if self._bank[i] and self.bank_first_cosine and cosine[i] >= self.bank_first_cosine}
+        if first:
+            fused = {i: score for i, score in fused.items() if self._bank[i]}
+        order = sorted(fused, key=lambda i: (i not in first, -fused[i], -cosine[i]))
+        ordering = fused
+        reranked: dict[int, float] = {}
+        if self.reranker is not None and order:
+            head = order[: max(self.rerank_depth, top_k)]
+            logits = self.reranker.scores(query, [passage_text(self.index.passages[i]) for i in head])
+            reranked = {i: float(logit) for i, logit in zip(head, logits, strict=True)}
+            ordering = {i: reranked[i] + (self.rerank_bank_prior if self._bank[i] else 0.0) for i in head}
+            order = sorted(head, key=lambda i: (-ordering[i], -cosine[i]))
         return [
             Hit(
                 passage=self.index.passages[i],
                 score=float(cosine[i]),
-                fused=fused[i],
+                fused=ordering[i],
                 dense_rank=dense_rank.get(i),
                 bm25_rank=bm25_rank.get(i),
+                rerank=reranked.get(i),
             )
-            for i in order
+            for i in order[:top_k]
         ]
