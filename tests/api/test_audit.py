@@ -1,6 +1,6 @@
 """The audit log: agent and admin actions over the real app write events, and GET /v1/audit pages through them.
 
-The app is real (engine, SQLite file of this module, TestClient) as in tests/test_agent_api.py. The
+The app is real (engine, SQLite file of this module, TestClient) as in tests/api/agents/test_agent_api.py. The
 rate-limit test runs last and uses a small per-IP limit set through Settings for this module.
 """
 
@@ -20,7 +20,7 @@ from chatbot.config import Settings
 from chatbot.store import Store
 from chatbot.store.audit import AuditRecord
 from chatbot.store.cli import operator_id
-from tests.agent_support import PASSWORD, create_agent, login, module_settings, new_conversation, started
+from tests.support.app import PASSWORD, create_agent, login, module_settings, new_conversation, started
 
 IP_LIMIT = 150  # requests per minute from the test client's address: enough for every test before the last
 SECRET_REPLY = "Your replacement card ships today, reference ZX-4471."

@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from chatbot.config import Settings
-from tests.agent_support import create_agent, login
-from tests.ops_support import app_settings, new_conversation, start
+from tests.support.app import app_settings, create_agent, login, new_conversation, start
 
 MAX_BODY, MAX_FRAME, IDLE_S = 2048, 1024, 1.0
 

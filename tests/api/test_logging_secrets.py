@@ -25,9 +25,8 @@ from chatbot.config import Settings
 from chatbot.log_filters import SecretScrubFilter, request_id_var, scrub
 from chatbot.log_setup import JsonFormatter, configure_logging
 from chatbot.server.app import create_app
-from tests.agent_support import create_agent
-from tests.ops_support import app_settings
-from tests.services import free_port
+from tests.support.app import app_settings, create_agent
+from tests.support.services import free_port
 
 API_KEY = "kst_" + "A1b2C3d4" * 5 + "xyz"
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZ3RfMSIsInJvbGUiOiJhZG1pbiJ9.c2lnbmF0dXJlLXNlY3JldA"

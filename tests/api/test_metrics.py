@@ -14,8 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chatbot.config import Settings
 from chatbot.integration.keys import ApiKeys
 from chatbot.store import Store
-from tests.agent_support import create_agent, login
-from tests.ops_support import app_settings, new_conversation, start
+from tests.support.app import app_settings, create_agent, login, new_conversation, start
 
 
 @pytest.fixture(scope="module")

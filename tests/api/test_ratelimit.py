@@ -1,6 +1,6 @@
 """Rate limits per IP, per API key and per conversation, with the in-memory and the Redis backend.
 
-Real app (real engine, SQLite), real Redis server (tests/services.py). Limits are small via Settings.
+Real app (real engine, SQLite), real Redis server (tests/support/services.py). Limits are small via Settings.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from chatbot.integration.keys import ApiKeys
 from chatbot.limits import ConversationLimits, MemoryLimiter, RedisLimiter, retry_after_s
 from chatbot.server.errors import as_api_error
 from chatbot.store import Store
-from tests.ops_support import app_settings, new_conversation, start, wait_ready
-from tests.services import RedisServer
+from tests.support.app import app_settings, new_conversation, start, wait_ready
+from tests.support.services import RedisServer
 
 LIMITS = {"rate_limit_ip_per_minute": 40, "rate_limit_key_per_minute": 3, "rate_limit_conversation_per_minute": 2}
 QUESTION = "My card was stolen, help"

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from chatbot.config import PROJECT_ROOT, Settings
 from chatbot.server.app import create_app
-from tests.ops_support import app_settings, new_conversation, start
+from tests.support.app import app_settings, new_conversation, start
 
 BANK = "https://bank.example"
 EVIL = "https://evil.example"
@@ -161,7 +161,7 @@ def test_pages_run_under_their_csp_in_chromium(built_index: Settings, tmp_path: 
 
     import uvicorn
 
-    from tests.services import free_port
+    from tests.support.services import free_port
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from chatbot.config import Settings
-from tests.services import free_port
+from tests.support.services import free_port
 
 pytestmark = pytest.mark.slow  # starts a real server process with the models
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from chatbot.config import PROJECT_ROOT, Settings
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, Server, free_port
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, Server, free_port
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from chatbot.config import Settings
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, Server, free_port
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, Server, free_port
 
 pytestmark = pytest.mark.browser
 

@@ -27,8 +27,9 @@ from fastapi.testclient import TestClient
 from chatbot.agents.redis_hub import RedisHub, make_hub, safe_error
 from chatbot.agents.redis_throttle import RedisLoginThrottle, make_login_throttle
 from chatbot.config import PROJECT_ROOT, Settings
-from tests.scaleout_support import WsClient, free_port, hub_app
-from tests.services import RedisServer, _wait_for_port, redis_bin
+from tests.support.hub_app import hub_app
+from tests.support.servers import WsClient, free_port
+from tests.support.services import RedisServer, _wait_for_port, redis_bin
 
 _PREFIXES = itertools.count()
 
@@ -157,7 +158,7 @@ def test_presence_is_shared_and_leaves_at_once_when_a_process_stops(redis: Redis
 def test_a_killed_process_leaves_presence_within_the_ttl(redis: RedisServer, tmp_path: Path) -> None:
     key_prefix, port, ttl_s = prefix(), free_port(), 2.0
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.scaleout_support", redis.url, str(port), "0.5", str(ttl_s), key_prefix],
+        [sys.executable, "-m", "tests.support.hub_app", redis.url, str(port), "0.5", str(ttl_s), key_prefix],
         cwd=PROJECT_ROOT,
         stdout=(tmp_path / "hub.log").open("wb"),
         stderr=subprocess.STDOUT,

@@ -3,7 +3,7 @@
 A customer on server A and an agent on server B talk live (queue, claim, replies both ways, presence);
 two agents on different processes race for one conversation; then A is killed with SIGKILL while the
 customer is sending, restarted, and every message that got an ``ack`` must be stored exactly once.
-Everything is real: PostgreSQL and Redis from the Debian packages (tests/services.py), the CLI, the
+Everything is real: PostgreSQL and Redis from the Debian packages (tests/support/services.py), the CLI, the
 servers with their models, WebSockets over TCP. Generation is off (answers are not what this tests),
 so the servers start in seconds rather than minutes.
 """
@@ -23,8 +23,8 @@ from websockets.exceptions import ConnectionClosed
 
 from chatbot.config import Settings
 from chatbot.store import Store
-from tests.scaleout_support import ServerProcess, WsClient, free_port, scaleout_env
-from tests.services import RedisServer
+from tests.support.servers import ServerProcess, WsClient, free_port, scaleout_env
+from tests.support.services import RedisServer
 
 PASSWORD = "correct horse battery staple"
 

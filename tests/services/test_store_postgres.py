@@ -1,8 +1,8 @@
-"""The whole Store against a real PostgreSQL server (tests/services.py), as the scale-out deployment runs it.
+"""The whole Store against a real PostgreSQL server (tests/support/services.py), as the scale-out deployment runs it.
 
 Most tests run on SQLite too (the ``store`` fixture's second parameter), so any difference shows.
 
-The same operations run on SQLite in tests/test_handoff.py and tests/test_agent_api.py through the
+The same operations run on SQLite in tests/api/agents/test_handoff.py and tests/api/agents/test_agent_api.py through the
 HTTP API; here they run at the store level on PostgreSQL, which is stricter (lengths, types, time
 zones) and runs the claim race between real OS processes, each with its own connection pool.
 """

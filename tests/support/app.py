@@ -1,7 +1,9 @@
-"""Helpers shared by the handoff, agent-API, auth and analytics tests (not a test module).
+"""The real app in FastAPI's TestClient, for the tests in tests/api/ (not a test module).
 
 Each module starts the real app (real engine, real SQLite file of its own) with FastAPI's
-TestClient, as tests/test_server.py does.
+TestClient, as tests/api/test_server.py does. ``module_settings`` / ``started`` wait for the engine
+(the handoff, agent-API, auth and analytics tests); ``app_settings`` / ``start`` leave the generator
+off and wait only when asked (``wait_ready``: the security and operations tests).
 """
 
 from __future__ import annotations
@@ -25,14 +27,29 @@ def module_settings(base: Settings, directory: Path, **changes: Any) -> Settings
     return base.model_copy(update={"database_url": f"sqlite:///{directory / 'handoff.db'}", **changes})
 
 
-def started(settings: Settings) -> TestClient:
+def app_settings(base: Settings, directory: Path, **changes: Any) -> Settings:
+    """The session's settings with a database of the module's own; no generator unless asked (faster start)."""
+    update: dict[str, Any] = {"database_url": f"sqlite:///{directory / 'ops.db'}", "generation_enabled": False}
+    return base.model_copy(update=update | changes)
+
+
+def start(settings: Settings, ready: bool = False) -> TestClient:
     client = TestClient(create_app(settings))
     client.__enter__()
+    if ready:
+        wait_ready(client)
+    return client
+
+
+def started(settings: Settings) -> TestClient:
+    return start(settings, ready=True)
+
+
+def wait_ready(client: TestClient) -> None:
     deadline = time.monotonic() + 600  # models load in the background; slow on a busy shared 2-core machine
     while client.get("/healthz").status_code != 200:
         assert time.monotonic() < deadline, "engine did not become ready"
         time.sleep(0.2)
-    return client
 
 
 def create_agent(settings: Settings, name: str, role: str = "agent", password: str = PASSWORD) -> str:
@@ -52,7 +69,7 @@ def login(client: TestClient, name: str, password: str = PASSWORD) -> tuple[str,
 
 def new_conversation(client: TestClient) -> tuple[str, dict[str, str]]:
     response = client.post("/v1/conversations")
-    assert response.status_code == 201
+    assert response.status_code == 201, response.text
     body = response.json()
     return str(body["id"]), {"Authorization": f"Bearer {body['token']}"}
 

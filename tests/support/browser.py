@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.config import Settings
-from tests.scaleout_support import ServerProcess, free_port
+from tests.support.servers import ServerProcess, free_port
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "Server", "free_port"]
 
@@ -29,7 +29,7 @@ CHROMIUM_ARGS = [
 
 
 class Server(ServerProcess):
-    """`chatbot serve` in a child process, with its own SQLite database (tests/scaleout_support.py runs it)."""
+    """`chatbot serve` in a child process, with its own SQLite database (tests/support/servers.py runs it)."""
 
     def __init__(self, settings: Settings, port: int, database: Path, **env: str) -> None:
         environment = dict(

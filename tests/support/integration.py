@@ -1,7 +1,7 @@
 """Helpers shared by the integration-API tests (API keys, identity, pagination, idempotency, webhooks).
 
 Each test module starts the real app (real engine without the generator, a SQLite file of its own)
-as tests/agent_support.py does; keys are created through the same code as ``chatbot keys create``.
+as tests/support/app.py does; keys are created through the same code as ``chatbot keys create``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""Several real server processes sharing PostgreSQL and Redis, for the scale-out tests and benchmarks.
+"""Real `chatbot serve` processes (several sharing PostgreSQL and Redis), for the tests and benchmarks.
 
 - ``ServerProcess``: one ``chatbot serve`` child process on its own port; ``kill9()`` ends it the way
   a crash does (no shutdown hook runs) and ``start()`` brings it back on the same port.
 - ``scaleout_env``: the environment every process of one deployment shares (database, Redis, signing
   key, data dir with the converted generator, index and intent classifier).
 - ``WsClient``: a blocking WebSocket client with timeouts (the test must fail, never hang).
-- ``hub_app``: a minimal app around one ``RedisHub``, so the hub can be driven through real
-  WebSockets (in a TestClient or in a child process) without loading any model.
+(``hub_app``, a minimal app around one ``RedisHub``, is in tests/support/hub_app.py.) The benchmarks'
+server process (benchmarks/_support.py) is this ``ServerProcess`` with longer timeouts.
 
 Not a test module.
 """
@@ -21,20 +21,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.sync.client import ClientConnection, connect
 
-from chatbot.agents.hub import Connection
-from chatbot.agents.redis_hub import RedisHub
 from chatbot.config import PROJECT_ROOT, Settings
-from tests.services import free_port
+from tests.support.services import free_port
 
-__all__ = ["ServerProcess", "WsClient", "free_port", "hub_app", "scaleout_env"]
+__all__ = ["ServerProcess", "WsClient", "free_port", "scaleout_env"]
 
 
 def scaleout_env(settings: Settings, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
@@ -59,8 +55,11 @@ def scaleout_env(settings: Settings, database_url: str, redis_url: str, **extra:
 class ServerProcess:
     """`chatbot serve --port PORT` in a child process; its output goes to ``log``."""
 
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
+    cli_timeout: float = 120  # seconds a `chatbot` command may take
+    stop_timeout: float = 30  # seconds to wait for a graceful stop before SIGKILL
+
+    def __init__(self, env: Mapping[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = dict(env), port, log
         self.url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -72,8 +71,9 @@ class ServerProcess:
             input=stdin,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=self.cli_timeout,
             check=False,
+            cwd=PROJECT_ROOT,
         )
 
     def launch(self) -> None:
@@ -103,9 +103,12 @@ class ServerProcess:
         tail = self.log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"server on port {self.port} did not become healthy; its log ends with:\n{tail}")
 
-    def start(self, timeout: float = 300) -> None:
+    def start(self, timeout: float = 300) -> float:
+        """Start and wait for ``/healthz`` 200; returns the seconds it took."""
+        started = time.monotonic()
         self.launch()
         self.wait_healthy(timeout)
+        return time.monotonic() - started
 
     def kill9(self) -> None:
         """SIGKILL: what a crash or an OOM kill does; no lifespan shutdown, no Redis clean-up."""
@@ -118,7 +121,7 @@ class ServerProcess:
         if self.process is not None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
@@ -182,68 +185,3 @@ class WsClient:
 
     def close(self) -> None:
         self.connection.close()
-
-
-def hub_app(url: str, heartbeat_s: float = 0.3, ttl_s: float = 1.5, prefix: str = "kestrel") -> FastAPI:
-    """One RedisHub behind real WebSockets: ``/customer/{conversation}`` and ``/agent/{agent}`` register
-    a socket and send ``{"type": "registered"}``; ``POST /publish`` calls ``to_customer`` / ``to_agents``;
-    a socket may send ``{"conversation_id", "frame"}`` to publish excluding itself; ``GET /presence``."""
-    hub = RedisHub(url, heartbeat_s=heartbeat_s, ttl_s=ttl_s, prefix=prefix)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await hub.start()
-        yield
-        await hub.stop()
-
-    app = FastAPI(lifespan=lifespan)
-    app.state.hub = hub
-
-    async def serve(websocket: WebSocket, owner: str, customer: bool) -> None:
-        await websocket.accept()
-        connection = Connection(websocket, owner)
-        connection.start()
-        (hub.add_customer if customer else hub.add_agent)(owner, connection)
-        connection.send({"type": "registered"})
-        try:
-            while True:
-                frame = await websocket.receive_json()
-                hub.to_customer(frame["conversation_id"], frame["frame"], exclude=connection)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            (hub.remove_customer if customer else hub.remove_agent)(owner, connection)
-            await connection.stop()
-
-    @app.websocket("/customer/{conversation_id}")
-    async def customer(websocket: WebSocket, conversation_id: str) -> None:
-        await serve(websocket, conversation_id, customer=True)
-
-    @app.websocket("/agent/{agent_id}")
-    async def agent(websocket: WebSocket, agent_id: str) -> None:
-        await serve(websocket, agent_id, customer=False)
-
-    @app.post("/publish")
-    async def publish(body: dict[str, Any]) -> dict[str, str]:
-        if body.get("conversation_id"):
-            hub.to_customer(body["conversation_id"], body["frame"])
-        else:
-            hub.to_agents(body["frame"], body.get("agent_id"))
-        return {"status": "queued"}
-
-    @app.get("/presence")
-    async def presence(conversation_id: str = "") -> dict[str, Any]:
-        return {"agents_online": hub.agents_online(), "customer_online": hub.customer_online(conversation_id)}
-
-    return app
-
-
-def run_hub_app(url: str, port: int, heartbeat_s: float, ttl_s: float, prefix: str) -> None:
-    """Entry point for a hub in a child process (``python -m tests.scaleout_support URL PORT HB TTL PREFIX``)."""
-    import uvicorn
-
-    uvicorn.run(hub_app(url, heartbeat_s, ttl_s, prefix), host="127.0.0.1", port=port, log_level="warning")
-
-
-if __name__ == "__main__":
-    run_hub_app(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5])

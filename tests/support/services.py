@@ -1,4 +1,5 @@
-"""Real PostgreSQL and Redis servers for the scale-out tests, started from the Debian packages.
+"""Real PostgreSQL and Redis servers for the tests in tests/services/, started from the Debian packages;
+also ``free_port`` and ``wait_for_port``, used by every helper that starts a process.
 
 `.ci/run` installs ``postgresql`` and ``redis-server``; on a machine without them the tests that
 need them are skipped with the reason (never faked). Each server runs in a temporary folder on a
@@ -28,13 +29,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, timeout: float) -> None:
+def wait_for_port(port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+_wait_for_port = wait_for_port  # the older private name
 
 
 def postgres_bin() -> Path | None:
@@ -71,7 +75,7 @@ class PostgresServer:
         self._run(
             str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", log, "-o", options, "-w", "-t", "60", "start"
         )
-        _wait_for_port(self.port, 30)
+        wait_for_port(self.port, 30)
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -133,7 +137,7 @@ def redis_server() -> Iterator[RedisServer]:
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for_port(port, 20)
+        wait_for_port(port, 20)
         yield RedisServer(port, process)
     finally:
         process.terminate()

@@ -15,7 +15,7 @@ from chatbot.dialogue.engine import Engine
 from chatbot.dialogue.grounding import check_grounding
 from chatbot.store import Store
 from chatbot.store.models import Suggestion
-from tests.agent_support import create_agent, login, module_settings, new_conversation, started
+from tests.support.app import create_agent, login, module_settings, new_conversation, started
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from chatbot.agents.analytics import unanswered_csv
 from chatbot.config import Settings
 from chatbot.evals.metrics import percentile
-from tests.agent_support import create_agent, login, module_settings, new_conversation, started
+from tests.support.app import create_agent, login, module_settings, new_conversation, started
 
 MARS = "What will the weather be like on Mars tomorrow?"
 

@@ -19,7 +19,7 @@ from chatbot.agents.auth import issue_agent_token
 from chatbot.config import Settings
 from chatbot.store import Store
 from chatbot.store.models import Agent, Conversation
-from tests.agent_support import PASSWORD, create_agent, login, module_settings, new_conversation, started
+from tests.support.app import PASSWORD, create_agent, login, module_settings, new_conversation, started
 
 
 @pytest.fixture(scope="module")

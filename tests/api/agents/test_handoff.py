@@ -16,7 +16,7 @@ from chatbot.config import Settings
 from chatbot.schema import AnswerObject
 from chatbot.store import Store
 from chatbot.store.handoff import LifecycleConflict
-from tests.agent_support import ask, create_agent, login, module_settings, new_conversation, receive_until, started
+from tests.support.app import ask, create_agent, login, module_settings, new_conversation, receive_until, started
 
 
 @pytest.fixture(scope="module")

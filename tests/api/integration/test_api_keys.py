@@ -19,8 +19,8 @@ from chatbot.integration.keys import ApiKeys, identity_secret, parse_scopes
 from chatbot.store import Store
 from chatbot.store.models import ApiKey
 from chatbot.tokens import secret_key
-from tests.agent_support import module_settings, started
-from tests.integration_support import bearer, make_key, signed
+from tests.support.app import module_settings, started
+from tests.support.integration import bearer, make_key, signed
 
 
 @pytest.fixture(scope="module")

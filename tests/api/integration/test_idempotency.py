@@ -13,8 +13,8 @@ from chatbot.config import Settings
 from chatbot.integration.idempotency import IdempotencyStore, InFlight, KeyReused, request_hash
 from chatbot.store import Store
 from chatbot.store.models import utcnow
-from tests.agent_support import module_settings, new_conversation, started
-from tests.integration_support import bearer, make_key
+from tests.support.app import module_settings, new_conversation, started
+from tests.support.integration import bearer, make_key
 
 
 @pytest.fixture(scope="module")

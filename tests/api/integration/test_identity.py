@@ -12,8 +12,8 @@ from chatbot.config import Settings
 from chatbot.integration.keys import ApiKeyRecord
 from chatbot.store import Store
 from chatbot.store.models import Conversation
-from tests.agent_support import module_settings, started
-from tests.integration_support import bearer, key_conversation, make_key, signed
+from tests.support.app import module_settings, started
+from tests.support.integration import bearer, key_conversation, make_key, signed
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ from chatbot.server.app import create_app
 from chatbot.server.openai_routes import cited
 from chatbot.store import Store
 from chatbot.tokens import secret_key
-from tests.agent_support import create_agent, module_settings
-from tests.services import free_port
+from tests.support.app import create_agent, module_settings
+from tests.support.services import free_port
 
 KEY_LIMIT = 40  # requests per key per minute in this module (the rate-limit test exceeds it)
 CONVERSATION_LIMIT = 10  # customer messages per conversation per minute

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from chatbot.config import Settings
 from chatbot.errors import InvalidInput
 from chatbot.integration.pagination import decode_seq, encode_seq
-from tests.agent_support import module_settings, new_conversation, started
-from tests.integration_support import bearer, key_conversation, make_key
+from tests.support.app import module_settings, new_conversation, started
+from tests.support.integration import bearer, key_conversation, make_key
 
 PAGE_MAX = 5
 

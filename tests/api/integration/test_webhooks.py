@@ -21,7 +21,7 @@ from chatbot.config import Settings
 from chatbot.integration.webhooks import WebhookWorker, enqueue, sign, verify_signature, webhook_secret
 from chatbot.store import Store
 from chatbot.store.models import WebhookDelivery
-from tests.agent_support import create_agent, login, module_settings, new_conversation, started
+from tests.support.app import create_agent, login, module_settings, new_conversation, started
 
 SECRET = "whsec_test_secret"
 

@@ -2,7 +2,7 @@
 
 The detector uses the real MiniLM (the session embedder) against the fixture index; the policy is
 given the classifier rankings it would receive, so each routing rule is checked in isolation
-(the end-to-end routes are in tests/test_flows.py).
+(the end-to-end routes are in tests/unit/dialogue/test_flows.py).
 """
 
 from __future__ import annotations

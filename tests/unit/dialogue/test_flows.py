@@ -28,8 +28,8 @@ from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import build_index
 from chatbot.llm.prompts import SYSTEM_PROMPT
 from chatbot.schema import AnswerObject
+from tests.api.test_server import receive_answer, started
 from tests.conftest import FIXTURE_KB
-from tests.test_server import receive_answer, started
 
 URGENT_HELP = PROJECT_ROOT / "knowledge_base" / "documents" / "urgent-help.md"
 
@@ -211,7 +211,7 @@ def test_widget_shows_quick_replies_as_buttons_and_sends_one(
     flow_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """A flow's "Talk to an agent" is a button under the answer; clicking it sends that text, once."""
-    browser_test = pytest.importorskip("tests.browser_support")  # skips without Chromium
+    browser_test = pytest.importorskip("tests.support.browser")  # skips without Chromium
     from playwright.sync_api import expect, sync_playwright
 
     server = browser_test.Server(flow_settings, browser_test.free_port(), tmp_path_factory.mktemp("qr") / "chat.db")

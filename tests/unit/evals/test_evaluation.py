@@ -4,7 +4,7 @@ from chatbot.config import Settings
 from chatbot.evals.answers import run_answer_evaluation
 from chatbot.evals.metrics import percentile, rouge_l
 
-DEV = Path(__file__).parent / "fixtures" / "dev.jsonl"
+DEV = Path(__file__).resolve().parents[2] / "fixtures" / "dev.jsonl"
 
 
 def test_rouge_l_and_percentiles() -> None:

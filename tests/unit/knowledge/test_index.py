@@ -4,8 +4,7 @@ from pathlib import Path
 
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import KnowledgeIndex, build_index, is_stale
-
-from .conftest import FIXTURE_KB
+from tests.conftest import FIXTURE_KB
 
 
 def test_incremental_rebuild_embeds_only_what_changed(tmp_path: Path, embedder: Embedder) -> None:

@@ -3,8 +3,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.knowledge.sources import KnowledgeError, discover_files, load_document, load_faq_file
-
-from .conftest import FIXTURE_KB
+from tests.conftest import FIXTURE_KB
 
 
 def test_markdown_front_matter_gives_stable_id_title_and_url() -> None:

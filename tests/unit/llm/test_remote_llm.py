@@ -28,7 +28,7 @@ from chatbot.dialogue.engine import Engine
 from chatbot.dialogue.grounding import check_grounding
 from chatbot.llm.remote import RemoteGenerator
 from chatbot.schema import AnswerObject, DeltaEvent, MessageEvent
-from tests.services import free_port
+from tests.support.services import free_port
 
 QUESTION = "When do wires have to be requested to go out the same day?"  # the fixture KB answers it by generation
 SECRET = "sk-remote-Secret-4242"

@@ -1,6 +1,6 @@
-"""The store's aggregate repositories, each on its own, on SQLite and on PostgreSQL (tests/services.py).
+"""The store's aggregate repositories, each on its own, on SQLite and on PostgreSQL (tests/support/services.py).
 
-``tests/test_store_postgres.py`` drives the whole ``Store`` through its flat methods; these tests
+``tests/services/test_store_postgres.py`` drives the whole ``Store`` through its flat methods; these tests
 reach each repository through its ``Store`` attribute (``store.agents``, ``store.outbox``, …), cover
 the repositories that took over the SQL of ``chatbot/integration`` and ``chatbot/server`` (API keys,
 idempotency, the webhook outbox, the integration API's conversations, the OpenAI channel's history,
@@ -20,7 +20,7 @@ from chatbot.store import AgentExists, ConversationNotFound, KeyExists, MessageN
 from chatbot.store.agents import AgentRepository
 from chatbot.store.models import utcnow
 
-CHATBOT = Path(__file__).resolve().parents[1] / "chatbot"
+CHATBOT = Path(__file__).resolve().parents[3] / "chatbot"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

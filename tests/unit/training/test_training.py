@@ -96,7 +96,7 @@ def test_two_training_steps_write_an_adapter_that_loads(built_index: Settings, t
 
 
 def test_shipped_adapter_matches_the_prompt_format() -> None:
-    folder = Path(__file__).resolve().parent.parent / "models" / "generator-lora"
+    folder = Path(__file__).resolve().parents[3] / "models" / "generator-lora"
     if not (folder / "adapter_config.json").exists():
         pytest.skip("no adapter shipped")
     config = json.loads((folder / "adapter_config.json").read_text())
