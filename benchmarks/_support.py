@@ -1,6 +1,7 @@
 """Shared by the load and fault benchmarks: a real `chatbot serve` process, WebSocket customers, checks.
 
-- ``ServerProcess``: ``chatbot serve`` in a child process with its own database; ``kill9`` ends it as
+- ``ServerProcess``: ``chatbot serve`` in a child process with its own database (the tests' own,
+  tests/support/servers.py, with longer timeouts); ``kill9`` ends it as
   a crash does (no shutdown hook), ``start`` brings it back on the same port and database.
 - ``question_pool``: realistic customer messages from the *development* sets in ``evaluation/``
   (FAQ-style bank questions, CFPB paraphrases, flows and small talk, questions the bank does not
@@ -19,16 +20,10 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,14 +32,10 @@ from websockets.exceptions import ConnectionClosed
 
 from chatbot.config import PROJECT_ROOT
 from chatbot.machine import cpu_name
+from tests.support.servers import ServerProcess as _ServerProcess
+from tests.support.services import free_port as free_port  # re-exported for the benchmarks
 
 EVALUATION = PROJECT_ROOT / "evaluation"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def machine() -> dict[str, Any]:
@@ -75,64 +66,16 @@ def server_env(database_url: str, generation: bool = True, **extra: str) -> dict
     return env
 
 
-class ServerProcess:
-    """``chatbot serve --port PORT`` in a child process; its output goes to ``log``."""
+class ServerProcess(_ServerProcess):
+    """``chatbot serve --port PORT`` in a child process (tests/support/servers.py), with the benchmarks'
+    longer timeouts: a model load or a PostgreSQL migration on a busy 2-core machine."""
 
-    def __init__(self, env: Mapping[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = dict(env), port, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "chatbot.cli", *args],
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            cwd=PROJECT_ROOT,
-        )
+    cli_timeout = 300
+    stop_timeout = 60
 
     def start(self, timeout: float = 600) -> float:
         """Start and wait for ``/healthz`` 200; returns the seconds it took."""
-        started = time.monotonic()
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "chatbot.cli", "serve", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=PROJECT_ROOT,
-            )
-        while time.monotonic() - started < timeout:
-            if self.process.poll() is not None:
-                break
-            if health(self.url) == 200:
-                return time.monotonic() - started
-            time.sleep(0.3)
-        self.stop()
-        tail = self.log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"server on port {self.port} did not become healthy; its log ends with:\n{tail}")
-
-    def kill9(self) -> None:
-        """SIGKILL: what a crash or the OOM killer does; no lifespan shutdown runs."""
-        if self.process is not None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-            self.process = None
+        return super().start(timeout)
 
 
 def health(url: str) -> int | None:

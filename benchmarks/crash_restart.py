@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix="kestrel-crash-"))
         database_url = args.database_url or f"sqlite:///{workdir / 'crash.db'}"
         if args.postgres:
-            from tests.services import postgres_server  # the test suite's real PostgreSQL helper
+            from tests.support.services import postgres_server  # the test suite's real PostgreSQL helper
 
             database_url = stack.enter_context(postgres_server()).create_database("kestrel_crash")
         env = server_env(database_url, generation=args.generation)

@@ -19,7 +19,7 @@ from chatbot.dialogue.engine import Engine
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import build_index
 from chatbot.llm.loading import resolve_generator_path
-from tests.services import PostgresServer, RedisServer, postgres_bin, postgres_server, redis_bin, redis_server
+from tests.support.services import PostgresServer, RedisServer, postgres_bin, postgres_server, redis_bin, redis_server
 
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
 DEFAULTS = Settings()
@@ -81,7 +81,7 @@ def engine(built_index: Settings) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """A real PostgreSQL server for the session (tests/services.py); skipped where it is not installed."""
+    """A real PostgreSQL server for the session (tests/support/services.py); skipped where it is not installed."""
     if postgres_bin() is None:
         pytest.skip("PostgreSQL is not installed: apt-get install postgresql (make test does it where it may)")
     with postgres_server() as server:
@@ -98,7 +98,7 @@ def postgres_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> st
 
 @pytest.fixture(scope="session")
 def redis() -> Iterator[RedisServer]:
-    """A real Redis server for the session (tests/services.py); skipped where it is not installed."""
+    """A real Redis server for the session (tests/support/services.py); skipped where it is not installed."""
     if redis_bin() is None:
         pytest.skip("Redis is not installed: apt-get install redis-server (make test does it where it may)")
     with redis_server() as server:
