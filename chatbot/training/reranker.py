@@ -31,7 +31,7 @@ import numpy as np
 from chatbot.config import Settings
 from chatbot.knowledge.index import KnowledgeIndex, Passage
 from chatbot.knowledge.reranker import META_FILE, expected_meta, passage_text, reranker_dir
-from chatbot.models import force_offline, resolve_model_spec
+from chatbot.model_specs import force_offline, resolve_model_spec
 
 CASUAL = [
     (r"\bwhat is\b", "whats"),

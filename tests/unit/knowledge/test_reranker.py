@@ -15,8 +15,7 @@ from chatbot.knowledge.index import KnowledgeIndex, build_index
 from chatbot.knowledge.reranker import CrossEncoderReranker, load_reranker, passage_text, reranker_state
 from chatbot.knowledge.retriever import Retriever
 from chatbot.training.reranker import RerankerConfig, casual, train_reranker
-
-from .conftest import FIXTURE_KB, PROJECT_DATA_DIR
+from tests.conftest import FIXTURE_KB, PROJECT_DATA_DIR
 
 OVERDRAFT = """---
 id: overdraft
