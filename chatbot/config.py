@@ -169,6 +169,22 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(16 * 1024, ge=256, description="Largest WebSocket frame accepted (1009 above).")
     ws_idle_timeout_s: float = Field(900.0, gt=0, description="A WebSocket that sends nothing this long is closed.")
     keep_alive_timeout_s: float = Field(5.0, gt=0, le=300, description="An idle HTTP keep-alive connection is closed.")
+    # Slow and numerous clients (chatbot/connections.py, docs/operations.md#slow-clients): a socket is cheap to
+    # open and costs the server a file descriptor until it closes.
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="A request's headers must be complete this long after its first byte (408)."
+    )
+    http_body_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="A request's body must be complete this long after its headers (closed)."
+    )
+    max_connections: int = Field(
+        10_000, ge=1, description="Open sockets (HTTP and WebSocket) in total; new ones get a 503 and are closed."
+    )
+    max_connections_per_ip: int = Field(200, ge=1, description="Open sockets per client address (503 above).")
+    connection_limit_exempt_ips: list[str] = Field(
+        default_factory=list,
+        description="Addresses without a per-address cap: your reverse proxies, which carry many customers each.",
+    )
     metrics_public: bool = Field(False, description="/metrics open to every client (else loopback or an admin).")
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser (JSON list); empty: none."
