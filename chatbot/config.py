@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     login_window_s: float = Field(300.0, gt=0, description="The window those failures are counted in.")
     handoff_flag_after_s: int = Field(300, ge=1, description="A waiting conversation nobody takes is flagged after.")
     expected_wait_s: int = Field(120, ge=0, description="Expected wait told to customers while agents are online.")
+    emergency_phone: str = Field(
+        "1-800-555-0199",
+        description="The 24/7 card-emergency and fraud line, repeated when no agent is online (as in knowledge_base/).",
+    )
     offline_wait_s: int = Field(
         24 * 3600, ge=0, description="Expected wait told to customers when no agent is online (the team's target)."
     )
