@@ -22,6 +22,7 @@ from tests.agent_support import module_settings
 from tests.services import free_port
 
 HEADER_TIMEOUT = 3.0
+BODY_TIMEOUT = 2.0
 PER_IP = 20
 ATTACKER = "127.0.0.1"
 OTHER = "127.0.0.2"  # another loopback address: a different client as far as the server can tell
@@ -85,6 +86,7 @@ def server(built_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         tmp_path_factory.mktemp("slow"),
         generation_enabled=False,
         http_header_timeout_s=HEADER_TIMEOUT,
+        http_body_timeout_s=BODY_TIMEOUT,
         max_connections_per_ip=PER_IP,
         rate_limit_enabled=False,
     )
@@ -129,6 +131,16 @@ def test_a_trickle_of_header_lines_does_not_extend_the_deadline(server: Server) 
             break
     assert closed, "a trickling client kept its socket for 20 s"
     assert time.monotonic() - started < HEADER_TIMEOUT + 5
+    sock.close()
+
+
+def test_a_body_that_never_completes_is_closed_within_the_bound(server: Server) -> None:
+    sock = connect(server.port, OTHER)
+    sock.sendall(b"POST /v1/nlu/parse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+    sock.sendall(b'Content-Length: 100\r\n\r\n{"text": "my card')  # 16 of the 100 bytes promised
+    started = time.monotonic()
+    closed_by_server(sock)
+    assert time.monotonic() - started < BODY_TIMEOUT + 5
     sock.close()
 
 
