@@ -16,6 +16,13 @@ b. **random WebSocket frames** on ``/ws/chat`` and ``/ws/agent``: invalid JSON, 
    types, huge frames, deep nesting, unicode junk, control characters, rapid bursts. Each must get an
    ``error`` frame (or, above the frame size limit, a close with 1009), never ``internal_error`` nor a
    1011 close, and the connection (or a new one) must keep working.
+a3. **malformed text at every entry point that takes text**, with real credentials and real targets
+   (so the text reaches validation, not a 401/404 first): a customer message (REST and ``/ws/chat``),
+   the OpenAI route, an agent's reply and note on a conversation the agent holds, ``/v1/nlu/parse``,
+   a feedback comment and the login name — each with lone surrogates (``\\ud800``, ``\\udfff``, a
+   reversed pair), NUL, noncharacters (U+FFFE, U+FFFF, U+FDD0, U+10FFFF), overlong UTF-8 sequences
+   and CESU-8 surrogates sent as raw bytes, a BOM and an RTL override. Each must be a 2xx (valid
+   Unicode, however odd) or a 4xx, never a 5xx; each frame an answer or an ``error`` frame.
 c. **afterwards**: ``/healthz`` answers 200 and a normal chat message gets an answer.
 
 The exit status is 1 on any 5xx, internal error, or a server that stopped serving.
@@ -234,6 +241,119 @@ def _raw_request(url: str, method: str, body: bytes, headers: dict[str, str]) ->
         connection.close()
 
 
+# --------------------------------------------------------------------------- a3. malformed text
+# (name, the bytes between the quotes of a JSON string): escapes as a client writes them, or raw bytes.
+MALFORMED_TEXTS: list[tuple[str, bytes]] = [
+    ("lone high surrogate", b"card lost \\ud800"),
+    ("lone low surrogate", b"\\udfff help"),
+    ("reversed surrogate pair", b"hi \\udc00\\ud800 there"),
+    ("surrogate only", b"\\ud800"),
+    ("NUL inside", b"my card\\u0000 was stolen"),
+    ("NUL only", b"\\u0000\\u0000"),
+    ("noncharacter U+FFFE", b"wire fee \\ufffe"),
+    ("noncharacter U+FFFF", b"\\uffff wire fee"),
+    ("noncharacter U+FDD0", b"wire \\ufdd0 fee"),
+    ("noncharacter U+10FFFF", b"wire fee \\udbff\\udfff"),
+    ("overlong '/' (2 bytes)", b"wire \xc0\xaf fee"),
+    ("overlong '/' (3 bytes)", b"wire \xe0\x80\xaf fee"),
+    ("overlong '/' (4 bytes)", b"wire \xf0\x80\x80\xaf fee"),
+    ("CESU-8 surrogate bytes", b"wire \xed\xa0\x80 fee"),
+    ("BOM and RTL override", "\ufeffwire \u202efee".encode()),
+]
+
+
+def malformed_text(url: str, ws_url: str, creds: dict[str, Any]) -> dict[str, Any]:
+    """Every malformed text at every text entry point, past authentication, on real conversations."""
+    statuses: Counter[str] = Counter()
+    server_errors: list[str] = []
+    refused_examples: dict[str, str] = {}
+
+    def new_conversation() -> tuple[str, str]:
+        _, created = request(url, "POST", "/v1/conversations")
+        return str(created["id"]), str(created["token"])
+
+    agent = creds.get("agent_token")
+    held, held_token = new_conversation()  # a conversation the fuzzing agent holds: replies and notes reach it
+    request(url, "POST", f"/v1/conversations/{held}/handoff", token=held_token)
+    if agent:
+        request(url, "POST", f"/v1/agent/conversations/{held}/claim", token=agent)
+    rated, rated_token = new_conversation()
+    _, answer = request(url, "POST", f"/v1/conversations/{rated}/messages", {"text": "hello"}, token=rated_token)
+    answer_id = answer.get("id") if isinstance(answer, dict) else None
+
+    for name, text in MALFORMED_TEXTS:
+        conversation, token = new_conversation()
+        targets: list[tuple[str, str, bytes, str | None]] = [
+            ("customer message", f"/v1/conversations/{conversation}/messages", b'{"text": "%s"}', token),
+            ("nlu parse", "/v1/nlu/parse", b'{"text": "%s"}', None),
+            ("login name", "/v1/agent/login", b'{"username": "%s", "password": "x"}', None),
+            (
+                "openai",
+                "/v1/chat/completions",
+                b'{"model": "kestrel-assist", "messages": [{"role": "user", "content": "%s"}]}',
+                creds.get("api_key"),
+            ),
+        ]
+        if agent:
+            targets += [
+                ("agent reply", f"/v1/agent/conversations/{held}/messages", b'{"text": "%s"}', agent),
+                ("agent note", f"/v1/agent/conversations/{held}/notes", b'{"text": "%s"}', agent),
+            ]
+        if answer_id:
+            targets.append(
+                ("feedback comment", f"/v1/messages/{answer_id}/feedback", b'{"rating": "down", "comment": "%s"}',
+                 rated_token)
+            )  # fmt: skip
+        for target, path, template, bearer_token in targets:
+            headers = {"Content-Type": "application/json"}
+            if bearer_token:
+                headers["Authorization"] = f"Bearer {bearer_token}"
+            code = _raw_request(url + path, "POST", template.replace(b"%s", text), headers)
+            statuses[str(code)] += 1
+            if code == "connection failed" or (isinstance(code, int) and code >= 500):
+                server_errors.append(f"{code} {target} ({name})")
+            elif isinstance(code, int) and code >= 400:
+                refused_examples.setdefault(f"{target}: {name}", str(code))
+    frames = asyncio.run(_malformed_frames(ws_url))
+    return {
+        "texts": len(MALFORMED_TEXTS),
+        "requests": sum(statuses.values()),
+        "responses_by_status": dict(sorted(statuses.items())),
+        "server_errors": len(server_errors),
+        "server_error_examples": server_errors[:20],
+        "refused": refused_examples,
+        "websocket": frames,
+    }
+
+
+async def _malformed_frames(ws_url: str) -> dict[str, Any]:
+    """Each malformed text as a ``/ws/chat`` message frame (text frames must be UTF-8: raw bytes become
+    a binary frame); count the replies. The socket must stay open: no internal_error, no 1011."""
+    replies: Counter[str] = Counter()
+    internal = closes = 0
+    socket = await connect(ws_url + "/ws/chat", open_timeout=30, proxy=None)
+    await asyncio.wait_for(socket.recv(), 30)  # ready
+    for _, text in MALFORMED_TEXTS:
+        frame = b'{"type": "message", "text": "' + text + b'"}'
+        try:
+            decoded = frame.decode()
+        except UnicodeDecodeError:
+            decoded = None
+        try:
+            await socket.send(decoded if decoded is not None else frame)
+            for reply in await _drain(socket, 1.5):
+                key = f"error:{reply.get('code')}" if reply.get("type") == "error" else str(reply.get("type"))
+                replies[key] += 1
+                internal += reply.get("code") == "internal_error"
+        except ConnectionClosed as closed:
+            closes += 1
+            internal += bool(closed.rcvd and closed.rcvd.code == 1011)
+            socket = await connect(ws_url + "/ws/chat", open_timeout=30, proxy=None)
+            await asyncio.wait_for(socket.recv(), 30)
+    await socket.close()
+    return {"frames": len(MALFORMED_TEXTS), "replies": dict(replies), "closes": closes, "internal_errors": internal}
+
+
 # --------------------------------------------------------------------------- b. WebSocket frames
 def junk_frames(rng: random.Random, huge: int) -> list[tuple[str, str | bytes]]:
     """(name, frame): what a broken or hostile client sends."""
@@ -439,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         report["malformed_bodies"] = malformed_bodies(
             url, {"none": None, "api-key": creds["api_key"], "agent-token": creds["agent_token"]}
         )
+        print("malformed text at every entry point…", file=sys.stderr)
+        report["malformed_text"] = malformed_text(url, ws_url, creds)
         max_frame = 16 * 1024  # the default max_frame_bytes; 4x that must be refused, not crash anything
         status, _ = request(url, "GET", "/healthz")
         rng = random.Random(args.seed)
@@ -458,7 +580,9 @@ def main(argv: list[str] | None = None) -> int:
             report["server_log"] = str(server.log)
     five_xx = sum(int(s["server_errors"]) for s in report["schemathesis"])
     five_xx += int(report.get("malformed_bodies", {}).get("server_errors", 0))
+    five_xx += int(report.get("malformed_text", {}).get("server_errors", 0))
     internal = sum(int(w["internal_errors"]) for w in report.get("websocket", []))
+    internal += int(report.get("malformed_text", {}).get("websocket", {}).get("internal_errors", 0))
     after = report.get("after", {})
     report["verdict"] = {
         "http_5xx": five_xx,
@@ -480,6 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"malformed bodies: {bodies.get('requests')} requests, statuses {bodies.get('responses_by_status')}, "
         f"5xx {bodies.get('server_error_examples')}"
+    )
+    text = report.get("malformed_text", {})
+    print(
+        f"malformed text: {text.get('texts')} texts, {text.get('requests')} requests, statuses "
+        f"{text.get('responses_by_status')}, 5xx {text.get('server_error_examples')}; /ws/chat {text.get('websocket')}"
     )
     for socket in report.get("websocket", []):
         print(

@@ -187,11 +187,14 @@ def serve(
     """Start the HTTP and WebSocket server (SIGTERM: finish answers in flight, then exit; docs/operations.md)."""
     import uvicorn
 
+    from chatbot.connections import raise_open_file_limit, uvicorn_options
     from chatbot.log_setup import configure_logging
     from chatbot.shutdown import GracefulServer
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.pii_public_numbers)
+    # Slow clients: header/body deadlines and connection caps around uvicorn's own protocol, the total
+    # kept below the open-file limit (raised to its hard limit first).
     config = uvicorn.Config(
         "chatbot.server.app:create_app",
         factory=True,
@@ -199,7 +202,7 @@ def serve(
         port=port or settings.port,
         log_config=None,
         ws_max_size=settings.max_frame_bytes,  # bigger frames: close 1009 (the app checks too)
-        timeout_keep_alive=int(settings.keep_alive_timeout_s),
+        **uvicorn_options(settings, raise_open_file_limit()),  # keep-alive, header/body deadlines, connection caps
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
         proxy_headers=True,  # client address and scheme from X-Forwarded-* of trusted proxies only
         forwarded_allow_ips=forwarded_allow_ips,

@@ -175,6 +175,10 @@ class Settings(BaseSettings):
     login_window_s: float = Field(300.0, gt=0, description="The window those failures are counted in.")
     handoff_flag_after_s: int = Field(300, ge=1, description="A waiting conversation nobody takes is flagged after.")
     expected_wait_s: int = Field(120, ge=0, description="Expected wait told to customers while agents are online.")
+    emergency_phone: str = Field(
+        "1-800-555-0199",
+        description="The 24/7 card-emergency and fraud line, repeated when no agent is online (as in knowledge_base/).",
+    )
     offline_wait_s: int = Field(
         24 * 3600, ge=0, description="Expected wait told to customers when no agent is online (the team's target)."
     )
@@ -203,6 +207,22 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(16 * 1024, ge=256, description="Largest WebSocket frame accepted (1009 above).")
     ws_idle_timeout_s: float = Field(900.0, gt=0, description="A WebSocket that sends nothing this long is closed.")
     keep_alive_timeout_s: float = Field(5.0, gt=0, le=300, description="An idle HTTP keep-alive connection is closed.")
+    # Slow and numerous clients (chatbot/connections.py, docs/operations.md#slow-clients): a socket is cheap to
+    # open and costs the server a file descriptor until it closes.
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="A request's headers must be complete this long after its first byte (408)."
+    )
+    http_body_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="A request's body must be complete this long after its headers (closed)."
+    )
+    max_connections: int = Field(
+        10_000, ge=1, description="Open sockets (HTTP and WebSocket) in total; new ones get a 503 and are closed."
+    )
+    max_connections_per_ip: int = Field(200, ge=1, description="Open sockets per client address (503 above).")
+    connection_limit_exempt_ips: list[str] = Field(
+        default_factory=list,
+        description="Addresses without a per-address cap: your reverse proxies, which carry many customers each.",
+    )
     metrics_public: bool = Field(False, description="/metrics open to every client (else loopback or an admin).")
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser (JSON list); empty: none."

@@ -124,9 +124,13 @@ class HandoffService:
                     wait,
                 )
             wait = self.settings.offline_wait_s
+            # A day's wait is no answer to a stolen card or a scam in progress: the notice repeats the
+            # 24/7 line (knowledge_base/documents/lost-or-stolen-cards.md and security.md).
             return (
                 "No one from our team is online right now. Leave a message here and an agent will read it and "
-                f"reply in this conversation; the expected wait is {duration_text(wait)}.",
+                f"reply in this conversation; the expected wait is {duration_text(wait)}. If your card is lost or "
+                "stolen, or you think someone is using your account or has tricked you into sharing a code, call "
+                f"our 24/7 card and fraud line now at {self.settings.emergency_phone}.",
                 wait,
             )
         if record.status == "assigned":

@@ -162,7 +162,9 @@ def validation_error_response(error: RequestValidationError) -> JSONResponse:
         param = param or location or None
         message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
         problems.append(f"{location or 'body'}: {message}")
-    return error_response(422, "invalid_request", "; ".join(problems) or "invalid request", param)
+    # a body model may name its own error type as the code (the web layer's ``invalid_text``)
+    code = next((str(i["type"]) for i in error.errors() if i.get("type") == "invalid_text"), "invalid_request")
+    return error_response(422, code, "; ".join(problems) or "invalid request", param)
 
 
 def sse(data: dict[str, Any]) -> bytes:

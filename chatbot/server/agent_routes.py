@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from chatbot.agents import analytics
 from chatbot.agents.auth import (
@@ -26,6 +26,7 @@ from chatbot.agents.suggestions import suggest
 from chatbot.conversations.handoff import HandoffService, message_out, note_out
 from chatbot.dialogue.engine import Engine
 from chatbot.integration.openapi import errors
+from chatbot.server.bodies import RequestBody
 from chatbot.server.dependencies import current_admin, current_agent, key_scope
 from chatbot.server.errors import ApiError
 from chatbot.server.routes import ConversationId
@@ -36,17 +37,17 @@ agent_router = APIRouter(tags=["agents"], responses=errors(401))  # every route:
 STATUSES = ("bot", "waiting", "assigned", "closed")
 
 
-class LoginIn(BaseModel):
+class LoginIn(RequestBody):
     username: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=1024)
 
 
-class AgentMessageIn(BaseModel):
+class AgentMessageIn(RequestBody):
     text: str = Field(description="The reply to the customer (max_message_chars at most).")
     suggestion_id: str | None = Field(None, max_length=64, description="The suggestion this reply started from.")
 
 
-class NoteIn(BaseModel):
+class NoteIn(RequestBody):
     text: str
 
 

@@ -92,7 +92,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("invalid_request", _describe(error)), status_code=422)
+        # text that is not valid Unicode has the code clean_text gives bad message text (server/bodies.py)
+        bad_text = any(item.get("type") == "invalid_text" for item in error.errors())
+        code = "invalid_text" if bad_text else "invalid_request"
+        return JSONResponse(error_body(code, _describe(error)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

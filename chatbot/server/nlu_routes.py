@@ -16,12 +16,13 @@ from pydantic import BaseModel, Field
 
 from chatbot.conversations.text import clean_text
 from chatbot.dialogue.engine import Engine
+from chatbot.server.bodies import RequestBody
 from chatbot.server.errors import ApiError
 
 nlu_router = APIRouter()
 
 
-class ParseIn(BaseModel):
+class ParseIn(RequestBody):
     text: Any = Field(description="The message to classify (a string, 2,000 characters at most).")
 
 

@@ -52,6 +52,7 @@ from chatbot.llm import openai_wire as wire
 from chatbot.llm.openai_wire import ChatCompletionRequest, ChatMessage, ErrorOut, Usage
 from chatbot.llm.worker import GenerationWorker
 from chatbot.schema import AnswerObject, DeltaEvent, ErrorEvent, MessageEvent, SourceRef, StartEvent
+from chatbot.server.bodies import RequestBody
 from chatbot.server.dependencies import (
     CUSTOMER_HASH_HEADER,
     CUSTOMER_ID_HEADER,
@@ -182,7 +183,7 @@ async def retrieve_model(model: str, key: ChatKey) -> ModelCard:
     return ModelCard(id=MODEL_ID, created=STARTED, owned_by=OWNED_BY)
 
 
-class CompletionBody(ChatCompletionRequest):
+class CompletionBody(RequestBody, ChatCompletionRequest):
     conversation_id: str | None = Field(
         None,
         max_length=64,

@@ -24,6 +24,7 @@ from chatbot.integration.openapi import errors
 from chatbot.integration.pagination import decode_seq, encode_seq, page_limit
 from chatbot.integration.webhooks import emit
 from chatbot.schema import AnswerObject
+from chatbot.server.bodies import RequestBody
 from chatbot.server.dependencies import customer_conversation, optional_api_key, ready_engine, store, verify_identity
 from chatbot.server.errors import ApiError
 from chatbot.store import ConversationNotFound, Store
@@ -45,7 +46,7 @@ class ConversationOut(BaseModel):
     customer_id: str | None = Field(None, description="The verified customer id (conversations made with an API key).")
 
 
-class NewConversationIn(BaseModel):
+class NewConversationIn(RequestBody):
     customer_id: str | None = Field(
         None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$", description="Your customer's id (API key only)."
     )
@@ -54,7 +55,7 @@ class NewConversationIn(BaseModel):
     )
 
 
-class MessageIn(BaseModel):
+class MessageIn(RequestBody):
     text: str = Field(description="What the customer wrote (2,000 characters at most).")
 
 
@@ -73,7 +74,7 @@ class MessageOut(BaseModel):
     agent_name: str | None = None
 
 
-class FeedbackIn(BaseModel):
+class FeedbackIn(RequestBody):
     rating: Literal["up", "down"]
     comment: str | None = Field(None, max_length=1000)
 

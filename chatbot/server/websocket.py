@@ -22,6 +22,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from chatbot.agents.hub import Connection, DeliveryHub
 from chatbot.conversations.handoff import HandoffService, message_out
+from chatbot.conversations.text import INVALID_UNICODE, lone_surrogate
 from chatbot.conversations.turns import TurnService
 from chatbot.dialogue.engine import Engine
 from chatbot.errors import InvalidInput, RateLimited
@@ -37,11 +38,16 @@ ws_router = APIRouter()
 CLIENT_FRAMES = ("message", "handoff", "typing")
 
 
-def decode_frame(raw: Mapping[str, Any], example: str) -> tuple[dict[str, Any] | None, str | None]:
+def decode_frame(
+    raw: Mapping[str, Any], example: str, text_field: str | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
     """A received WebSocket message as a JSON object, or ``(None, why)`` naming ``example`` as the shape.
 
     Shared by the customer and agent sockets: binary frames, invalid JSON, JSON nested past the
-    parser's depth (``RecursionError`` on "[[[[…") and non-objects are all refused the same way.
+    parser's depth (``RecursionError`` on "[[[[…"), non-objects and strings that are not valid
+    Unicode (an escaped lone surrogate, which no frame sent back could encode: a 1011 close) are all
+    refused the same way. ``text_field`` is left to ``clean_text``, so a message's text gets the
+    ``invalid_text`` error every channel gives it.
     """
     if raw.get("bytes") is not None:
         return None, "Binary frames are not supported; send JSON text frames."
@@ -51,12 +57,14 @@ def decode_frame(raw: Mapping[str, Any], example: str) -> tuple[dict[str, Any] |
         frame = None
     if not isinstance(frame, dict):
         return None, f"Frames must be JSON objects such as {example}."
+    if lone_surrogate({key: value for key, value in frame.items() if key != text_field}):
+        return None, INVALID_UNICODE
     return frame, None
 
 
 def _parse_frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """Return ``(frame, None)`` for a valid client frame, else ``(None, error message)``."""
-    frame, problem = decode_frame(raw, '{"type": "message", "text": "Hello"}')
+    frame, problem = decode_frame(raw, '{"type": "message", "text": "Hello"}', text_field="text")
     if frame is None:
         return None, problem
     if frame.get("type") not in CLIENT_FRAMES:

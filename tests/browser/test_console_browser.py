@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from chatbot.config import PROJECT_ROOT, Settings
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, Server, free_port
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, Server, csp_violations, free_port, watch_page
 
 pytestmark = pytest.mark.browser
 
@@ -289,4 +289,34 @@ def test_customer_hands_off_agent_replies_with_edited_suggestion_and_admin_sees_
         csv_text = Path(download_info.value.path()).read_text(encoding="utf-8")
         assert "international wire" in csv_text
         shoot(admin, "console-analytics.png")
+        browser.close()
+
+
+def test_analytics_bars_keep_to_the_consoles_csp(server: Server) -> None:
+    """The bars' widths are set through CSSOM: no `style=` attribute, so no CSP violation or console error."""
+    import urllib.request
+
+    from playwright.sync_api import expect, sync_playwright
+
+    def post(path: str, body: dict[str, str] | None = None, token: str | None = None) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(server.url + path, data=data, headers=headers, method="POST")
+        return dict(json.loads(urllib.request.urlopen(request, timeout=60).read()))
+
+    created = post("/v1/conversations")  # one answered message, so that the answer-kind bars have a row
+    post(f"/v1/conversations/{created['id']}/messages", {"text": "what is the wire cut-off time?"}, created["token"])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        admin = browser.new_page()
+        errors = watch_page(admin)
+        sign_in(admin, server.url, *ADMIN)
+        admin.get_by_test_id("ac-tab-analytics").click()
+        fills = admin.locator(".bar-row .bar > span")
+        expect(fills.first).to_be_attached(timeout=15000)
+        width = fills.first.evaluate("(node) => node.getBoundingClientRect().width")
+        assert width > 0, "the bar has its width"
+        admin.wait_for_timeout(500)
+        assert csp_violations(admin) == []
+        assert errors == []
         browser.close()

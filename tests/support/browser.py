@@ -43,3 +43,25 @@ class Server(ServerProcess):
         if settings.nlu_dir is not None:  # the intent classifier `make` built, not one trained per server
             environment["CHATBOT_NLU_DIR"] = str(settings.nlu_dir)
         super().__init__(environment, port, database.with_suffix(".server.log"))
+
+
+# Records every Content-Security-Policy violation the page reports (the browser fires
+# `securitypolicyviolation` for a blocked inline style or script), for the tests to assert none.
+CSP_RECORDER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolations.push(event.violatedDirective + " " + (event.blockedURI || "inline") + " " + event.sample);
+});
+"""
+
+
+def watch_page(page: object) -> list[str]:
+    """Record CSP violations (``CSP_RECORDER``) and console errors of ``page``; returns the error list."""
+    errors: list[str] = []
+    page.add_init_script(CSP_RECORDER)  # type: ignore[attr-defined]
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)  # type: ignore[attr-defined]
+    return errors
+
+
+def csp_violations(page: object) -> list[str]:
+    return list(page.evaluate("window.__cspViolations || []"))  # type: ignore[attr-defined]

@@ -240,6 +240,12 @@
   #kestrel-chat .kc-msg{max-width:90%;}
   #kestrel-chat .kc-hint{display:none;}
   #kestrel-chat .kc-composer{padding-bottom:max(8px,env(safe-area-inset-bottom));}
+  /* Touch targets of at least 44 x 44 px on phones (WCAG 2.5.5, Apple HIG). */
+  #kestrel-chat .kc-feedback .kc-thumb{width:44px;height:44px;min-width:44px;min-height:44px;}
+  #kestrel-chat .kc-handoff-button{min-height:44px;padding:8px 14px;}
+  #kestrel-chat .kc-quick-reply{min-height:44px;padding:8px 14px;}
+  #kestrel-chat .kc-close{width:44px;height:44px;}
+  #kestrel-chat .kc-actions{min-height:44px;}
 }`;
 
   // --------------------------------------------------------------------- DOM
@@ -500,9 +506,24 @@
     return line;
   }
 
+  const HANDOFF_REPLY = "talk to an agent"; // the server's quick reply that asks for a person (dialogue/policy.py)
+  const handingOff = () => conversationStatus === "waiting" || conversationStatus === "assigned";
+
+  /** Once a handoff has started, "Talk to an agent" would only ask again: remove it (and an emptied group). */
+  function removeHandoffReplies() {
+    panel.querySelectorAll(".kc-quick-reply").forEach((button) => {
+      if (button.textContent.trim().toLowerCase() !== HANDOFF_REPLY) return;
+      const group = button.parentNode;
+      button.remove();
+      if (group && !group.querySelector(".kc-quick-reply")) group.remove();
+    });
+  }
+
   /** Quick replies (clarification options, "Talk to an agent"): a click sends the button's text, once. */
   function renderQuickReplies(replies) {
-    const labels = Array.isArray(replies) ? replies.map(asText).filter((t) => t.trim()) : [];
+    const labels = (Array.isArray(replies) ? replies.map(asText).filter((t) => t.trim()) : []).filter(
+      (t) => !(handingOff() && t.trim().toLowerCase() === HANDOFF_REPLY)
+    );
     if (!labels.length) return null;
     const group = el("span", { class: "kc-quick-replies", "data-testid": "kc-quick-replies", role: "group", "aria-label": "Suggested replies" });
     labels.forEach((label) => {
@@ -678,7 +699,8 @@
       text = HANDOFF_TEXT[state] || "";
       if (state === "assigned" && asText(frame.agent_name).trim()) text = asText(frame.agent_name).trim() + " from our team has joined the chat.";
       if (state === "waiting" && frame.agents_online === 0) {
-        text = "No agent is online right now. Leave a message here and a member of our team will read it and reply.";
+        text = "No agent is online right now. Leave a message here and a member of our team will read it and reply. " +
+          "If your card is lost or stolen, or you suspect fraud, call our 24/7 card and fraud line at 1-800-555-0199.";
       } else if (state === "waiting" && typeof frame.expected_wait_s === "number" && frame.expected_wait_s > 0) {
         text += " Expected wait: about " + Math.max(1, Math.round(frame.expected_wait_s / 60)) + " min.";
       }
@@ -712,6 +734,7 @@
     modeLabel.textContent =
       state === "waiting" ? "Waiting for a member of our team\u2026" : state === "assigned" ? "Chatting with " + (name || "our team") : "";
     handoffButton.hidden = state === "waiting" || state === "assigned";
+    if (state === "waiting" || state === "assigned") removeHandoffReplies(); // a person is already on the way
     input.setAttribute(
       "placeholder",
       state === "waiting" ? "Leave a message for our team\u2026" : state === "assigned" ? "Type your message\u2026" : "Type your question\u2026"

@@ -123,6 +123,8 @@ def test_no_agent_online_tells_the_customer_and_flags_after_the_timeout(client: 
         assert notice["status"] == "waiting" and notice["agents_online"] == 0
         assert "No one from our team is online" in notice["text"] and "leave a message" in notice["text"].lower()
         assert notice["expected_wait_s"] == 24 * 3600 and "24 hours" in notice["text"]
+        # a day's wait is no answer to a stolen card: the 24/7 line of knowledge_base/lost-or-stolen-cards.md
+        assert "24/7 card and fraud line" in notice["text"] and "1-800-555-0199" in notice["text"]
         ws.send_json({"type": "handoff"})  # idempotent: the same state again, no new notice stored
         assert ws.receive_json()["status"] == "waiting"
         ws.send_json({"type": "message", "text": "Please call me back about my mortgage."})
