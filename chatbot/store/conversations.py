@@ -162,12 +162,16 @@ class ConversationRepository(Repository):
             return _summary(row)
 
     def for_customer(
-        self, customer_id: str, before: tuple[datetime, str] | None, limit: int
+        self, customer_id: str, before: tuple[datetime, str] | None, limit: int, *, api_key_id: str
     ) -> tuple[list[ConversationSummary], bool]:
-        """A verified customer's conversations, newest first; and whether more follow."""
+        """A verified customer's conversations made with one API key, newest first; and whether more follow.
+
+        A customer id is only meaningful within the key that signed it: two partners may both have a
+        "cust-42", so the key is part of every lookup (issue 12: partner isolation).
+        """
         with self._sessions() as session:
             query = select(Conversation).where(
-                Conversation.customer_id == customer_id, Conversation.api_key_id.is_not(None)
+                Conversation.customer_id == customer_id, Conversation.api_key_id == api_key_id
             )
             if before is not None:
                 moment, last_id = before
