@@ -157,7 +157,71 @@ def test_wrong_role_gets_403_and_a_disabled_agent_loses_access(client: TestClien
     login_again = client.post("/v1/agent/login", json={"username": "mallory", "password": PASSWORD})
     assert login_again.status_code == 401
     assert cli(settings_, "enable", "mallory").returncode == 0
+    # Re-enabling does not revive the tokens issued before the disable (issue 12): a new sign-in is needed.
+    refused = client.get("/v1/agent/me", headers=headers)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "revoked_token"
+    _, fresh = login(client, "mallory")
+    assert client.get("/v1/agent/me", headers=fresh).status_code == 200
+
+
+def test_logout_revokes_every_token_of_the_agent(client: TestClient, settings_: Settings) -> None:
+    create_agent(settings_, "leaving")
+    token, headers = login(client, "leaving")
+    _, other_device = login(client, "leaving")
     assert client.get("/v1/agent/me", headers=headers).status_code == 200
+    response = client.post("/v1/agent/logout", headers=headers)
+    assert response.status_code == 204, response.text
+    for old in (headers, other_device):
+        refused = client.get("/v1/agent/conversations", headers=old)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "revoked_token"
+    again = client.post("/v1/agent/logout", headers=headers)  # a revoked token cannot sign out again
+    assert again.status_code == 401
+    assert client.post("/v1/agent/logout").json()["error"]["code"] == "missing_token"
+    _, fresh = login(client, "leaving")
+    assert client.get("/v1/agent/me", headers=fresh).status_code == 200
+    with client.websocket_connect(f"/ws/agent?token={token}") as ws:  # a revoked token opens no socket
+        assert ws.receive_json()["code"] == "revoked_token"
+        assert ws.receive()["code"] == 4401
+
+
+def test_a_password_change_revokes_earlier_tokens(client: TestClient, settings_: Settings) -> None:
+    create_agent(settings_, "rotating")
+    _, headers = login(client, "rotating")
+    assert cli(settings_, "password", "rotating", "--password-stdin", stdin="short\n").returncode == 2
+    assert client.get("/v1/agent/me", headers=headers).status_code == 200
+    assert cli(settings_, "password", "nobody", "--password-stdin", stdin="a-new-password-1\n").returncode == 1
+    changed = cli(settings_, "password", "rotating", "--password-stdin", stdin="a-new-password-1\n")
+    assert changed.returncode == 0, changed.stderr
+    refused = client.get("/v1/agent/me", headers=headers)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "revoked_token"
+    assert client.post("/v1/agent/login", json={"username": "rotating", "password": PASSWORD}).status_code == 401
+    _, fresh = login(client, "rotating", "a-new-password-1")
+    assert client.get("/v1/agent/me", headers=fresh).status_code == 200
+
+
+def test_an_open_agent_socket_is_closed_on_its_next_frame_once_its_token_is_revoked(
+    client: TestClient, settings_: Settings
+) -> None:
+    create_agent(settings_, "socketed")
+    token, headers = login(client, "socketed")
+    with client.websocket_connect(f"/ws/agent?token={token}") as ws:
+        assert ws.receive_json()["type"] == "queue"
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json()["type"] == "pong"
+        assert client.post("/v1/agent/logout", headers=headers).status_code == 204
+        ws.send_json({"type": "ping"})
+        frame = ws.receive_json()
+        assert frame == {"type": "error", "code": "revoked_token", "message": frame["message"]}
+        closed = ws.receive()
+        assert closed["type"] == "websocket.close" and closed["code"] == 4401
+    # Disabling closes it the same way.
+    token, _ = login(client, "socketed")
+    with client.websocket_connect(f"/ws/agent?token={token}") as ws:
+        assert ws.receive_json()["type"] == "queue"
+        assert cli(settings_, "disable", "socketed").returncode == 0
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json()["code"] in ("invalid_token", "revoked_token")
+        assert ws.receive()["code"] == 4401
 
 
 def test_customers_read_only_their_own_conversation(client: TestClient, settings_: Settings) -> None:

@@ -18,7 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from chatbot.agents.auth import TokenError, verify_agent_token
+from chatbot.agents.auth import TokenError, token_current, verify_agent_token
 from chatbot.dialogue.engine import Engine
 from chatbot.integration.conversations import IntegrationConversations
 from chatbot.integration.keys import ApiKeyRecord, ApiKeys, identity_secret, identity_valid, is_api_key
@@ -112,7 +112,8 @@ async def key_conversation_access(request: Request, token: str, conversation_id:
 
 # ---------------------------------------------------------------- agents
 async def authenticate(store: Store, key: str, token: str | None) -> AgentRecord:
-    """The agent behind a token: signature and expiry checked, then the account (it may have been disabled)."""
+    """The agent behind a token: signature and expiry checked, then the account (it may have been disabled)
+    and the token's version (logout, a password change or disabling the account revoke earlier tokens)."""
     try:
         claims = verify_agent_token(key, token)
     except TokenError as error:
@@ -120,6 +121,10 @@ async def authenticate(store: Store, key: str, token: str | None) -> AgentRecord
     agent = await asyncio.to_thread(store.agent_by_id, claims.agent_id)
     if agent is None or not agent.active:
         raise ApiError(401, "invalid_token", "The agent token is not valid.")
+    try:
+        token_current(claims, agent.token_version)
+    except TokenError as error:
+        raise ApiError(401, error.code, error.message) from None
     return agent
 
 
