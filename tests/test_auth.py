@@ -277,7 +277,39 @@ def test_secret_key_is_generated_once_and_private(settings_: Settings, tmp_path:
     first = secret_key(local)
     assert first == secret_key(local) and len(first) >= 40
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
-    assert secret_key(local.model_copy(update={"secret_key": "configured"})) == "configured"
+    strong = "k7Qe-2vX_pL9mZ4rT8wB1nH6yJ3cF5sD0aGu"
+    assert secret_key(local.model_copy(update={"secret_key": strong})) == strong
+
+
+@pytest.mark.parametrize(
+    ("configured", "why"),
+    [
+        ("changeme", "placeholder"),
+        ("CHANGE_ME-please-before-going-live-ok-thanks", "placeholder"),
+        ("your-secret-key-goes-here-0123456789", "placeholder"),
+        ("q8Zr2Lw0", "at least 32"),
+        ("abababababababababababababababababab", "distinct"),
+    ],
+)
+def test_a_weak_configured_secret_key_is_refused(settings_: Settings, configured: str, why: str) -> None:
+    from chatbot.tokens import WeakSecretKey, secret_key
+
+    with pytest.raises(WeakSecretKey, match=why):
+        secret_key(settings_.model_copy(update={"secret_key": configured}))
+
+
+@pytest.mark.parametrize("configured", ["", "changeme", "short-but-random-Zq81"])
+def test_chatbot_serve_stops_at_start_with_a_weak_or_empty_secret_key(
+    settings_: Settings, tmp_path: Path, configured: str
+) -> None:
+    """Issue 12: ``CHATBOT_SECRET_KEY=changeme chatbot serve`` started and signed tokens with it."""
+    env = dict(os.environ, CHATBOT_DATA_DIR=str(tmp_path), CHATBOT_SECRET_KEY=configured, CHATBOT_PORT="1",
+               COLUMNS="200")  # fmt: skip
+    ran = subprocess.run([sys.executable, "-m", "chatbot.cli", "serve"], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert ran.returncode == 2, ran.stderr
+    assert "Refusing to start: CHATBOT_SECRET_KEY is too weak" in ran.stderr
+    assert "secrets.token_urlsafe" in ran.stderr  # says how to make a good one
 
 
 def test_repeated_failed_logins_are_throttled_per_address_and_name(client: TestClient, settings_: Settings) -> None:
