@@ -73,6 +73,19 @@ def new_customer_token() -> tuple[str, str]:
     return token, customer_token_hash(token)
 
 
+def reserved_conversation_id(server_secret: str, token: str) -> str:
+    """The id a customer socket hands out with a new token before anything is stored.
+
+    ``/ws/chat`` stores a conversation only with the customer's first message, so that opening the
+    widget (or a bot opening sockets) stores nothing. The id is derived from the token with the
+    server's key, so a widget that reconnects before writing can present (id, token) again and any
+    server process recognises the reservation without remembering it; nobody without the token can
+    produce the id, and 64 bits of HMAC output collide with an existing id no more than random ids do.
+    """
+    digest = hmac.new(server_secret.encode(), f"conversation:{token}".encode(), hashlib.sha256).hexdigest()
+    return f"conv_{digest[:16]}"
+
+
 def customer_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatbot.store.base import Repository, new_id
@@ -115,6 +116,18 @@ class ConversationRepository(Repository):
             session.add(conversation)
             session.flush()
             return conversation.id, conversation.created_at
+
+    def create_reserved(self, conversation_id: str, channel: str, token_hash: str) -> bool:
+        """Store a conversation whose id was handed out earlier (the customer socket reserves one on connect
+        and stores it with the first message). False when it is already stored: two sockets of the same
+        customer raced, and the other one created it."""
+        try:
+            with self._sessions.begin() as session:
+                session.add(Conversation(id=conversation_id, channel=channel, token_hash=token_hash))
+                session.flush()
+                return True
+        except IntegrityError:
+            return False
 
     def create_owned(self, token_hash: str, api_key_id: str | None, customer_id: str | None) -> ConversationSummary:
         """One INSERT with the owner columns set, so no conversation ever exists without its owner."""
