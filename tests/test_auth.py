@@ -257,6 +257,9 @@ def test_customers_read_only_their_own_conversation(client: TestClient, settings
 def test_customer_websocket_needs_the_token_to_resume(client: TestClient) -> None:
     with client.websocket_connect("/ws/chat") as ws:
         ready = ws.receive_json()
+        ws.send_json({"type": "message", "text": "hello"})  # stored with its first message
+        while ws.receive_json()["type"] not in ("message", "error"):
+            pass
     assert ready["type"] == "ready" and ready["status"] == "bot" and len(ready["token"]) >= 40
     conversation, token = ready["conversation_id"], ready["token"]
     with client.websocket_connect(f"/ws/chat?conversation_id={conversation}&token={token}") as ws:
