@@ -190,8 +190,13 @@ def serve(
     from chatbot.connections import raise_open_file_limit, uvicorn_options
     from chatbot.log_setup import configure_logging
     from chatbot.shutdown import GracefulServer
+    from chatbot.tokens import configured_secret_key_problem
 
     settings = get_settings()
+    problem = configured_secret_key_problem(settings)
+    if problem is not None:  # before anything starts: a guessable key lets anyone mint agent tokens
+        console.print(f"[red]Refusing to start: {problem}[/red]")
+        raise typer.Exit(2)
     configure_logging(settings.log_level, settings.pii_public_numbers)
     # Slow clients: header/body deadlines and connection caps around uvicorn's own protocol, the total
     # kept below the open-file limit (raised to its hard limit first).

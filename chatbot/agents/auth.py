@@ -2,9 +2,11 @@
 
 - Agent passwords: argon2id (argon2-cffi's defaults, RFC 9106 low-memory profile); hashes are
   upgraded on login when the parameters change.
-- Agent tokens: JWT HS256 (PyJWT) over the agent id, role and expiry, signed with ``secret_key``.
-  The agent is looked up on every request, so a deactivated agent loses access at once and a
-  changed role applies without a new login.
+- Agent tokens: JWT HS256 (PyJWT) over the agent id, role, expiry and the account's token version
+  (``ver``), signed with ``secret_key``. The agent is looked up on every request, so a deactivated
+  agent loses access at once and a changed role applies without a new login; and a token whose
+  version is not the account's is refused, which is how logout, a password change and disabling
+  revoke every earlier token (a JWT cannot be recalled, but the number it carries can go stale).
 """
 
 from __future__ import annotations
@@ -54,13 +56,16 @@ class AgentClaims:
     agent_id: str
     role: str
     expires_at: int
+    version: int = 0  # the account's token_version when the token was issued
 
 
-def issue_agent_token(key: str, agent_id: str, role: str, ttl_s: int, now: float | None = None) -> tuple[str, int]:
+def issue_agent_token(
+    key: str, agent_id: str, role: str, ttl_s: int, now: float | None = None, version: int = 0
+) -> tuple[str, int]:
     issued = int(now if now is not None else time.time())
     expires = issued + ttl_s
-    token = jwt.encode({"sub": agent_id, "role": role, "iat": issued, "exp": expires, "typ": "agent"}, key, "HS256")
-    return token, expires
+    claims = {"sub": agent_id, "role": role, "iat": issued, "exp": expires, "typ": "agent", "ver": version}
+    return jwt.encode(claims, key, "HS256"), expires
 
 
 def verify_agent_token(key: str, token: str | None) -> AgentClaims:
@@ -76,7 +81,17 @@ def verify_agent_token(key: str, token: str | None) -> AgentClaims:
         raise TokenError("invalid_token", "The agent token is not valid.") from None
     if claims.get("typ") != "agent" or not isinstance(claims.get("sub"), str):
         raise TokenError("invalid_token", "The agent token is not valid.")
-    return AgentClaims(agent_id=claims["sub"], role=str(claims["role"]), expires_at=int(claims["exp"]))
+    version = claims.get("ver", 0)  # tokens issued before versions existed are version 0
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise TokenError("invalid_token", "The agent token is not valid.")
+    return AgentClaims(agent_id=claims["sub"], role=str(claims["role"]), expires_at=int(claims["exp"]), version=version)
+
+
+def token_current(claims: AgentClaims, token_version: int) -> None:
+    """TokenError ``revoked_token`` unless the token was issued at the account's current version."""
+    if claims.version != token_version:
+        raise TokenError("revoked_token", "This session has ended (signed out, password changed or account "
+                         "disabled); sign in again.")  # fmt: skip
 
 
 class LoginThrottle:

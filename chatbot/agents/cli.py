@@ -82,14 +82,47 @@ def _set_active(name: str, active: bool) -> None:
 
 @agents_app.command("disable")
 def disable(name: Annotated[str, typer.Argument(help="The agent's login name.")]) -> None:
-    """Disable an account: its sign-in and every token it holds stop working at once."""
+    """Disable an account: its sign-in and every token it holds stop working at once (for good: see enable)."""
     _set_active(name, False)
 
 
 @agents_app.command("enable")
 def enable(name: Annotated[str, typer.Argument(help="The agent's login name.")]) -> None:
-    """Enable a disabled account again."""
+    """Enable a disabled account again; the agent signs in anew (tokens from before the disable stay revoked)."""
     _set_active(name, True)
+
+
+@agents_app.command("password")
+def password(
+    name: Annotated[str, typer.Argument(help="The agent's login name.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from the first line of stdin.")
+    ] = False,
+) -> None:
+    """Set a new password: every token the agent holds stops working at once (all devices sign in again)."""
+    from chatbot.agents.auth import MIN_PASSWORD_CHARS, hash_password
+    from chatbot.store.cli import operator_id
+
+    new = (
+        sys.stdin.readline().rstrip("\r\n")
+        if password_stdin
+        else typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    )
+    if len(new) < MIN_PASSWORD_CHARS:
+        console.print(f"[red]The password must have at least {MIN_PASSWORD_CHARS} characters.[/red]")
+        raise typer.Exit(2)
+    store = _store()
+    try:
+        changed = store.agents.change_password(name, hash_password(new))
+        agent = store.agent_by_name(name) if changed else None
+        if agent is not None:
+            store.audit("operator", operator_id(), "agent.password_change", "agent", agent.id)
+    finally:
+        store.close()
+    if not changed:
+        console.print(f"[red]No agent named {name!r}.[/red]")
+        raise typer.Exit(1)
+    console.print(f"password changed for {name}; its earlier sessions are signed out")
 
 
 @agents_app.command("list")

@@ -1,9 +1,10 @@
 """Conversations of the integration API: created with a key and a verified customer, listed and paged.
 
-Ownership: a key reads and writes the conversations it created; a request that also proves a
-customer's identity (``customer_id`` + ``customer_hash`` signed with the key's identity secret)
-reaches every conversation of that verified customer. The per-conversation customer token of the
-web widget keeps working alongside.
+Ownership: a key reads and writes the conversations it created, and nothing else. A verified
+customer id (``customer_id`` + ``customer_hash`` signed with the key's identity secret) names a
+customer *of that key*: another key signing the same id with its own secret names another
+customer, so it reaches none of the first key's conversations (docs/integration-api.md,
+"Partner isolation"). The per-conversation customer token of the web widget keeps working alongside.
 
 The queries are the store's (``ConversationRepository``, ``MessageRepository``); this class is the
 API's view of them.
@@ -32,10 +33,10 @@ class IntegrationConversations:
         return self._conversations.summary(conversation_id)
 
     def for_customer(
-        self, customer_id: str, before: tuple[datetime, str] | None, limit: int
+        self, api_key_id: str, customer_id: str, before: tuple[datetime, str] | None, limit: int
     ) -> tuple[list[ConversationSummary], bool]:
-        """A verified customer's conversations, newest first; and whether more follow."""
-        return self._conversations.for_customer(customer_id, before, limit)
+        """The key's verified customer's conversations, newest first; and whether more follow."""
+        return self._conversations.for_customer(customer_id, before, limit, api_key_id=api_key_id)
 
     def message_page(
         self, conversation_id: str, after_id: str | None, after_seq: int | None, limit: int

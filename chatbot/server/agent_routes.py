@@ -93,10 +93,22 @@ async def login(body: LoginIn, request: Request) -> dict[str, Any]:
     await asyncio.to_thread(store.audit, agent.role, agent.id, "agent.login", "agent", agent.id, client_ip(request))
     if needs_rehash(agent.password_hash):
         await asyncio.to_thread(store.set_password_hash, agent.id, hash_password(body.password))
-    token, expires = issue_agent_token(request.app.state.secret_key, agent.id, agent.role, settings.agent_token_ttl_s)
+    token, expires = issue_agent_token(
+        request.app.state.secret_key, agent.id, agent.role, settings.agent_token_ttl_s, version=agent.token_version
+    )
     expires_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(expires))
     limits = {"max_message_chars": settings.max_message_chars}  # the console's counter reads it
     return {"token": token, "expires_at": expires_at, "agent": agent.public(), **limits}
+
+
+@agent_router.post("/v1/agent/logout", status_code=204, responses=errors(401, 429))
+async def logout(agent: Agent, request: Request) -> Response:
+    """Sign out: this token and every other token of the agent stop working at once (the token version goes up),
+    on every device and socket, instead of staying valid until they expire."""
+    store: Store = request.app.state.store
+    await asyncio.to_thread(store.agents.revoke_tokens, agent.id)
+    await asyncio.to_thread(store.audit, agent.role, agent.id, "agent.logout", "agent", agent.id, client_ip(request))
+    return Response(status_code=204)
 
 
 @agent_router.get("/v1/agent/me", responses=errors(429))

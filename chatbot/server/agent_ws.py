@@ -6,7 +6,10 @@ typing), ``note`` (an internal note was added), ``error``. Client frames: ``{"ty
 "conversation_id"}`` (shown to that conversation's customer as ``{"type": "typing", "agent_name"}``)
 and ``{"type": "ping"}`` (answered ``pong``). A bad, expired or forged token gets an ``error`` frame
 with its code and the socket is closed with 4401 (browsers cannot read an HTTP status of a refused
-WebSocket, but they can read a frame and a close code).
+WebSocket, but they can read a frame and a close code). The token is checked again with every frame
+the client sends (the console pings), so a socket whose token was revoked since it opened (logout,
+password change, account disabled) gets ``{"type": "error", "code": "revoked_token"}`` and close 4401
+on its next frame instead of reading the queue until the token expires.
 """
 
 from __future__ import annotations
@@ -43,18 +46,24 @@ def _frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     return frame, None
 
 
+async def _refuse(websocket: WebSocket, error: ApiError) -> None:
+    """An ``error`` frame with the token's problem, then close 4401: the console reads both and signs out."""
+    with contextlib.suppress(Exception):
+        await websocket.send_json({"type": "error", "code": error.code, "message": error.message})
+        await websocket.close(code=UNAUTHORIZED_CLOSE)
+
+
 @agent_ws_router.websocket("/ws/agent")
 async def agent_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     store = websocket.app.state.store
     handoff: HandoffService = websocket.app.state.handoff
     hub: DeliveryHub = websocket.app.state.hub
+    token = websocket.query_params.get("token") or None
     try:
-        agent = await authenticate(store, websocket.app.state.secret_key, websocket.query_params.get("token") or None)
+        agent = await authenticate(store, websocket.app.state.secret_key, token)
     except ApiError as error:
-        with contextlib.suppress(Exception):
-            await websocket.send_json({"type": "error", "code": error.code, "message": error.message})
-            await websocket.close(code=UNAUTHORIZED_CLOSE)
+        await _refuse(websocket, error)
         return
     connection = Connection(websocket, agent.id, websocket.app.state.settings.hub_queue_size)
     connection.start()
@@ -64,6 +73,13 @@ async def agent_socket(websocket: WebSocket) -> None:
         while True:
             raw = await websocket.receive()
             if raw.get("type") == "websocket.disconnect":
+                return
+            try:  # revoked since the socket opened? (one indexed read per frame; the console pings every few s)
+                agent = await authenticate(store, websocket.app.state.secret_key, token)
+            except ApiError as error:
+                hub.remove_agent(agent.id, connection)  # no further frame for a revoked session
+                await connection.stop()  # its writer finishes first, so the error frame is the last one sent
+                await _refuse(websocket, error)
                 return
             frame, problem = _frame(raw)
             if frame is None:

@@ -11,9 +11,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import URL
+from starlette.responses import RedirectResponse, Response
+from starlette.types import Scope
 
 from chatbot.agents.auth import install_token_redaction
 from chatbot.agents.redis_hub import make_hub
@@ -42,6 +46,24 @@ from chatbot.tokens import secret_key
 log = logging.getLogger(__name__)
 
 WEB_ROOT = PROJECT_ROOT / "web"
+
+
+class WebFiles(StaticFiles):
+    """StaticFiles whose directory redirect (``/console`` → ``/console/``) is relative.
+
+    Starlette builds that ``Location`` from the request's ``Host`` header, so ``Host: evil.example``
+    made us redirect to ``http://evil.example/console/`` (a cache in front could then send every
+    visitor there). A path-only ``Location`` stays on whatever host the browser asked.
+    """
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if isinstance(response, RedirectResponse):
+            target = URL(scope=scope)
+            path = "/" + target.path.lstrip("/")  # never "//host/…", which a browser reads as another host
+            location = quote(path + "/", safe="/") + (f"?{target.query}" if target.query else "")
+            response.headers["location"] = location
+        return response
 
 
 def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> FastAPI:
@@ -108,7 +130,7 @@ def create_app(settings: Settings | None = None, web_root: Path = WEB_ROOT) -> F
     app.include_router(integration_router)
     app.include_router(openai_router)
     if (web_root / "widget").is_dir():
-        app.mount("/widget", StaticFiles(directory=web_root / "widget"), name="widget")
+        app.mount("/widget", WebFiles(directory=web_root / "widget"), name="widget")
     if web_root.is_dir():
-        app.mount("/", StaticFiles(directory=web_root, html=True), name="web")
+        app.mount("/", WebFiles(directory=web_root, html=True), name="web")
     return app

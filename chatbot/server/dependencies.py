@@ -18,7 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from chatbot.agents.auth import TokenError, verify_agent_token
+from chatbot.agents.auth import TokenError, token_current, verify_agent_token
 from chatbot.dialogue.engine import Engine
 from chatbot.integration.conversations import IntegrationConversations
 from chatbot.integration.keys import ApiKeyRecord, ApiKeys, identity_secret, identity_valid, is_api_key
@@ -87,27 +87,33 @@ def verify_identity(request: Request, key: ApiKeyRecord, customer_id: str | None
 
 
 async def key_conversation_access(request: Request, token: str, conversation_id: str) -> ApiKeyRecord:
-    """For ``customer_conversation``: a chat-scoped key reaches conversations it created, and those of a
-    customer the request verifies (headers Kestrel-Customer-Id / Kestrel-Customer-Hash); else 403."""
+    """For ``customer_conversation``: a chat-scoped key reaches only the conversations it created; else 403.
+
+    A verified customer id belongs to the key whose identity secret signed it, so proving "cust-42"
+    with another key's secret reaches nothing here (two partners may both have a "cust-42"). A request
+    may still send ``Kestrel-Customer-Id`` / ``Kestrel-Customer-Hash`` to say which of the key's customers
+    it acts for: a forged hash is 401, and another customer's conversation of the same key is 403.
+    """
     key = await authenticate_key(request, token, "chat")
     conversations = IntegrationConversations(store(request).engine)
     try:
         summary = await asyncio.to_thread(conversations.summary, conversation_id)
     except ConversationNotFound:
         raise ApiError(404, "conversation_not_found", f"No conversation with id {conversation_id!r}.") from None
-    if summary.api_key_id is not None and summary.api_key_id == key.id:
-        return key
     customer_id = request.headers.get(CUSTOMER_ID_HEADER)
-    if customer_id is not None and summary.customer_id is not None and summary.api_key_id is not None:
+    if customer_id is not None:
         verify_identity(request, key, customer_id, request.headers.get(CUSTOMER_HASH_HEADER))
-        if customer_id == summary.customer_id:
-            return key
-    raise ApiError(403, "not_your_conversation", "This API key did not create this conversation.")
+    if summary.api_key_id is None or summary.api_key_id != key.id:
+        raise ApiError(403, "not_your_conversation", "This API key did not create this conversation.")
+    if customer_id is not None and customer_id != summary.customer_id:
+        raise ApiError(403, "not_your_conversation", "This conversation is not this customer's.")
+    return key
 
 
 # ---------------------------------------------------------------- agents
 async def authenticate(store: Store, key: str, token: str | None) -> AgentRecord:
-    """The agent behind a token: signature and expiry checked, then the account (it may have been disabled)."""
+    """The agent behind a token: signature and expiry checked, then the account (it may have been disabled)
+    and the token's version (logout, a password change or disabling the account revoke earlier tokens)."""
     try:
         claims = verify_agent_token(key, token)
     except TokenError as error:
@@ -115,6 +121,10 @@ async def authenticate(store: Store, key: str, token: str | None) -> AgentRecord
     agent = await asyncio.to_thread(store.agent_by_id, claims.agent_id)
     if agent is None or not agent.active:
         raise ApiError(401, "invalid_token", "The agent token is not valid.")
+    try:
+        token_current(claims, agent.token_version)
+    except TokenError as error:
+        raise ApiError(401, error.code, error.message) from None
     return agent
 
 

@@ -51,12 +51,13 @@ async def list_customer_conversations(
     limit: Annotated[int | None, Query(description="Page size, 1..page_size_max (default: page_size_max).")] = None,
 ) -> ConversationPageOut:
     """Newest first; needs an API key with scope ``chat`` and the customer's ``customer_hash`` (hex
-    HMAC-SHA256 of ``customer_id`` with the key's identity secret): a forged hash is 401 ``invalid_identity``."""
+    HMAC-SHA256 of ``customer_id`` with the key's identity secret): a forged hash is 401 ``invalid_identity``.
+    Only conversations this key created are listed: the same customer id under another key is another customer."""
     verify_identity(request, key, customer_id, customer_hash)
     size = page_limit(limit, request.app.state.settings.page_size_max)
     before = decode_position(cursor) if cursor else None
     conversations = IntegrationConversations(request.app.state.store.engine)
-    rows, more = await asyncio.to_thread(conversations.for_customer, customer_id, before, size)
+    rows, more = await asyncio.to_thread(conversations.for_customer, key.id, customer_id, before, size)
     next_cursor = encode_position(rows[-1].created_at, rows[-1].id) if more and rows else None
     return ConversationPageOut(
         conversations=[ConversationSummaryOut(**r.as_dict()) for r in rows],  # type: ignore[arg-type]

@@ -1,12 +1,16 @@
 """The customer WebSocket: one JSON frame per event, the connection kept through bad frames.
 
-``/ws/chat?conversation_id=&token=&after=``. Frames from the client: ``{"type": "message", "text",
-"client_id"?}``, ``{"type": "handoff"}``, ``{"type": "typing"}``. Frames from the server: ``ready``
-(conversation id, status, and the token of a new conversation), ``history`` (what was stored after
-``after``), ``ack`` once a message is stored, then per answer ``start``, ``delta``*, ``message`` (the
-AnswerObject) — only while the assistant has the conversation —, ``handoff`` on every status change,
-``agent_message`` for a support agent's reply, or ``error`` with a code and a readable message.
-docs/agent-api.md describes every frame.
+``/ws/chat?conversation_id=&token=&after=``. Without a conversation (or with one that cannot be
+resumed) the socket reserves a new one: ``ready`` carries its id and token, and it is stored with
+the customer's first message or handoff request, never merely on connect.
+
+Frames from the client: ``{"type": "message", "text", "client_id"?}``, ``{"type": "handoff"}``,
+``{"type": "typing"}``. Frames from the server: ``ready`` (conversation id, status, and the token of
+a new conversation), ``history`` (what was stored after ``after``), ``ack`` once a message is
+stored, then per answer ``start``, ``delta``*, ``message`` (the AnswerObject) — only while the
+assistant has the conversation —, ``handoff`` on every status change, ``agent_message`` for a
+support agent's reply, or ``error`` with a code and a readable message. docs/agent-api.md
+describes every frame.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from chatbot.errors import InvalidInput, RateLimited
 from chatbot.shutdown import AnswerTracker
 from chatbot.store import ConversationNotFound, Store
 from chatbot.store.handoff import MessageNotFound
-from chatbot.tokens import customer_token_matches, new_customer_token
+from chatbot.tokens import customer_token_hash, customer_token_matches, new_customer_token, reserved_conversation_id
 
 log = logging.getLogger(__name__)
 ws_router = APIRouter()
@@ -79,8 +83,11 @@ def _parse_frame(raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | N
 
 @ws_router.websocket("/ws/chat")
 async def customer_chat(websocket: WebSocket) -> None:
+    """A customer's socket. A new conversation is only *reserved* here (its id and token go out in ``ready``)
+    and stored with the customer's first message or handoff request, so a page view stores nothing."""
     await websocket.accept()
     store: Store = websocket.app.state.store
+    server_key: str = websocket.app.state.secret_key
     connection = Connection(websocket, "", websocket.app.state.settings.hub_queue_size)
     connection.start()
 
@@ -90,6 +97,7 @@ async def customer_chat(websocket: WebSocket) -> None:
     params = websocket.query_params
     requested, token, after = params.get("conversation_id"), params.get("token"), params.get("after")
     conversation_id: str | None = None
+    reserved_hash: str | None = None  # the token hash of a conversation reserved but not stored yet
     status = "bot"
     ready: dict[str, Any] = {"type": "ready"}
     try:
@@ -97,7 +105,10 @@ async def customer_chat(websocket: WebSocket) -> None:
             try:
                 record = await asyncio.to_thread(store.conversation, requested)
             except ConversationNotFound:
-                error("conversation_not_found", "That conversation was not found; starting a new one.")
+                if token and requested == reserved_conversation_id(server_key, token):
+                    conversation_id, reserved_hash = requested, customer_token_hash(token)  # reconnected before writing
+                else:
+                    error("conversation_not_found", "That conversation was not found; starting a new one.")
             else:
                 if customer_token_matches(record.token_hash, token):
                     conversation_id, status = record.id, record.status
@@ -106,8 +117,8 @@ async def customer_chat(websocket: WebSocket) -> None:
         elif requested:
             error("conversation_not_found", "That conversation was not found; starting a new one.")
         if conversation_id is None:
-            new_token, token_hash = new_customer_token()
-            conversation_id, _ = await asyncio.to_thread(store.create_conversation, "web", token_hash)
+            new_token, reserved_hash = new_customer_token()
+            conversation_id = reserved_conversation_id(server_key, new_token)
             ready |= {"conversation_id": conversation_id, "token": new_token, "status": "bot"}
         else:
             ready |= {"conversation_id": conversation_id, "status": status}
@@ -120,26 +131,44 @@ async def customer_chat(websocket: WebSocket) -> None:
             await websocket.close(code=1011)
         await connection.stop()
         return
-    await _serve_customer(websocket, connection, str(ready["conversation_id"]), ready, after)
+    await _serve_customer(websocket, connection, str(ready["conversation_id"]), ready, after, reserved_hash)
 
 
 async def _serve_customer(
-    websocket: WebSocket, connection: Connection, conversation_id: str, ready: dict[str, Any], after: str | None
+    websocket: WebSocket,
+    connection: Connection,
+    conversation_id: str,
+    ready: dict[str, Any],
+    after: str | None,
+    reserved_hash: str | None,
 ) -> None:
     engine: Engine = websocket.app.state.engine
     store: Store = websocket.app.state.store
     handoff: HandoffService = websocket.app.state.handoff
     hub: DeliveryHub = websocket.app.state.hub
+    stored = reserved_hash is None
 
     def error(code: str, message: str) -> None:
         connection.send({"type": "error", "code": code, "message": message})
 
+    async def store_it() -> None:
+        """Store the reserved conversation (once), then join the hub: agents see it from now on."""
+        nonlocal stored
+        if stored:
+            return
+        assert reserved_hash is not None
+        await asyncio.to_thread(store.conversations.create_reserved, conversation_id, "web", reserved_hash)
+        stored = True
+        hub.add_customer(conversation_id, connection)
+        handoff.presence(conversation_id)
+
     connection.owner = conversation_id
     connection.send(ready)
-    if after and ready.get("token") is None:
-        await _send_history(connection, store, conversation_id, after)
-    hub.add_customer(conversation_id, connection)
-    handoff.presence(conversation_id)
+    if stored:
+        if after and ready.get("token") is None:
+            await _send_history(connection, store, conversation_id, after)
+        hub.add_customer(conversation_id, connection)
+        handoff.presence(conversation_id)
     try:
         while True:
             raw = await websocket.receive()
@@ -150,13 +179,26 @@ async def _serve_customer(
                 error("invalid_frame", problem or "invalid frame")
                 continue
             if frame["type"] == "typing":
-                handoff.presence(conversation_id, typing=True)
+                if stored:  # nobody can see a conversation that is not stored yet
+                    handoff.presence(conversation_id, typing=True)
             elif frame["type"] == "handoff":
+                await store_it()
                 current, changed = await handoff.start_handoff(conversation_id, "customer_request")
                 if not changed:
                     connection.send(current)
             else:
-                await _customer_message(connection, engine, handoff, websocket.app.state.turns, conversation_id, frame)
+                turns: TurnService = websocket.app.state.turns
+                if not stored:
+                    try:  # a message that would be refused stores nothing, not even its conversation
+                        turns.clean(frame["text"])
+                    except InvalidInput as refused:
+                        error(refused.code, refused.message)
+                        continue
+                    if not engine.ready:
+                        error("not_ready", "The assistant is still starting.")
+                        continue
+                    await store_it()
+                await _customer_message(connection, engine, handoff, turns, conversation_id, frame)
     except WebSocketDisconnect:
         return
     except Exception:  # never drop a customer without a reason
@@ -168,8 +210,9 @@ async def _serve_customer(
         except Exception:
             return
     finally:
-        hub.remove_customer(conversation_id, connection)
-        handoff.presence(conversation_id)
+        if stored:
+            hub.remove_customer(conversation_id, connection)
+            handoff.presence(conversation_id)
         await connection.stop()
 
 

@@ -26,6 +26,7 @@ class AgentRecord:
     active: bool
     created_at: datetime
     password_hash: str = ""
+    token_version: int = 0  # tokens issued at another version are refused (logout, password change, disable)
 
     def public(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name, "role": self.role}
@@ -39,6 +40,7 @@ def _agent(row: Agent, with_hash: bool = False) -> AgentRecord:
         active=bool(row.active),
         created_at=row.created_at,
         password_hash=row.password_hash if with_hash else "",
+        token_version=row.token_version or 0,
     )
 
 
@@ -73,11 +75,32 @@ class AgentRepository(Repository):
             return [_agent(r) for r in session.scalars(select(Agent).order_by(Agent.name))]
 
     def set_active(self, name: str, active: bool) -> bool:
-        """Enable or disable an account; a disabled agent's tokens stop working at once. False: no such name."""
+        """Enable or disable an account. False: no such name.
+
+        Disabling also bumps the token version, so enabling the account later does not bring back the
+        tokens issued before: the agent signs in again.
+        """
+        values: dict[str, object] = {"active": active}
+        if not active:
+            values["token_version"] = Agent.token_version + 1
         with self._sessions.begin() as session:
-            return changed_rows(session.execute(update(Agent).where(Agent.name == name).values(active=active))) == 1
+            return changed_rows(session.execute(update(Agent).where(Agent.name == name).values(**values))) == 1
 
     def set_password_hash(self, agent_id: str, password_hash: str) -> None:
-        """Replace the hash (the login rehashes when the argon2 parameters changed)."""
+        """Replace the hash with one of the same password (the login rehashes when the argon2 parameters
+        changed): tokens stay valid. A new password goes through ``change_password``."""
         with self._sessions.begin() as session:
             session.execute(update(Agent).where(Agent.id == agent_id).values(password_hash=password_hash))
+
+    def change_password(self, name: str, password_hash: str) -> bool:
+        """A new password: every token issued before stops working (whoever knew the old one is out).
+        False: no such name."""
+        with self._sessions.begin() as session:
+            values = {"password_hash": password_hash, "token_version": Agent.token_version + 1}
+            return changed_rows(session.execute(update(Agent).where(Agent.name == name).values(**values))) == 1
+
+    def revoke_tokens(self, agent_id: str) -> bool:
+        """Sign out: every token of this agent issued so far stops working, on every device. False: unknown id."""
+        with self._sessions.begin() as session:
+            bump = update(Agent).where(Agent.id == agent_id).values(token_version=Agent.token_version + 1)
+            return changed_rows(session.execute(bump)) == 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatbot.store.base import Repository, new_id
@@ -116,6 +117,18 @@ class ConversationRepository(Repository):
             session.flush()
             return conversation.id, conversation.created_at
 
+    def create_reserved(self, conversation_id: str, channel: str, token_hash: str) -> bool:
+        """Store a conversation whose id was handed out earlier (the customer socket reserves one on connect
+        and stores it with the first message). False when it is already stored: two sockets of the same
+        customer raced, and the other one created it."""
+        try:
+            with self._sessions.begin() as session:
+                session.add(Conversation(id=conversation_id, channel=channel, token_hash=token_hash))
+                session.flush()
+                return True
+        except IntegrityError:
+            return False
+
     def create_owned(self, token_hash: str, api_key_id: str | None, customer_id: str | None) -> ConversationSummary:
         """One INSERT with the owner columns set, so no conversation ever exists without its owner."""
         with self._sessions.begin() as session:
@@ -162,12 +175,16 @@ class ConversationRepository(Repository):
             return _summary(row)
 
     def for_customer(
-        self, customer_id: str, before: tuple[datetime, str] | None, limit: int
+        self, customer_id: str, before: tuple[datetime, str] | None, limit: int, *, api_key_id: str
     ) -> tuple[list[ConversationSummary], bool]:
-        """A verified customer's conversations, newest first; and whether more follow."""
+        """A verified customer's conversations made with one API key, newest first; and whether more follow.
+
+        A customer id is only meaningful within the key that signed it: two partners may both have a
+        "cust-42", so the key is part of every lookup (issue 12: partner isolation).
+        """
         with self._sessions() as session:
             query = select(Conversation).where(
-                Conversation.customer_id == customer_id, Conversation.api_key_id.is_not(None)
+                Conversation.customer_id == customer_id, Conversation.api_key_id == api_key_id
             )
             if before is not None:
                 moment, last_id = before

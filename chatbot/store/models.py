@@ -80,6 +80,9 @@ class Agent(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Every agent token carries the version it was issued at; signing out, a password change and
+    # disabling the account increment it, so every earlier token stops working at once (issue 12).
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class HandoffEvent(Base):

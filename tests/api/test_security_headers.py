@@ -83,6 +83,22 @@ def test_pages_get_a_strict_csp_and_cannot_be_framed(client: TestClient, path: s
     assert response.headers["referrer-policy"] == "no-referrer"
 
 
+@pytest.mark.parametrize(
+    ("path", "location"), [("/console", "/console/"), ("/console?tab=queue", "/console/?tab=queue"), ("/widget", None)]
+)
+def test_directory_redirects_are_relative_whatever_the_host_header(
+    client: TestClient, path: str, location: str | None
+) -> None:
+    """Issue 12: ``Host: evil.example`` made ``/console`` redirect to ``http://evil.example/console/``."""
+    response = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+    if location is None:  # not a directory of the web root: nothing to redirect
+        assert response.status_code == 404
+        return
+    assert response.status_code in (301, 302, 307, 308)
+    assert response.headers["location"] == location
+    assert "evil.example" not in response.text
+
+
 def test_api_responses_are_not_cached_and_have_no_page_csp(client: TestClient) -> None:
     conversation, auth = new_conversation(client)
     response = client.get(f"/v1/conversations/{conversation}/messages", headers=auth)

@@ -163,6 +163,45 @@ def test_websocket_resumes_a_known_conversation(client: TestClient) -> None:
         assert ws.receive_json()["conversation_id"] != "conv_unknown"
 
 
+def test_connecting_stores_no_conversation_until_the_customer_writes(client: TestClient) -> None:
+    """Issue 12: every /ws/chat connection stored a conversation, even when the customer never wrote."""
+    store = client.app.state.store  # type: ignore[attr-defined]
+    with client.websocket_connect("/ws/chat") as ws:
+        ready = ws.receive_json()
+        conversation, token = ready["conversation_id"], ready["token"]
+        assert ready["type"] == "ready" and conversation.startswith("conv_") and token
+        ws.send_json({"type": "typing"})
+        ws.send_json({"type": "message", "text": "   "})  # refused: stores nothing either
+        assert ws.receive_json()["code"] == "empty_message"
+    assert not store.conversation_exists(conversation)
+    # The widget reconnects with what "ready" gave it: the same reservation, no error, no new token.
+    with client.websocket_connect(f"/ws/chat?conversation_id={conversation}&token={token}") as ws:
+        again = ws.receive_json()
+        assert again["type"] == "ready" and again["conversation_id"] == conversation and "token" not in again
+        ws.send_json({"type": "message", "text": "what is the cut-off time for wire transfers"})
+        frames = receive_answer(ws)
+    assert frames[0]["type"] == "ack" and frames[-1]["message"]["conversation_id"] == conversation
+    history = client.get(f"/v1/conversations/{conversation}/messages", headers={"Authorization": f"Bearer {token}"})
+    assert [m["role"] for m in history.json()["messages"]] == ["user", "assistant"]
+    # A reservation cannot be claimed without its token.
+    with client.websocket_connect("/ws/chat") as ws:
+        other = ws.receive_json()["conversation_id"]
+    with client.websocket_connect(f"/ws/chat?conversation_id={other}&token={token}") as ws:
+        assert ws.receive_json()["code"] == "conversation_not_found"
+        assert ws.receive_json()["conversation_id"] not in (other, conversation)
+    assert not store.conversation_exists(other)
+
+
+def test_asking_for_a_person_before_writing_stores_the_conversation(client: TestClient) -> None:
+    store = client.app.state.store  # type: ignore[attr-defined]
+    with client.websocket_connect("/ws/chat") as ws:
+        conversation = ws.receive_json()["conversation_id"]
+        ws.send_json({"type": "handoff"})
+        frame = ws.receive_json()
+        assert frame["type"] == "handoff" and frame["status"] == "waiting", frame
+    assert store.conversation(conversation).status == "waiting"
+
+
 def test_conversations_survive_an_app_restart(built_index: Settings) -> None:
     first = started(built_index)
     try:

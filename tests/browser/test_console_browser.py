@@ -102,6 +102,28 @@ def test_console_rejects_wrong_passwords_and_forged_tokens(server: Server) -> No
         browser.close()
 
 
+def test_sign_out_revokes_the_token_on_the_server(server: Server) -> None:
+    """Issue 12: the console's Sign out only forgot the token, which stayed valid for 8 hours."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        sign_in(page, server.url, *AGENT)
+        token = page.evaluate("JSON.parse(sessionStorage.getItem('kestrel-console-session')).token")
+        with page.expect_response(lambda r: r.url.endswith("/v1/agent/logout")) as logout:
+            page.get_by_test_id("ac-logout").click()
+        assert logout.value.status == 204
+        expect(page.get_by_test_id("ac-login-error")).to_contain_text("signed out", timeout=15000)
+        status = page.evaluate(
+            """async token => (await fetch('/v1/agent/me', {headers: {Authorization: 'Bearer ' + token}})).status""",
+            token,
+        )
+        assert status == 401  # the copied token is dead, not just forgotten by this tab
+        sign_in(page, server.url, *AGENT)  # and signing in again works
+        browser.close()
+
+
 def test_customer_hands_off_agent_replies_with_edited_suggestion_and_admin_sees_it(server: Server) -> None:
     from playwright.sync_api import expect, sync_playwright
 

@@ -18,6 +18,9 @@
   }
   const TYPING_EVERY_MS = 3000;
   const TYPING_SHOWN_MS = 6000;
+  // The server re-checks the token on every frame the console sends: a ping now and then means a
+  // session revoked elsewhere (signed out on another device, password changed) ends here within this.
+  const PING_EVERY_MS = 30000;
   const REASONS = {
     customer_request: "Asked for a person",
     human_agent_intent: "Asked for an agent",
@@ -231,6 +234,20 @@
     }
   }
 
+  /** The sign-out button: revoke the token on the server (every device and socket of this agent), then forget it.
+   *  A failed request (offline, already expired) still signs out here; the token then ends at its expiry. */
+  async function logout() {
+    const token = state.token;
+    if (token) {
+      try {
+        await fetch("/v1/agent/logout", { method: "POST", headers: { Authorization: "Bearer " + token } });
+      } catch (_) {
+        /* offline: nothing more we can do from here */
+      }
+    }
+    signOut("You have signed out.");
+  }
+
   function signOut(message) {
     clearTimeout(expiryTimer);
     state.token = null;
@@ -324,6 +341,10 @@
       opened = true;
       attempt = 0;
       setConnection("open");
+      const pinger = setInterval(() => {
+        if (socket !== ws || ws.readyState !== WebSocket.OPEN) return clearInterval(pinger);
+        ws.send(JSON.stringify({ type: "ping" }));
+      }, PING_EVERY_MS);
       // Catch up on what changed while the socket was down.
       refreshQueue().catch(() => {});
       if (state.selectedId) loadConversation(state.selectedId, { quiet: true }).catch(() => {});
@@ -1132,7 +1153,7 @@
   // ------------------------------------------------------------------------------- wiring
   function wire() {
     $("login-form").addEventListener("submit", login);
-    $("logout").addEventListener("click", () => signOut("You have signed out."));
+    $("logout").addEventListener("click", logout);
     for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.getAttribute("data-view")));
     $("claim").addEventListener("click", claim);
     $("return").addEventListener("click", () => lifecycle("return", "The conversation is back with the assistant."));

@@ -157,7 +157,71 @@ def test_wrong_role_gets_403_and_a_disabled_agent_loses_access(client: TestClien
     login_again = client.post("/v1/agent/login", json={"username": "mallory", "password": PASSWORD})
     assert login_again.status_code == 401
     assert cli(settings_, "enable", "mallory").returncode == 0
+    # Re-enabling does not revive the tokens issued before the disable (issue 12): a new sign-in is needed.
+    refused = client.get("/v1/agent/me", headers=headers)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "revoked_token"
+    _, fresh = login(client, "mallory")
+    assert client.get("/v1/agent/me", headers=fresh).status_code == 200
+
+
+def test_logout_revokes_every_token_of_the_agent(client: TestClient, settings_: Settings) -> None:
+    create_agent(settings_, "leaving")
+    token, headers = login(client, "leaving")
+    _, other_device = login(client, "leaving")
     assert client.get("/v1/agent/me", headers=headers).status_code == 200
+    response = client.post("/v1/agent/logout", headers=headers)
+    assert response.status_code == 204, response.text
+    for old in (headers, other_device):
+        refused = client.get("/v1/agent/conversations", headers=old)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "revoked_token"
+    again = client.post("/v1/agent/logout", headers=headers)  # a revoked token cannot sign out again
+    assert again.status_code == 401
+    assert client.post("/v1/agent/logout").json()["error"]["code"] == "missing_token"
+    _, fresh = login(client, "leaving")
+    assert client.get("/v1/agent/me", headers=fresh).status_code == 200
+    with client.websocket_connect(f"/ws/agent?token={token}") as ws:  # a revoked token opens no socket
+        assert ws.receive_json()["code"] == "revoked_token"
+        assert ws.receive()["code"] == 4401
+
+
+def test_a_password_change_revokes_earlier_tokens(client: TestClient, settings_: Settings) -> None:
+    create_agent(settings_, "rotating")
+    _, headers = login(client, "rotating")
+    assert cli(settings_, "password", "rotating", "--password-stdin", stdin="short\n").returncode == 2
+    assert client.get("/v1/agent/me", headers=headers).status_code == 200
+    assert cli(settings_, "password", "nobody", "--password-stdin", stdin="a-new-password-1\n").returncode == 1
+    changed = cli(settings_, "password", "rotating", "--password-stdin", stdin="a-new-password-1\n")
+    assert changed.returncode == 0, changed.stderr
+    refused = client.get("/v1/agent/me", headers=headers)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "revoked_token"
+    assert client.post("/v1/agent/login", json={"username": "rotating", "password": PASSWORD}).status_code == 401
+    _, fresh = login(client, "rotating", "a-new-password-1")
+    assert client.get("/v1/agent/me", headers=fresh).status_code == 200
+
+
+def test_an_open_agent_socket_is_closed_on_its_next_frame_once_its_token_is_revoked(
+    client: TestClient, settings_: Settings
+) -> None:
+    create_agent(settings_, "socketed")
+    token, headers = login(client, "socketed")
+    with client.websocket_connect(f"/ws/agent?token={token}") as ws:
+        assert ws.receive_json()["type"] == "queue"
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json()["type"] == "pong"
+        assert client.post("/v1/agent/logout", headers=headers).status_code == 204
+        ws.send_json({"type": "ping"})
+        frame = ws.receive_json()
+        assert frame == {"type": "error", "code": "revoked_token", "message": frame["message"]}
+        closed = ws.receive()
+        assert closed["type"] == "websocket.close" and closed["code"] == 4401
+    # Disabling closes it the same way.
+    token, _ = login(client, "socketed")
+    with client.websocket_connect(f"/ws/agent?token={token}") as ws:
+        assert ws.receive_json()["type"] == "queue"
+        assert cli(settings_, "disable", "socketed").returncode == 0
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json()["code"] in ("invalid_token", "revoked_token")
+        assert ws.receive()["code"] == 4401
 
 
 def test_customers_read_only_their_own_conversation(client: TestClient, settings_: Settings) -> None:
@@ -193,6 +257,9 @@ def test_customers_read_only_their_own_conversation(client: TestClient, settings
 def test_customer_websocket_needs_the_token_to_resume(client: TestClient) -> None:
     with client.websocket_connect("/ws/chat") as ws:
         ready = ws.receive_json()
+        ws.send_json({"type": "message", "text": "hello"})  # stored with its first message
+        while ws.receive_json()["type"] not in ("message", "error"):
+            pass
     assert ready["type"] == "ready" and ready["status"] == "bot" and len(ready["token"]) >= 40
     conversation, token = ready["conversation_id"], ready["token"]
     with client.websocket_connect(f"/ws/chat?conversation_id={conversation}&token={token}") as ws:
@@ -213,7 +280,39 @@ def test_secret_key_is_generated_once_and_private(settings_: Settings, tmp_path:
     first = secret_key(local)
     assert first == secret_key(local) and len(first) >= 40
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
-    assert secret_key(local.model_copy(update={"secret_key": "configured"})) == "configured"
+    strong = "k7Qe-2vX_pL9mZ4rT8wB1nH6yJ3cF5sD0aGu"
+    assert secret_key(local.model_copy(update={"secret_key": strong})) == strong
+
+
+@pytest.mark.parametrize(
+    ("configured", "why"),
+    [
+        ("changeme", "placeholder"),
+        ("CHANGE_ME-please-before-going-live-ok-thanks", "placeholder"),
+        ("your-secret-key-goes-here-0123456789", "placeholder"),
+        ("q8Zr2Lw0", "at least 32"),
+        ("abababababababababababababababababab", "distinct"),
+    ],
+)
+def test_a_weak_configured_secret_key_is_refused(settings_: Settings, configured: str, why: str) -> None:
+    from chatbot.tokens import WeakSecretKey, secret_key
+
+    with pytest.raises(WeakSecretKey, match=why):
+        secret_key(settings_.model_copy(update={"secret_key": configured}))
+
+
+@pytest.mark.parametrize("configured", ["", "changeme", "short-but-random-Zq81"])
+def test_chatbot_serve_stops_at_start_with_a_weak_or_empty_secret_key(
+    settings_: Settings, tmp_path: Path, configured: str
+) -> None:
+    """Issue 12: ``CHATBOT_SECRET_KEY=changeme chatbot serve`` started and signed tokens with it."""
+    env = dict(os.environ, CHATBOT_DATA_DIR=str(tmp_path), CHATBOT_SECRET_KEY=configured, CHATBOT_PORT="1",
+               COLUMNS="200")  # fmt: skip
+    ran = subprocess.run([sys.executable, "-m", "chatbot.cli", "serve"], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert ran.returncode == 2, ran.stderr
+    assert "Refusing to start: CHATBOT_SECRET_KEY is too weak" in ran.stderr
+    assert "secrets.token_urlsafe" in ran.stderr  # says how to make a good one
 
 
 def test_repeated_failed_logins_are_throttled_per_address_and_name(client: TestClient, settings_: Settings) -> None:

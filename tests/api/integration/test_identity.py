@@ -106,7 +106,7 @@ def test_forged_or_missing_identities_are_rejected(client: TestClient, settings_
     assert response.status_code == 401
 
 
-def test_a_key_reaches_only_its_own_or_its_verified_customers_conversations(
+def test_a_key_reaches_only_its_own_conversations(
     client: TestClient, settings_: Settings, app_key: tuple, other_key: tuple
 ) -> None:
     record, key = app_key
@@ -118,17 +118,71 @@ def test_a_key_reaches_only_its_own_or_its_verified_customers_conversations(
     assert response.status_code == 403 and response.json()["error"]["code"] == "not_your_conversation"
     response = client.get(f"/v1/conversations/{anonymous}/messages", headers=bearer(key))
     assert response.status_code == 403  # a key cannot read the widget's anonymous conversations
-    # The other key proves the same customer (signed with its own identity secret): allowed.
+    # The other key proves the same customer id (signed with its own identity secret): still not its conversation.
     proof = {"Kestrel-Customer-Id": "cust-7", "Kestrel-Customer-Hash": signed(settings_, other_record, "cust-7")}
-    assert client.get(url, headers={**bearer(other), **proof}).status_code == 200
+    response = client.get(url, headers={**bearer(other), **proof})
+    assert response.status_code == 403 and response.json()["error"]["code"] == "not_your_conversation"
     forged = {"Kestrel-Customer-Id": "cust-7", "Kestrel-Customer-Hash": signed(settings_, record, "cust-7")}
     response = client.get(url, headers={**bearer(other), **forged})
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_identity"
+    # The owning key may say which of its customers it acts for; another of its customers is refused.
+    assert client.get(url, headers={**bearer(key), **forged}).status_code == 200
+    someone = {"Kestrel-Customer-Id": "cust-8", "Kestrel-Customer-Hash": signed(settings_, record, "cust-8")}
+    response = client.get(url, headers={**bearer(key), **someone})
+    assert response.status_code == 403 and response.json()["error"]["code"] == "not_your_conversation"
     _, agent_only = make_key(settings_, "agent-scope", ("agent",))
     response = client.get(url, headers=bearer(agent_only))
     assert response.status_code == 403 and response.json()["error"]["code"] == "insufficient_scope"
     response = client.get("/v1/conversations/conv_unknown/messages", headers=bearer(key))
     assert response.status_code == 404
+
+
+def test_two_keys_with_the_same_customer_id_never_reach_each_others_conversations(
+    client: TestClient, settings_: Settings, app_key: tuple, other_key: tuple
+) -> None:
+    """Issue 12: partner B signs partner A's customer id with its own identity secret, then tries every route
+    that reaches a conversation with a key. Each is refused, and A's conversation is unchanged."""
+    record, key = app_key
+    other_record, other = other_key
+    customer = "cust-shared"
+    theirs = key_conversation(client, key, customer, signed(settings_, record, customer))
+    sent = client.post(f"/v1/conversations/{theirs}/messages", headers={**bearer(key), "Idempotency-Key": "retry-1"},
+                       json={"text": "how much is an international wire?"})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    answer_id = sent.json()["id"]
+    before = client.get(f"/v1/conversations/{theirs}/messages", headers=bearer(key)).json()["messages"]
+    proof = {"Kestrel-Customer-Id": customer, "Kestrel-Customer-Hash": signed(settings_, other_record, customer)}
+    as_other = {**bearer(other), **proof}
+
+    listed = client.get("/v1/conversations", headers=bearer(other),
+                        params={"customer_id": customer, "customer_hash": proof["Kestrel-Customer-Hash"]})  # fmt: skip
+    assert listed.status_code == 200 and listed.json()["conversations"] == []
+    url = f"/v1/conversations/{theirs}/messages"
+    wire = {"text": "how much is an international wire?"}
+    completion = {"model": "kestrel-assist", "messages": [{"role": "user", "content": "hi"}], "conversation_id": theirs}
+    attempts = {
+        "read": client.get(url, headers=as_other),
+        "write": client.post(url, headers=as_other, json={"text": "hello"}),
+        "replay": client.post(url, headers={**as_other, "Idempotency-Key": "retry-1"}, json=wire),
+        "handoff": client.post(f"/v1/conversations/{theirs}/handoff", headers=as_other),
+        "feedback": client.post(f"/v1/messages/{answer_id}/feedback", headers=as_other, json={"rating": "down"}),
+        "openai": client.post("/v1/chat/completions", headers=as_other, json=completion),
+    }
+    for route, response in attempts.items():
+        assert response.status_code == 403, (route, response.text)
+        assert response.json()["error"]["code"] == "not_your_conversation", route
+        assert "Idempotent-Replayed" not in response.headers, route
+    after = client.get(f"/v1/conversations/{theirs}/messages", headers=bearer(key)).json()["messages"]
+    assert after == before
+    own = {"customer_id": customer, "customer_hash": signed(settings_, record, customer)}
+    status = client.get("/v1/conversations", headers=bearer(key), params=own)
+    assert [(c["id"], c["status"]) for c in status.json()["conversations"]] == [(theirs, "bot")]
+    # B's own conversation for its customer of the same id is its own, and A does not see it either.
+    mine = key_conversation(client, other, customer, proof["Kestrel-Customer-Hash"])
+    assert client.get(f"/v1/conversations/{mine}/messages", headers=bearer(key)).status_code == 403
+    listed = client.get("/v1/conversations", headers=bearer(other),
+                        params={"customer_id": customer, "customer_hash": proof["Kestrel-Customer-Hash"]})  # fmt: skip
+    assert [c["id"] for c in listed.json()["conversations"]] == [mine]
 
 
 def test_customer_conversations_are_listed_newest_first_a_page_at_a_time(
@@ -137,7 +191,7 @@ def test_customer_conversations_are_listed_newest_first_a_page_at_a_time(
     record, key = app_key
     other_record, other = other_key
     made = [key_conversation(client, key, "cust-list", signed(settings_, record, "cust-list")) for _ in range(5)]
-    made.append(key_conversation(client, other, "cust-list", signed(settings_, other_record, "cust-list")))
+    key_conversation(client, other, "cust-list", signed(settings_, other_record, "cust-list"))  # another key's customer
     key_conversation(client, key, "someone-else", signed(settings_, record, "someone-else"))
     params = {"customer_id": "cust-list", "customer_hash": signed(settings_, record, "cust-list"), "limit": 4}
     seen: list[str] = []
@@ -153,7 +207,7 @@ def test_customer_conversations_are_listed_newest_first_a_page_at_a_time(
         cursor = body["next_cursor"]
         if cursor is None:
             break
-    assert seen == list(reversed(made))  # newest first, every one exactly once, the other key's included
+    assert seen == list(reversed(made))  # newest first, every one exactly once, only this key's
     created = [c["created_at"] for c in client.get("/v1/conversations", params=params, headers=bearer(key)).json()[
         "conversations"]]  # fmt: skip
     assert created == sorted(created, reverse=True)

@@ -69,7 +69,7 @@ def old_release_database(url: str) -> None:
 
 
 def test_the_head_revision_is_the_last_file() -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

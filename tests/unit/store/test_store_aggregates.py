@@ -94,9 +94,10 @@ def test_conversations_of_the_integration_api_and_the_openai_channel(store: Stor
     summary = store.conversations.summary(made[0].id)
     assert summary.channel == "api" and summary.api_key_id == "key_1" and summary.customer_id == "cust-1"
     assert summary.created_at.utcoffset() == timedelta(0)
-    page, more = store.conversations.for_customer("cust-1", None, 2)
+    store.conversations.create_owned("d" * 64, "key_2", "cust-1")  # the same id under another key: not listed
+    page, more = store.conversations.for_customer("cust-1", None, 2, api_key_id="key_1")
     assert more and len(page) == 2
-    rest, more = store.conversations.for_customer("cust-1", (page[-1].created_at, page[-1].id), 2)
+    rest, more = store.conversations.for_customer("cust-1", (page[-1].created_at, page[-1].id), 2, api_key_id="key_1")
     assert not more and {s.id for s in page + rest} == {m.id for m in made}
     with pytest.raises(ConversationNotFound):
         store.conversations.summary("conv_nope")
