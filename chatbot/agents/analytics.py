@@ -20,8 +20,7 @@ from typing import Any
 
 from chatbot.evals.metrics import percentile
 from chatbot.guard.pii import redact
-from chatbot.store import Store
-from chatbot.store.handoff import AnalyticsData
+from chatbot.store import AnalyticsData, Store
 
 TOP_UNANSWERED = 20
 

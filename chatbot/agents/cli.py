@@ -34,8 +34,8 @@ def create(
 ) -> None:
     """Create an agent account; the password is prompted for twice (hidden) unless --password-stdin."""
     from chatbot.agents.auth import AGENT_NAME, MIN_PASSWORD_CHARS, ROLES, hash_password
+    from chatbot.store import AgentExists
     from chatbot.store.cli import operator_id
-    from chatbot.store.handoff import AgentExists
 
     if not AGENT_NAME.fullmatch(name):
         console.print("[red]The name must be 1-40 characters: letters, digits, '_', '.' or '-'.[/red]")

@@ -23,8 +23,7 @@ from chatbot.errors import Conflict, NotFound
 from chatbot.guard.pii import redact
 from chatbot.integration.webhooks import emit
 from chatbot.schema import AnswerObject
-from chatbot.store import ConversationNotFound, Store
-from chatbot.store.handoff import AgentRecord, ConversationRecord, LifecycleConflict, NoteRecord
+from chatbot.store import AgentRecord, ConversationNotFound, ConversationRecord, LifecycleConflict, NoteRecord, Store
 from chatbot.store.repository import StoredMessage
 
 T = TypeVar("T")

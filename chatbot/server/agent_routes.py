@@ -1,6 +1,6 @@
 """REST for support agents (Bearer agent token) and admins: login, queue, transcript, lifecycle, analytics.
 
-The routes are thin: chatbot/conversations/handoff.py runs the lifecycle, chatbot/store/handoff.py the
+The routes are thin: chatbot/conversations/handoff.py runs the lifecycle, chatbot/store/lifecycle.py the
 atomic status changes. docs/agent-api.md lists every route, body and error code.
 """
 
@@ -30,8 +30,7 @@ from chatbot.server.bodies import RequestBody
 from chatbot.server.dependencies import current_admin, current_agent, key_scope
 from chatbot.server.errors import ApiError
 from chatbot.server.routes import ConversationId
-from chatbot.store import ConversationNotFound, Store
-from chatbot.store.handoff import AgentRecord
+from chatbot.store import AgentRecord, ConversationNotFound, Store
 
 agent_router = APIRouter(tags=["agents"], responses=errors(401))  # every route: 401 without a valid token
 STATUSES = ("bot", "waiting", "assigned", "closed")

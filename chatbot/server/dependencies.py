@@ -23,8 +23,7 @@ from chatbot.dialogue.engine import Engine
 from chatbot.integration.conversations import IntegrationConversations
 from chatbot.integration.keys import ApiKeyRecord, ApiKeys, identity_secret, identity_valid, is_api_key
 from chatbot.server.errors import ApiError
-from chatbot.store import ConversationNotFound, Store
-from chatbot.store.handoff import AgentRecord, ConversationRecord
+from chatbot.store import AgentRecord, ConversationNotFound, ConversationRecord, Store
 from chatbot.tokens import bearer, customer_token_matches
 
 CUSTOMER_ID_HEADER = "Kestrel-Customer-Id"

@@ -27,8 +27,7 @@ from chatbot.schema import AnswerObject
 from chatbot.server.bodies import RequestBody
 from chatbot.server.dependencies import customer_conversation, optional_api_key, ready_engine, store, verify_identity
 from chatbot.server.errors import ApiError
-from chatbot.store import ConversationNotFound, Store
-from chatbot.store.handoff import MessageNotFound
+from chatbot.store import ConversationNotFound, MessageNotFound, Store
 from chatbot.tokens import new_customer_token
 
 router = APIRouter()

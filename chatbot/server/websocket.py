@@ -31,8 +31,7 @@ from chatbot.conversations.turns import TurnService
 from chatbot.dialogue.engine import Engine
 from chatbot.errors import InvalidInput, RateLimited
 from chatbot.shutdown import AnswerTracker
-from chatbot.store import ConversationNotFound, Store
-from chatbot.store.handoff import MessageNotFound
+from chatbot.store import ConversationNotFound, MessageNotFound, Store
 from chatbot.tokens import customer_token_hash, customer_token_matches, new_customer_token, reserved_conversation_id
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 
 from chatbot.config import Settings
 from chatbot.schema import AnswerObject
-from chatbot.store import Store
-from chatbot.store.handoff import LifecycleConflict
+from chatbot.store import LifecycleConflict, Store
 from tests.support.app import ask, create_agent, login, module_settings, new_conversation, receive_until, started
 
 

@@ -267,7 +267,7 @@ def test_a_remote_model_only_ever_sees_redacted_text(
 def test_analytics_show_questions_redacted_even_from_rows_stored_before_the_new_kinds() -> None:
     """Rows written before e-mail and phone redaction existed are redacted again when shown (and in the CSV)."""
     from chatbot.agents.analytics import summarise, unanswered_csv
-    from chatbot.store.handoff import AnalyticsData
+    from chatbot.store import AnalyticsData
 
     question = "why was I charged? call me at (415) 555-2671 or jane.doe@example.com"
     data = AnalyticsData(["conv_1"], [], set(), [], [], [], [(question, "fallback"), (question, "fallback")])
