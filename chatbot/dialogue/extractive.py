@@ -74,13 +74,16 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
         re.compile(FIGURE_PERCENT + r"|\bAPY\b|\bAPR\b", re.I),
     ),
     "clock": (
-        re.compile(r"\b(?:what time|cut-?off|deadline|by when|by what time|how late|open until|hours)\b", re.I),
+        re.compile(
+            r"\b(?:what time|cut-?off|deadline|by when|by what time|how late|open until|hours|latest|earliest)\b",
+            re.I,
+        ),
         re.compile(r"\b\d{1,2}(?::\d{2})?\s?[ap]\.?m\b|\bcut-?off\b|\bmidnight\b|\bnoon\b", re.I),
     ),
     "duration": (
         re.compile(
-            r"\b(?:how long|when|how soon|how fast|how quickly|days?|weeks?|until|available|arrive|take to|"
-            r"expire|last|wait|hold)\b",
+            r"\b(?:how long(?!\s+(?:can|could|should|must|may|is|are)\s+(?:\w+\s+){0,3}be\b)|when|how soon|"
+            r"how fast|how quickly|days?|weeks?|until|available|arrive|take to|expire|last|wait|hold)\b",
             re.I,
         ),
         re.compile(FIGURE_TIME, re.I),
@@ -115,7 +118,32 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     ),
     "limit": (
         re.compile(r"\b(?:limits?|maximum|max|most|up to|how much can|how many|cap|restrict\w*)\b", re.I),
-        re.compile(r"\b(?:limits?|up to|maximum|at most|per (?:day|business day|month|statement cycle))\b", re.I),
+        re.compile(
+            r"\b(?:limits?|up to|maximum|at most|\d+ free|per (?:\w+ ){0,2}(?:day|week|month|cycle|year))\b", re.I
+        ),
+    ),
+    # "how long can my username be": a length, not a time
+    "length": (
+        re.compile(
+            r"\bhow (?:long|short)\s+(?:can|could|should|must|may|is|are)\s+(?:\w+\s+){0,3}be\b|"
+            r"\bhow many (?:characters|digits|letters)\b|\b(?:length|characters)\b",
+            re.I,
+        ),
+        re.compile(r"\b\d+(?: to \d+)? (?:characters|digits|letters|numbers)\b|\b\d+-digit\b|\bcharacters\b", re.I),
+    ),
+    # "when would the loan money hit my account": when funds arrive, not when a decision is made
+    "funding": (
+        re.compile(
+            r"\b(?:hit|land|show up|arrive|appear|get|receive|see|go)\w*\s+(?:in|into|on)?\s*(?:my|the)\s+"
+            r"(?:account|acct|bank)\b|\b(?:money|funds|cash)\b.{0,30}\b(?:hit|land|arrive|show up|deposited|get)\b|"
+            r"\b(?:when|how soon|how fast|how quickly)\b.{0,30}\b(?:get|receive)\b.{0,15}\b(?:money|funds|cash)\b",
+            re.I,
+        ),
+        re.compile(
+            r"\b(?:deposited|disbursed|funds? (?:are|is) (?:sent|deposited|available|credited)|credited|"
+            r"into (?:your|a|an) (?:\w+ )?account|arrives?|appears?)\b",
+            re.I,
+        ),
     ),
 }
 
@@ -630,7 +658,7 @@ def _redundant(pool: list[_Scored], chosen: list[int], index: int) -> bool:
     candidate = pool[index]
     for i in chosen:
         other = pool[i]
-        if float(candidate.vector @ other.vector) > 0.92:
+        if float(candidate.vector @ other.vector) > 0.92 or _restates(candidate.unit.text, other.unit.text):
             return True
         same_passage = other.unit.passage_id == candidate.unit.passage_id
         if same_passage and (other.unit.list_items or candidate.unit.list_items):
@@ -639,6 +667,38 @@ def _redundant(pool: list[_Scored], chosen: list[int], index: int) -> bool:
             if core and core in outer.unit.text:
                 return True
     return False
+
+
+CONTRACTION = re.compile(r"n't\b|'s\b|'re\b|'ll\b|'ve\b", re.I)
+STOPWORDS = frozenset(
+    {"a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "by", "with", "from", "is", "are", "be"}
+    | {"it", "its", "this", "that", "your", "you", "we", "our", "can", "if", "as", "per", "kestrel"}
+)
+
+
+def _content_words(text: str) -> set[str]:
+    text = re.sub(r"\bcannot\b", "can not", text.replace("\u2019", "'"), flags=re.I)
+    text = CONTRACTION.sub(lambda m: " not" if m.group(0).lower() == "n't" else "", text)
+    words = re.findall(r"[a-z0-9$%.:]+", text.lower())
+    return {w.strip(".:") for w in words if w.strip(".:") and w.strip(".:") not in STOPWORDS}
+
+
+def _restates(text: str, other: str, overlap: float = 0.75) -> bool:
+    """The same sentence twice, or one that says little the other doesn't (a FAQ answer restating a
+    document's sentence in other words): most of the shorter one's content words are in the longer one."""
+    if text.strip() == other.strip():
+        return True
+    mine, theirs = _content_words(text), _content_words(other)
+    if not mine or not theirs:
+        return False
+    shorter, longer = (mine, theirs) if len(mine) <= len(theirs) else (theirs, mine)
+    if any(any(c.isdigit() for c in w) and w not in longer for w in shorter):
+        return False  # a figure of its own: not a restatement
+    if ("not" in mine) != ("not" in theirs) or ("no" in mine) != ("no" in theirs):
+        return False  # one denies what the other says
+    if len(shorter) < 6:  # too short to tell a restatement from a different fact in the same words
+        return shorter == longer
+    return len(shorter & longer) / len(shorter) >= overlap
 
 
 def _capped(pool: list[_Scored], chosen: list[int], max_units: int, max_words: int) -> list[int]:

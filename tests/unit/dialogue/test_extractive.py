@@ -20,6 +20,8 @@ from chatbot.dialogue.engine import Engine, EngineOptions
 from chatbot.dialogue.extractive import (
     Catalogue,
     SentenceSelector,
+    _restates,
+    _split_sentences,
     answers_aspect,
     aspects_of,
     bank_answers,
@@ -93,6 +95,11 @@ def test_a_two_part_question_splits_into_its_parts_with_their_aspects() -> None:
         ("whats the number to call", "contact"),
         ("is there a daily limit", "limit"),
         ("which one has no monthly fee", "no_fee"),
+        ("how long can my username be", "length"),
+        ("how many characters can a password have", "length"),
+        ("when would the loan money actually hit my account", "funding"),
+        ("how soon do i get the money", "funding"),
+        ("whats the latest i can send it today", "clock"),
     ],
 )
 def test_aspects_are_read_from_the_question(question: str, aspect: str) -> None:
@@ -104,6 +111,38 @@ def test_sentences_answer_aspects_by_their_figures_and_wording() -> None:
     assert answers_aspect("An outgoing wire costs $45.", "amount")
     assert not answers_aspect("An outgoing wire costs $45.", "clock")
     assert answers_aspect("Monthly maintenance fee: $0.", "no_fee")
+
+
+def test_a_length_question_is_not_a_time_question() -> None:
+    assert "duration" not in aspects_of("how long can my username be")
+    assert "duration" in aspects_of("how long does a wire take")
+    assert "duration" in aspects_of("how long is the grace period")
+
+
+def test_sentences_answer_length_funding_and_per_period_limits() -> None:
+    assert answers_aspect("Usernames must be 6 to 20 characters.", "length")
+    assert not answers_aspect("Name changes are processed within 3 business days.", "length")
+    assert answers_aspect("Funds are deposited into a Kestrel account as soon as the next business day.", "funding")
+    assert not answers_aspect("Most applicants receive a decision within minutes.", "funding")
+    assert answers_aspect("Savings accounts allow 6 free withdrawals per monthly statement cycle.", "limit")
+
+
+def test_a_sentence_is_not_quoted_twice_nor_restated_in_other_words() -> None:
+    assert _restates("These changes can't be made in the app.", "These changes can't be made in the app.")
+    assert _restates(
+        "You can't add money to a CD after it's opened, but you can open another one.",
+        "You cannot add money to a Kestrel CD after it is opened; to save more, open another CD.",
+    )
+    assert not _restates("The overdraft fee is $29 per item.", "The returned item fee is $29 per item.")
+    assert not _restates("Wires cost $30 each.", "Wires cost $45 each.")  # a figure of its own
+
+
+def test_abbreviations_inside_a_time_window_do_not_split_it() -> None:
+    text = "Call us Monday to Friday from 7:00 a.m. to 10:00 p.m. ET. Use e.g. Zelle for U.S. transfers."
+    assert _split_sentences(text) == [
+        "Call us Monday to Friday from 7:00 a.m. to 10:00 p.m. ET.",
+        "Use e.g. Zelle for U.S. transfers.",
+    ]
 
 
 # ------------------------------------------------------------------ products
