@@ -4,10 +4,11 @@
 # machine that cannot install them runs the other tests, and those tests skip naming what is missing.
 # Set KESTREL_NO_APT=1 to never install anything.
 set -u
+have() { local found; found=$(command -v "$1" 2>/dev/null) && [ -x "$found" ]; }  # as the tests look (executable)
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+have chromium || have chromium-browser || missing+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+have redis-server || missing+=(redis-server)
 ((${#missing[@]})) || exit 0
 
 if [ "${KESTREL_NO_APT:-0}" = 1 ] || ! command -v apt-get >/dev/null 2>&1; then
