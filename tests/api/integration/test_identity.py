@@ -100,7 +100,8 @@ def test_forged_or_missing_identities_are_rejected(client: TestClient, settings_
         response = client.post("/v1/conversations", headers=headers, json=body)
         assert response.status_code == status, (body, response.text)
         assert response.json()["error"]["code"] == code
-    other_secret = signed(settings_.model_copy(update={"secret_key": "another server"}), record, "cust-42")
+    other_server = settings_.model_copy(update={"secret_key": "another server entirely: 7f3c9a1e5b2d8f60"})
+    other_secret = signed(other_server, record, "cust-42")
     response = client.post("/v1/conversations", headers=bearer(key),
                            json={"customer_id": "cust-42", "customer_hash": other_secret})  # fmt: skip
     assert response.status_code == 401
