@@ -16,6 +16,7 @@ from chatbot.config import Settings
 from chatbot.schema import AnswerObject
 from chatbot.store import LifecycleConflict, Store
 from tests.support.app import ask, create_agent, login, module_settings, new_conversation, receive_until, started
+from tests.support.legacy_db import first_release_sqlite
 
 
 @pytest.fixture(scope="module")
@@ -308,21 +309,7 @@ def test_precise_errors_for_bad_agent_requests(client: TestClient) -> None:
 
 def test_an_existing_first_release_database_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "chatbot.db"
-    with sqlite3.connect(path) as db:  # the first release's schema, as created by its create_all
-        db.executescript(
-            """
-            CREATE TABLE conversations (id VARCHAR(40) NOT NULL PRIMARY KEY, channel VARCHAR(20) NOT NULL,
-                status VARCHAR(20) NOT NULL, created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL);
-            CREATE TABLE messages (seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, id VARCHAR(40) NOT NULL,
-                conversation_id VARCHAR(40) NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-                role VARCHAR(20) NOT NULL, text TEXT NOT NULL, kind VARCHAR(20), intent VARCHAR(60),
-                confidence FLOAT, sources JSON NOT NULL, handoff BOOLEAN NOT NULL, latency_ms INTEGER,
-                created_at DATETIME NOT NULL);
-            INSERT INTO conversations VALUES ('conv_old', 'web', 'bot', '2026-01-01 10:00:00', '2026-01-01 10:00:00');
-            INSERT INTO messages (id, conversation_id, role, text, sources, handoff, created_at)
-                VALUES ('msg_old', 'conv_old', 'user', 'hello from the old release', '[]', 0, '2026-01-01 10:00:01');
-            """
-        )
+    first_release_sqlite(path, "conv_old", "msg_old", "hello from the old release")
     store = Store(f"sqlite:///{path}")
     try:
         record = store.conversation("conv_old")

@@ -4,7 +4,6 @@ concurrent first starts, and the guard that every model change comes with a migr
 from __future__ import annotations
 
 import multiprocessing
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from chatbot.store import Store
 from chatbot.store.migrate import UnknownRevision, alembic_config, current_revision, head_revision, migrate
 from chatbot.store.migrations import baseline
 from chatbot.store.models import Base
+from tests.support.legacy_db import first_release_sqlite
 
 ISSUE4_TABLES = {"api_keys", "audit_log", "idempotency_keys", "webhook_deliveries"}
 ISSUE4_COLUMNS = {"api_key_id", "customer_id", "anonymised_at"}
@@ -142,21 +142,7 @@ def test_a_database_of_the_previous_release_is_adopted_and_upgraded(
 
 def test_a_first_release_sqlite_database_gains_the_handoff_columns_then_the_new_ones(tmp_path: Path) -> None:
     path = tmp_path / "first.db"
-    with sqlite3.connect(path) as db:  # the first release: two tables, no handoff columns, no agents
-        db.executescript(
-            """
-            CREATE TABLE conversations (id VARCHAR(40) NOT NULL PRIMARY KEY, channel VARCHAR(20) NOT NULL,
-                status VARCHAR(20) NOT NULL, created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL);
-            CREATE TABLE messages (seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, id VARCHAR(40) NOT NULL,
-                conversation_id VARCHAR(40) NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-                role VARCHAR(20) NOT NULL, text TEXT NOT NULL, kind VARCHAR(20), intent VARCHAR(60),
-                confidence FLOAT, sources JSON NOT NULL, handoff BOOLEAN NOT NULL, latency_ms INTEGER,
-                created_at DATETIME NOT NULL);
-            INSERT INTO conversations VALUES ('conv_1', 'web', 'bot', '2026-01-01 10:00:00', '2026-01-01 10:00:00');
-            INSERT INTO messages (id, conversation_id, role, text, sources, handoff, created_at)
-                VALUES ('msg_1', 'conv_1', 'user', 'first release', '[]', 0, '2026-01-01 10:00:01');
-            """
-        )
+    first_release_sqlite(path, "conv_1", "msg_1", "first release")
     engine = create_engine(f"sqlite:///{path}")
     try:
         result = migrate(engine)
