@@ -16,7 +16,7 @@ multi-turn conversation are answered as follow-ups. Two kinds of set are read:
 
 Reported per answer kind: count, p50/p95 latency (the AnswerObject's ``latency_ms``) and the share
 with the facts; plus how long the generator ran on turns whose generated text was then thrown away
-(the answer became extractive or a fallback), the cost issue 11 part 8 removes. This is a proxy
+(the answer became extractive or a fallback), the cost that the generation gate removes. This is a proxy
 until ``chatbot eval resolution`` exists. The machine is shared: run it under ``nice``.
 """
 

@@ -2,7 +2,7 @@
 
 Two checks live here. ``check_grounding`` is the figure check: every figure of the answer appears in
 a source passage on the same subject. ``check_claim`` is the stricter, per-sentence check the engine
-applies before a sentence is streamed (issue 11, part 6); it keeps the figure check as its first step.
+applies before a sentence is streamed; it keeps the figure check as its first step.
 
 A bank cannot let a language model invent a fee, a rate or a phone number. We pull every figure
 (money, percentages, times, dates, phone numbers, plain counts) out of the answer and out of its

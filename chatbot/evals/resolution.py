@@ -1,6 +1,6 @@
 """`chatbot eval resolution`: the share of customer turns the assistant resolves, and why the rest fail.
 
-What a bank judges first is whether each answer is right, so this is the headline measure (issue 11).
+What a bank judges first is whether each answer is right, so this is the headline measure.
 ``evaluation/dev_resolution.jsonl`` holds conversations (a single question is a conversation of one
 turn; the format is in evaluation/README.md). Every conversation is played turn by turn through the
 customer path: ``Engine.answer`` with a stored conversation, so a follow-up is resolved from the

@@ -180,7 +180,7 @@ class ConversationRepository(Repository):
         """A verified customer's conversations made with one API key, newest first; and whether more follow.
 
         A customer id is only meaningful within the key that signed it: two partners may both have a
-        "cust-42", so the key is part of every lookup (issue 12: partner isolation).
+        "cust-42", so the key is part of every lookup (partner isolation).
         """
         with self._sessions() as session:
             query = select(Conversation).where(

@@ -32,7 +32,7 @@ class Conversation(Base):
     status: Mapped[str] = mapped_column(String(20), default="bot")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
-    # Handoff (issue 3). Every column added after the first release is nullable or has a server default,
+    # Handoff. Every column added after the first release is nullable or has a server default,
     # so chatbot/store/migrate.py can add it to an existing database with a plain ALTER TABLE.
     token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # SHA-256 of the customer token
     assigned_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), nullable=True, index=True)
@@ -41,7 +41,7 @@ class Conversation(Base):
     flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     closed_by: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    # Integration API (issue 4): the API key that created it, and the app's verified customer id, if any.
+    # Integration API: the API key that created it, and the app's verified customer id, if any.
     api_key_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     customer_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     anonymised_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -81,7 +81,7 @@ class Agent(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Every agent token carries the version it was issued at; signing out, a password change and
-    # disabling the account increment it, so every earlier token stops working at once (issue 12).
+    # disabling the account increment it, so every earlier token stops working at once.
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 

@@ -157,7 +157,7 @@ def test_wrong_role_gets_403_and_a_disabled_agent_loses_access(client: TestClien
     login_again = client.post("/v1/agent/login", json={"username": "mallory", "password": PASSWORD})
     assert login_again.status_code == 401
     assert cli(settings_, "enable", "mallory").returncode == 0
-    # Re-enabling does not revive the tokens issued before the disable (issue 12): a new sign-in is needed.
+    # Re-enabling does not revive the tokens issued before the disable: a new sign-in is needed.
     refused = client.get("/v1/agent/me", headers=headers)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "revoked_token"
     _, fresh = login(client, "mallory")

@@ -141,7 +141,7 @@ def test_supported_claims_pass(sentence: str, sources: list[str]) -> None:
 @pytest.mark.parametrize(
     ("sentence", "sources", "reason"),
     [
-        # issue 11: Basic Savings' $5 fee put on High-Yield Savings (the figure check passes it)
+        # Basic Savings' $5 fee put on High-Yield Savings (the figure check passes it)
         ("Kestrel High-Yield Savings earns 4.00% APY on all balances, with a $5 monthly fee.", SAVINGS,
          "misattributed_figure"),
         ("Kestrel Basic Savings earns 4.00% APY.", SAVINGS, "misattributed_figure"),

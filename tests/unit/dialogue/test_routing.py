@@ -1,4 +1,4 @@
-"""Routing that helps (issue 11, part 7), through the real engine with the shipped knowledge base.
+"""Routing that helps, through the real engine with the shipped knowledge base.
 
 Emergencies BANKING77 has no intent for get the security procedure with the 24/7 number and a
 person, never a refusal; instructions dressed up as the bank or the system are refused; requests

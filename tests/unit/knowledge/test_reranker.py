@@ -137,7 +137,7 @@ def shipped_retriever(embedder: Embedder) -> Retriever:
             "overdraft",
             marks=pytest.mark.xfail(
                 reason="no bank passage reaches the bank-first cosine (best 0.56); the dense and BM25 rankings "
-                "put Ask CFPB's balance-transfer entry first: needs the reranker (issue 11, not yet enabled)",
+                "put Ask CFPB's balance-transfer entry first: needs the reranker (not yet enabled)",
                 strict=True,
             ),
         ),

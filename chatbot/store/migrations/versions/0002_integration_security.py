@@ -1,4 +1,4 @@
-"""Integration API and security (issue 4): API keys, audit log, idempotency keys, webhook outbox.
+"""Integration API and security: API keys, audit log, idempotency keys, webhook outbox.
 
 Revision ID: 0002
 Revises: 0001

@@ -1,4 +1,4 @@
-"""Revocable agent tokens (issue 12): each agent's token version.
+"""Revocable agent tokens: each agent's token version.
 
 Revision ID: 0003
 Revises: 0002
