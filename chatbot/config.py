@@ -70,6 +70,19 @@ class Settings(BaseSettings):
         le=1.0,
         description="The bank's passages at or above this cosine go before every Ask CFPB entry; 0 turns it off.",
     )
+    followup_source_prior: float = Field(
+        0.03,
+        ge=0.0,
+        description="Added to the ranking score of the documents the previous answer cited, for the customer's next "
+        "message ('is there a minimum?' is most likely about the same product; tuned on the dev set).",
+    )
+    followup_source_bonus: float = Field(
+        0.10,
+        ge=0.0,
+        le=1.0,
+        description="Added to the cosine of the documents the previous answer cited when the extractive answer "
+        "chooses the document to quote for a follow-up (tuned on the dev set).",
+    )
     rerank_enabled: bool = Field(False, description="Re-score the first hybrid candidates with the cross-encoder.")
     reranker_dir: Path | None = Field(
         None, description="Cross-encoder reranker folder; empty means data_dir/reranker (built by make when missing)."
@@ -103,8 +116,17 @@ class Settings(BaseSettings):
     generation_budget_ms: int = Field(
         2500,
         ge=0,
-        description="Generation stops after this long: the sentences already verified are the answer, or the "
-        "extractive answer if none is; 0 means no limit.",
+        description="Generation stops after this long and the extractive answer is sent instead (a cut-off "
+        "generation answered worse than the extractive answer, chatbot eval resolution); 0 means no limit.",
+    )
+    generation_late_window: int = Field(
+        8,
+        ge=0,
+        description="When 3 in 4 of the last this-many generations ran past generation_budget_ms, generation "
+        "is skipped for generation_late_cooldown_s (this machine cannot finish in time); 0 never skips.",
+    )
+    generation_late_cooldown_s: float = Field(
+        300.0, gt=0, description="How long generation is skipped before one probe generation is tried again."
     )
     grounding_check: bool = True
     fallback_message: str = (

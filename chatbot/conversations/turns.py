@@ -35,6 +35,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class History:
+    """What the engine is told of the conversation so far."""
+
+    turns: list[str]  # the previous customer turns, oldest first (the current one left out)
+    cited: list[str]  # the source ids of the assistant's last answer, if it was the last to speak
+
+
+@dataclass(frozen=True)
 class Accepted:
     """A stored customer message, and the conversation's status after it (``bot`` means the assistant answers)."""
 
@@ -87,19 +95,25 @@ class TurnService:
         return Accepted(stored, await self.handoff.after_customer_message(stored))
 
     # ------------------------------------------------------------------ step 2: the assistant's answer
-    async def history(self, conversation_id: str | None, current: str) -> list[str]:
-        """The conversation's previous customer turns, oldest first (the current one left out)."""
+    async def history(self, conversation_id: str | None, current: str) -> History:
+        """The conversation's previous customer turns, and what the assistant's answer to the last one cited."""
         turns_kept = self.settings.history_turns
         if self.store is None or conversation_id is None or turns_kept == 0:
-            return []
+            return History([], [])
         try:
             stored = await asyncio.to_thread(self.store.messages, conversation_id, 2 * turns_kept + 1)
         except LookupError:
-            return []
+            return History([], [])
+        if stored and stored[-1].role == "user" and stored[-1].text == current:
+            stored = stored[:-1]
         turns = [m.text for m in stored if m.role == "user"]
-        if turns and turns[-1] == current:
-            turns = turns[:-1]
-        return turns[-turns_kept:]
+        # Only an answer of the assistant's that the customer is replying to: after an agent's message
+        # (or none), the follow-up leans on nothing the assistant cited.
+        last = stored[-1] if stored else None
+        cited: list[str] = []
+        if last is not None and last.role == "assistant":
+            cited = [str(source["id"]) for source in last.sources if source.get("id")]
+        return History(turns[-turns_kept:], cited)
 
     async def reply(
         self, conversation_id: str | None, text: str, options: EngineOptions | None = None
@@ -112,7 +126,7 @@ class TurnService:
         """
         history = await self.history(conversation_id, text)
         final: AnswerObject | None = None
-        async for event in self.engine.respond(text, history=history, options=options):
+        async for event in self.engine.respond(text, history=history.turns, options=options, cited=history.cited):
             if isinstance(event, StartEvent):
                 event.conversation_id = conversation_id
             elif isinstance(event, MessageEvent):

@@ -33,7 +33,7 @@ import atexit
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -430,10 +430,14 @@ class SentenceSelector:
         max_words: int = 90,
         bank_floor: float = 0.6,
         bank_margin: float = 0.15,
+        prefer_bonus: float = 0.0,
     ) -> None:
+        """``prefer_bonus``: added to the closeness of a document the caller prefers (the documents
+        the previous answer cited, for a follow-up) when choosing the document to quote."""
         self.encode = encode
         self.bank_floor = bank_floor
         self.bank_margin = bank_margin
+        self.prefer_bonus = prefer_bonus
         self.catalogue = catalogue
         self.max_units = max_units
         self.max_words = max_words
@@ -490,12 +494,14 @@ class SentenceSelector:
             cached = self._cache[passage.id] = (units, vectors)
         return cached
 
-    def best_document(self, hits: Sequence[Hit], named: frozenset[str]) -> list[str]:
-        """Source ids by preference: closeness, the bank's own content, the named product."""
+    def best_document(
+        self, hits: Sequence[Hit], named: frozenset[str], prefer: Collection[str] = frozenset()
+    ) -> list[str]:
+        """Source ids by preference: closeness, the bank's own content, the named product, ``prefer``."""
         scores: dict[str, float] = {}
         own_first = bank_answers(hits, self.bank_floor, self.bank_margin)
         for hit in hits:
-            bonus = 0.0
+            bonus = self.prefer_bonus if hit.passage.source_id in prefer else 0.0
             if is_external(hit.passage):
                 bonus -= 1.0 if own_first else 0.06
             if named and named & self.catalogue.mentions(hit.passage.text + " " + (hit.passage.answer or "")):
@@ -503,8 +509,10 @@ class SentenceSelector:
             scores[hit.passage.source_id] = max(scores.get(hit.passage.source_id, -1.0), hit.score + bonus)
         return sorted(scores, key=lambda s: -scores[s])
 
-    def candidates(self, hits: Sequence[Hit], named: frozenset[str]) -> list[_Scored]:
-        ranked = self.best_document(hits, named)
+    def candidates(
+        self, hits: Sequence[Hit], named: frozenset[str], prefer: Collection[str] = frozenset()
+    ) -> list[_Scored]:
+        ranked = self.best_document(hits, named, prefer)
         if not ranked:
             return []
         primary = ranked[0]
@@ -580,9 +588,15 @@ class SentenceSelector:
             return False
         return len(self.catalogue.mentions(question)) <= 1
 
-    def select(self, question: str, hits: Sequence[Hit], named: frozenset[str] | None = None) -> Selection | None:
+    def select(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        named: frozenset[str] | None = None,
+        prefer: Collection[str] = frozenset(),
+    ) -> Selection | None:
         named = self.catalogue.mentions(question) if named is None else named
-        pool = self.candidates(hits, named)
+        pool = self.candidates(hits, named, prefer)
         if not pool:
             return None
         parts = question_parts(question)

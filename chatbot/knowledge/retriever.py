@@ -15,6 +15,7 @@ with the question. The cosine stays the hit's ``score``, so the thresholds keep 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,6 +53,7 @@ class Retriever:
         reranker: CrossEncoderReranker | None = None,
         rerank_depth: int = 12,
         rerank_bank_prior: float = 0.0,
+        followup_prior: float = 0.0,
     ) -> None:
         self.index = index
         self.embedder = embedder
@@ -63,7 +65,11 @@ class Retriever:
         self.reranker = reranker
         self.rerank_depth = rerank_depth
         self.rerank_bank_prior = rerank_bank_prior
+        self.followup_prior = followup_prior
         self._bank = np.array([not p.source_id.startswith(CFPB_PREFIX) for p in index.passages], dtype=bool)
+        self._by_source: dict[str, list[int]] = {}
+        for i, passage in enumerate(index.passages):
+            self._by_source.setdefault(passage.source_id, []).append(i)
 
     @classmethod
     def from_settings(cls, index: KnowledgeIndex, embedder: Embedder, settings: Settings) -> Retriever:
@@ -78,11 +84,20 @@ class Retriever:
             reranker=load_reranker(settings, device=embedder.device),
             rerank_depth=settings.rerank_depth,
             rerank_bank_prior=settings.rerank_bank_prior,
+            followup_prior=settings.followup_source_prior,
         )
 
-    def search(self, query: str, top_k: int = 5, mode: Mode = "hybrid", vector: np.ndarray | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        top_k: int = 5,
+        mode: Mode = "hybrid",
+        vector: np.ndarray | None = None,
+        prefer: Collection[str] = (),
+    ) -> list[Hit]:
         """``vector``: the query's embedding when the caller already has it (the engine encodes a
-        message once for the classifier, the injection check and retrieval)."""
+        message once for the classifier, the injection check and retrieval). ``prefer``: source ids
+        whose passages get ``followup_prior`` (the documents the previous answer cited, for a follow-up)."""
         size = len(self.index.passages)
         if size == 0 or not query.strip():
             return []
@@ -102,9 +117,18 @@ class Retriever:
         for ranks, weight in ((dense_rank, 1.0), (bm25_rank, self.bm25_weight)):
             for i, rank in ranks.items():
                 fused[i] = fused.get(i, 0.0) + weight / (self.rrf_k + rank + 1)
+        if self.followup_prior:
+            # The closest passage of each preferred document is a candidate even when neither ranking
+            # had it (a follow-up's words may not name the product it is about).
+            for source in prefer:
+                own = self._by_source.get(source, [])
+                if own:
+                    fused.setdefault(max(own, key=lambda i: cosine[i]), 0.0)
         for i in fused:
             if self._bank[i]:
                 fused[i] += self.bank_prior
+            if self.followup_prior and self.index.passages[i].source_id in prefer:
+                fused[i] += self.followup_prior
         # Bank first: when some of the bank's passages are relevant on the calibrated scale (cosine at
         # least ``bank_first_cosine``), the bank's content covers the question and Ask CFPB entries are
         # left out (the engine returns the most similar FAQ entry verbatim, wherever it ranks).

@@ -20,7 +20,7 @@ from chatbot.conversations.handoff import HandoffService
 from chatbot.conversations.turns import TurnService
 from chatbot.errors import InvalidInput, NotFound, RateLimited
 from chatbot.limits import ConversationLimits, MemoryLimiter
-from chatbot.schema import AnswerObject, DeltaEvent, EngineEvent, ErrorEvent, MessageEvent, StartEvent
+from chatbot.schema import AnswerObject, DeltaEvent, EngineEvent, ErrorEvent, MessageEvent, SourceRef, StartEvent
 from chatbot.store import Store
 
 
@@ -30,15 +30,19 @@ class FakeEngine:
     def __init__(self, settings: Settings, kind: str = "faq", handoff: bool = False) -> None:
         self.settings, self.kind, self.handoff = settings, kind, handoff
         self.calls: list[tuple[str, list[str]]] = []
+        self.cited: list[list[str]] = []
 
     async def respond(
-        self, text: str, history: Sequence[str] = (), options: object = None
+        self, text: str, history: Sequence[str] = (), options: object = None, cited: Sequence[str] = ()
     ) -> AsyncIterator[EngineEvent]:
         self.calls.append((text, list(history)))
-        yield StartEvent(id=f"msg_answer{len(self.calls)}")
-        yield DeltaEvent(id=f"msg_answer{len(self.calls)}", text="An answer.")
-        answer = AnswerObject(id=f"msg_answer{len(self.calls)}", text="An answer.", kind=self.kind,  # type: ignore[arg-type]
-                              handoff=self.handoff)  # fmt: skip
+        self.cited.append(list(cited))
+        n = len(self.calls)
+        yield StartEvent(id=f"msg_answer{n}")
+        yield DeltaEvent(id=f"msg_answer{n}", text="An answer.")
+        source = SourceRef(id=f"doc-{n}", title=f"Document {n}")
+        answer = AnswerObject(id=f"msg_answer{n}", text="An answer.", kind=self.kind,  # type: ignore[arg-type]
+                              handoff=self.handoff, sources=[source])  # fmt: skip
         yield MessageEvent(message=answer)
 
 
@@ -66,6 +70,7 @@ def test_a_turn_stores_the_redacted_message_passes_history_and_stores_the_answer
     assert isinstance(events[0], StartEvent) and events[0].conversation_id == conversation
     assert isinstance(events[-1], MessageEvent) and events[-1].message.conversation_id == conversation
     assert engine.calls[-1] == ("my card [CARD ••••1111] was stolen", ["how much is a wire?"])
+    assert engine.cited == [[], ["doc-1"]]  # a follow-up leans on what the previous answer cited
     stored = store.messages(conversation)
     assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
     assert "4111" not in stored[2].text and stored[3].id == events[-1].message.id
@@ -110,3 +115,12 @@ def test_without_a_conversation_the_text_is_redacted_and_there_is_no_history(tmp
     turns, engine, _ = turn_service(tmp_path)
     answer = asyncio.run(turns.ask_answer("call me at jane.doe@example.com"))
     assert answer.conversation_id is None and engine.calls == [("call me at [EMAIL]", [])]
+
+
+def test_after_an_agent_spoke_the_assistants_earlier_sources_are_not_passed(tmp_path: Path) -> None:
+    turns, engine, store = turn_service(tmp_path)
+    conversation, _ = store.create_conversation("web", None)
+    collect(turns.ask("how much is a wire?", conversation))
+    store.add_message(conversation, "agent", "Hi, I'm Dana from the wires team.")
+    collect(turns.ask("and the cutoff?", conversation))
+    assert engine.cited[-1] == [] and engine.calls[-1][1] == ["how much is a wire?"]

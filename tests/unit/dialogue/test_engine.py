@@ -3,7 +3,7 @@ import asyncio
 import pytest
 
 from chatbot.conversations.turns import TurnService
-from chatbot.dialogue.engine import Engine, EngineOptions
+from chatbot.dialogue.engine import BARE_REPLY, Engine, EngineOptions, complete_sentences
 from chatbot.dialogue.grounding import check_grounding
 from chatbot.errors import InvalidInput
 from chatbot.schema import DeltaEvent, ErrorEvent, MessageEvent, StartEvent
@@ -103,3 +103,28 @@ def test_bad_input_gets_a_precise_error_event(engine: Engine, text: object, code
     assert len(events) == 1 and isinstance(events[0], ErrorEvent) and events[0].code == code
     with pytest.raises(InvalidInput):
         asyncio.run(turns.ask_answer(text))
+
+
+@pytest.mark.parametrize(
+    ("streamed", "complete", "rest"),
+    [
+        (
+            "Deposits made by 9:00 p.m. ET are credited the same day. The next",
+            ["Deposits made by 9:00 p.m. ET are credited the same day."],
+            "The next",
+        ),
+        ("Deposits made by 9:00 p.m.", [], "Deposits made by 9:00 p.m."),
+        ("Deposits made by 9:00 p.m. ET", [], "Deposits made by 9:00 p.m. ET"),
+        ("A wire costs $30. It arrives the same day. Rest", ["A wire costs $30.", "It arrives the same day."], "Rest"),
+        ("Cards work in the U.S. And abroad", [], "Cards work in the U.S. And abroad"),
+    ],
+)
+def test_streamed_sentences_end_at_sentence_ends_not_at_abbreviations(
+    streamed: str, complete: list[str], rest: str
+) -> None:
+    assert complete_sentences(streamed) == (complete, rest)
+
+
+def test_a_bare_yes_or_no_is_not_an_answer() -> None:
+    assert all(BARE_REPLY.match(text) for text in ("Yes.", "No.", " nope! ", "It depends."))
+    assert not any(BARE_REPLY.match(text) for text in ("Yes, up to $250,000.", "No fee.", "Not in the US."))
