@@ -119,13 +119,14 @@ class Settings(BaseSettings):
         description="Generation stops after this long and the extractive answer is sent instead (a cut-off "
         "generation answered worse than the extractive answer, chatbot eval resolution); 0 means no limit.",
     )
-    generation_late_window: int = Field(
+    generation_breaker_window: int = Field(
         8,
         ge=0,
-        description="When 3 in 4 of the last this-many generations ran past generation_budget_ms, generation "
-        "is skipped for generation_late_cooldown_s (this machine cannot finish in time); 0 never skips.",
+        description="When 3 in 4 of the last this-many generations were thrown away (cut off by "
+        "generation_budget_ms, a sentence failing the claim check, a bare yes/no), generation is skipped for "
+        "generation_breaker_cooldown_s: the extractive answer is sent at once; 0 never skips.",
     )
-    generation_late_cooldown_s: float = Field(
+    generation_breaker_cooldown_s: float = Field(
         300.0, gt=0, description="How long generation is skipped before one probe generation is tried again."
     )
     grounding_check: bool = True

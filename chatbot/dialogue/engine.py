@@ -38,7 +38,7 @@ from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import KnowledgeIndex, Passage
 from chatbot.knowledge.retriever import Hit, Retriever
 from chatbot.llm.loading import choose_device, load_generator
-from chatbot.llm.pacing import LatePacer
+from chatbot.llm.pacing import GenerationBreaker
 from chatbot.llm.prompts import NOT_AVAILABLE, ContextPassage, chat_messages
 from chatbot.llm.remote import GenerationUnavailable, RemoteGenerator
 from chatbot.llm.worker import GenerationWorker
@@ -100,7 +100,7 @@ class Engine:
         self.guard: InjectionDetector | None = None
         self.selector: extractive.SentenceSelector | None = None  # sentence selection of extractive answers
         self.nlu = IntentClassifier(settings, embedder=self.embedder)  # cheap; shares the MiniLM
-        self.pacer = LatePacer(settings.generation_late_window, settings.generation_late_cooldown_s)
+        self.breaker = GenerationBreaker(settings.generation_breaker_window, settings.generation_breaker_cooldown_s)
         self.ready = False
         # The CPU-bound steps (encoding, classification, retrieval, extraction) run on the engine's own
         # threads, not asyncio's default pool: under load they queue here, while the store's short
@@ -350,7 +350,7 @@ class Engine:
         context = self._context(hits)
         generate = self.settings.generation_enabled if options.generation is None else options.generation
         check = self.settings.grounding_check if options.grounding_check is None else options.grounding_check
-        if generate and self.worker is not None and self._worth_generating(query, hits) and self.pacer.allow():
+        if generate and self.worker is not None and self._worth_generating(query, hits) and self.breaker.allow():
             async for item in self._generate(query, answer_id, context, check, hits, prefer=prefer):
                 yield item
             return
@@ -440,8 +440,6 @@ class Engine:
             outcome = "unavailable"
         finally:
             await stream.aclose()
-        if budget_ms is None:  # a customer's answer (drafts for agents have no budget)
-            self.pacer.record(late=outcome == "late")
         tail = buffer.strip()
         if outcome == "ok" and tail:
             outcome = verdict(tail)
@@ -452,6 +450,8 @@ class Engine:
         text = sent.strip()
         if outcome == "ok" and BARE_REPLY.match(text):
             outcome = "bare"  # "Yes." is not an answer to "is it insured and up to how much"
+        if budget_ms is None:  # a customer's answer (drafts for agents have no budget)
+            self.breaker.record(kept=outcome == "ok" and bool(text))
         if outcome == "not_available" and max(h.score for h in context) < self.settings.confident_threshold:
             yield self._answer(answer_id, self.settings.fallback_message, "fallback", [])
             return

@@ -1,16 +1,17 @@
-"""Stop starting generations that this machine cannot finish within the answer's time budget.
+"""Stop starting generations whose text keeps being thrown away.
 
-A generation that runs past ``generation_budget_ms`` is thrown away (the customer gets the
-extractive answer instead), so on a machine too slow for the model every generated answer costs the
-whole budget and yields nothing: on the 2-core CPU of docs/ every composed answer by the 135M model
-ran late, while the extractive answers to the same turns were right more often
-(``chatbot eval resolution``). A bank on a GPU, or with a faster remote server, finishes in time and
-keeps generating.
+A generated answer is sent only when it finishes within ``generation_budget_ms``, passes the claim
+check sentence by sentence and says more than "Yes."; otherwise the customer gets the extractive
+answer, after waiting for the generation. On the 2-core CPU of docs/ the 135M model's text was
+thrown away on almost every composed answer (cut off by the budget, or a sentence failed the check)
+while the extractive answers to the same turns were right more often (``chatbot eval resolution``):
+every generation there only adds 1.5-2.5 s. A bank on a GPU, or with a larger or faster model whose
+text is kept, keeps generating.
 
-``LatePacer`` is a circuit breaker over the last generations' outcomes: once ``trip_share`` of the
-last ``window`` ran late it opens for ``cooldown_s`` (the engine answers extractively at once);
-then one probe generation decides: finished in time closes it, late opens it again. The outcome of
-a generation is only known at its end, so generations already running when it opens finish as usual.
+``GenerationBreaker`` is a circuit breaker over the last generations' outcomes: once ``trip_share``
+of the last ``window`` were thrown away it opens for ``cooldown_s`` (the engine answers extractively
+at once); then one probe generation decides: kept closes it, thrown away opens it again. The outcome
+of a generation is only known at its end, so generations already running when it opens finish as usual.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
-class LatePacer:
+class GenerationBreaker:
     def __init__(
         self,
         window: int = 8,
@@ -35,7 +36,7 @@ class LatePacer:
         """``window`` 0 never opens (every generation is attempted)."""
         self.window, self.cooldown_s, self.trip_share = window, cooldown_s, trip_share
         self._clock = clock
-        self._outcomes: deque[bool] = deque(maxlen=max(window, 1))
+        self._wasted: deque[bool] = deque(maxlen=max(window, 1))
         self._open_until: float | None = None
         self._probing = False
         self._lock = threading.Lock()
@@ -58,27 +59,27 @@ class LatePacer:
             self._probing = True
             return True
 
-    def record(self, late: bool) -> None:
-        """The outcome of a generation that was started: ``late`` when it ran past its budget."""
+    def record(self, kept: bool) -> None:
+        """The outcome of a generation that was started: ``kept`` when its text was the answer."""
         if self.window <= 0:
             return
         with self._lock:
             if self._open_until is not None and self._probing:
                 self._probing = False
-                if late:
+                if not kept:
                     self._open_until = self._clock() + self.cooldown_s
                     return
                 self._open_until = None
-                self._outcomes.clear()
-                log.info("generation finishes within its budget again; generating")
+                self._wasted.clear()
+                log.info("generated answers are kept again; generating")
                 return
             if self._open_until is not None:
                 return  # a generation that was already running when it opened
-            self._outcomes.append(late)
-            if len(self._outcomes) == self.window and sum(self._outcomes) >= self.trip_share * self.window:
+            self._wasted.append(not kept)
+            if len(self._wasted) == self.window and sum(self._wasted) >= self.trip_share * self.window:
                 self._open_until = self._clock() + self.cooldown_s
-                self._outcomes.clear()
+                self._wasted.clear()
                 log.warning(
-                    "generation keeps running past its time budget on this machine; answering extractively",
-                    extra={"late": self.window, "cooldown_s": self.cooldown_s},
+                    "generated answers keep being thrown away on this machine; answering extractively",
+                    extra={"window": self.window, "cooldown_s": self.cooldown_s},
                 )

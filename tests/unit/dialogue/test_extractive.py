@@ -31,7 +31,7 @@ from chatbot.dialogue.extractive import (
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import Passage, build_index, is_stale
 from chatbot.knowledge.retriever import Hit
-from chatbot.llm.pacing import LatePacer
+from chatbot.llm.pacing import GenerationBreaker
 from chatbot.schema import AnswerObject
 
 SAVINGS = Passage(
@@ -298,9 +298,11 @@ class SlowWorker:
 LATE_FIRST = "You can send an international wire in the Kestrel mobile app."
 
 
-def _slow_engine(shipped: Engine, monkeypatch: pytest.MonkeyPatch, worker: SlowWorker, pacer: LatePacer) -> None:
+def _slow_engine(
+    shipped: Engine, monkeypatch: pytest.MonkeyPatch, worker: SlowWorker, breaker: GenerationBreaker
+) -> None:
     monkeypatch.setattr(shipped, "worker", worker)
-    monkeypatch.setattr(shipped, "pacer", pacer)
+    monkeypatch.setattr(shipped, "breaker", breaker)
     changes = {"generation_budget_ms": 300, "generation_min_score": 0.0, "generation_enabled": True}
     monkeypatch.setattr(shipped, "settings", shipped.settings.model_copy(update=changes))
 
@@ -315,7 +317,7 @@ def test_generation_past_its_time_budget_gives_the_extractive_answer(
     shipped: Engine, monkeypatch: pytest.MonkeyPatch, first: str
 ) -> None:
     worker = SlowWorker(first)
-    _slow_engine(shipped, monkeypatch, worker, LatePacer(window=0))
+    _slow_engine(shipped, monkeypatch, worker, GenerationBreaker(window=0))
     started = time.perf_counter()
     answer = _ask_wire(shipped)
     assert time.perf_counter() - started < 20
@@ -330,7 +332,7 @@ def test_generation_that_keeps_running_late_is_skipped_until_a_probe_finishes_in
 ) -> None:
     now = [0.0]
     worker = SlowWorker(LATE_FIRST)
-    _slow_engine(shipped, monkeypatch, worker, LatePacer(window=2, cooldown_s=60, clock=lambda: now[0]))
+    _slow_engine(shipped, monkeypatch, worker, GenerationBreaker(window=2, cooldown_s=60, clock=lambda: now[0]))
     assert [_ask_wire(shipped).kind for _ in range(2)] == ["extractive", "extractive"]
     assert worker.calls == 2
     skipped = _ask_wire(shipped)  # both ran late: the generator is not started
