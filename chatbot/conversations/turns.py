@@ -104,9 +104,11 @@ class TurnService:
             stored = await asyncio.to_thread(self.store.messages, conversation_id, 2 * turns_kept + 1)
         except LookupError:
             return History([], [])
+        turns = [m.text for m in stored if m.role == "user"]
+        if turns and turns[-1] == current:
+            turns = turns[:-1]
         if stored and stored[-1].role == "user" and stored[-1].text == current:
             stored = stored[:-1]
-        turns = [m.text for m in stored if m.role == "user"]
         # Only an answer of the assistant's that the customer is replying to: after an agent's message
         # (or none), the follow-up leans on nothing the assistant cited.
         last = stored[-1] if stored else None
