@@ -66,13 +66,7 @@ BARE_REPLY = re.compile(r"^\W*(?:yes|no|yep|nope|correct|right|sure|it depends)\
 def complete_sentences(text: str) -> tuple[list[str], str]:
     """The finished sentences of streamed ``text`` and the unfinished rest: "by 9:00 p.m. ET" does
     not end a sentence at "p.m." (the abbreviations the extractive answers know)."""
-    pieces: list[str] = []
-    for piece in SENTENCE_BOUNDARY.split(text):
-        if pieces and extractive.ABBREVIATION.search(pieces[-1]):
-            pieces[-1] += " " + piece
-        else:
-            pieces.append(piece)
-    *complete, rest = pieces
+    *complete, rest = extractive.rejoin_abbreviations(SENTENCE_BOUNDARY.split(text))
     if complete and extractive.ABBREVIATION.search(complete[-1]):  # the rest continues that sentence
         rest = complete.pop() + " " + rest
     return complete, rest
@@ -243,14 +237,13 @@ class Engine:
         # The customer's next message is most likely about what was just cited, even when it names its
         # own subject ("how much do i need to put in to start? for everyday checking" after an answer
         # on opening an account); a different subject still wins on similarity (the bonus is small).
-        prefer = cited
-        understood = await self._run(self.understand, query, resolution.query, mode, prefer)
+        understood = await self._run(self.understand, query, resolution.query, mode, cited)
         decision = policy.decide(query, understood, self.settings, resolution.dependent)
         intent = decision.intent
         known = self.index.by_id if self.index is not None else {}
         missing_flow = decision.flow is not None and decision.flow.passage_id not in known  # KB lacks the procedure
         if decision.route == "retrieval" or missing_flow:
-            async for item in self._retrieval_route(resolution.query, answer_id, options, understood.hits, prefer):
+            async for item in self._retrieval_route(resolution.query, answer_id, options, understood.hits, cited):
                 if isinstance(item, AnswerObject):
                     item.intent = intent
                     if leaks_instructions(item.text):

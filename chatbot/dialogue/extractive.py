@@ -283,13 +283,20 @@ def _sentence(text: str) -> str:
 ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b[ap]\.m|\be\.g|\bi\.e|\bU\.S|\betc|\bSt|\bNo|\bMr|\bMs|\bDr|\bvs)\.$", re.I)
 
 
-def _split_sentences(paragraph: str, min_words: int = 3) -> list[str]:
-    pieces: list[str] = []
-    for piece in SENTENCE.split(paragraph.replace("\n", " ")):
-        if pieces and ABBREVIATION.search(pieces[-1]):  # "by 3:00 p.m. ET" is one sentence
-            pieces[-1] += " " + piece
+def rejoin_abbreviations(pieces: Iterable[str]) -> list[str]:
+    """Pieces split at sentence ends, rejoined where the "end" was an abbreviation: "by 3:00 p.m. ET"
+    is one sentence."""
+    joined: list[str] = []
+    for piece in pieces:
+        if joined and ABBREVIATION.search(joined[-1]):
+            joined[-1] += " " + piece
         else:
-            pieces.append(piece)
+            joined.append(piece)
+    return joined
+
+
+def _split_sentences(paragraph: str, min_words: int = 3) -> list[str]:
+    pieces = rejoin_abbreviations(SENTENCE.split(paragraph.replace("\n", " ")))
     return [s for s in (_sentence(p) for p in pieces) if len(s.split()) >= min_words]
 
 

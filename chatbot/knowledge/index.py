@@ -86,6 +86,9 @@ class KnowledgeIndex:
         self.vectors = vectors
         self.manifest = manifest
         self.by_id = {p.id: i for i, p in enumerate(passages)}
+        self.by_source: dict[str, list[int]] = {}  # a document's passages, by source id
+        for i, passage in enumerate(passages):
+            self.by_source.setdefault(passage.source_id, []).append(i)
         self.faiss = faiss.IndexFlatIP(vectors.shape[1])
         if len(passages):
             self.faiss.add(vectors)

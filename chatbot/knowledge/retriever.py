@@ -67,9 +67,6 @@ class Retriever:
         self.rerank_bank_prior = rerank_bank_prior
         self.followup_prior = followup_prior
         self._bank = np.array([not p.source_id.startswith(CFPB_PREFIX) for p in index.passages], dtype=bool)
-        self._by_source: dict[str, list[int]] = {}
-        for i, passage in enumerate(index.passages):
-            self._by_source.setdefault(passage.source_id, []).append(i)
 
     @classmethod
     def from_settings(cls, index: KnowledgeIndex, embedder: Embedder, settings: Settings) -> Retriever:
@@ -121,7 +118,7 @@ class Retriever:
             # The closest passage of each preferred document is a candidate even when neither ranking
             # had it (a follow-up's words may not name the product it is about).
             for source in prefer:
-                own = self._by_source.get(source, [])
+                own = self.index.by_source.get(source, [])
                 if own:
                     fused.setdefault(max(own, key=lambda i: cosine[i]), 0.0)
         for i in fused:
