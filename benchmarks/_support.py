@@ -194,7 +194,8 @@ class Customer:
         return socket
 
     async def _frame(self, socket: ClientConnection, timeout: float) -> dict[str, Any]:
-        frame = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+        async with asyncio.timeout(timeout):
+            frame = json.loads(await socket.recv())
         self.frames.append({"type": frame.get("type"), "code": frame.get("code")})
         if frame.get("type") == "handoff" and frame.get("status"):
             self.status = str(frame["status"])

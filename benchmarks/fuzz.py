@@ -332,7 +332,8 @@ async def _malformed_frames(ws_url: str) -> dict[str, Any]:
     replies: Counter[str] = Counter()
     internal = closes = 0
     socket = await connect(ws_url + "/ws/chat", open_timeout=30, proxy=None)
-    await asyncio.wait_for(socket.recv(), 30)  # ready
+    async with asyncio.timeout(30):
+        await socket.recv()  # ready
     for _, text in MALFORMED_TEXTS:
         frame = b'{"type": "message", "text": "' + text + b'"}'
         try:
@@ -349,7 +350,8 @@ async def _malformed_frames(ws_url: str) -> dict[str, Any]:
             closes += 1
             internal += bool(closed.rcvd and closed.rcvd.code == 1011)
             socket = await connect(ws_url + "/ws/chat", open_timeout=30, proxy=None)
-            await asyncio.wait_for(socket.recv(), 30)
+            async with asyncio.timeout(30):
+                await socket.recv()
     await socket.close()
     return {"frames": len(MALFORMED_TEXTS), "replies": dict(replies), "closes": closes, "internal_errors": internal}
 
@@ -405,7 +407,8 @@ async def _drain(socket: ClientConnection, seconds: float) -> list[dict[str, Any
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         try:
-            raw = await asyncio.wait_for(socket.recv(), left)
+            async with asyncio.timeout(left):
+                raw = await socket.recv()
         except TimeoutError:
             break
         try:
@@ -488,13 +491,15 @@ async def fuzz_socket(ws_url: str, path: str, rng: random.Random, huge: int, bur
 # --------------------------------------------------------------------------- c. still serving
 async def still_serving(ws_url: str) -> dict[str, Any]:
     socket = await connect(ws_url + "/ws/chat", open_timeout=30, proxy=None)
-    ready = json.loads(await asyncio.wait_for(socket.recv(), 30))
+    async with asyncio.timeout(30):
+        ready = json.loads(await socket.recv())
     await socket.send(json.dumps({"type": "message", "text": "how do I order a new debit card?"}))
     kinds: list[str] = []
     answer: dict[str, Any] = {}
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        frame = json.loads(await asyncio.wait_for(socket.recv(), deadline - time.monotonic()))
+        async with asyncio.timeout(deadline - time.monotonic()):
+            frame = json.loads(await socket.recv())
         kinds.append(str(frame.get("type")))
         if frame.get("type") in ("message", "error"):
             answer = frame

@@ -115,7 +115,8 @@ async def trickler(source: str, port: int, every: float, tally: Tally) -> None:
             await writer.drain()
             lines += 1
             try:
-                data = await asyncio.wait_for(reader.read(4096), timeout=every)
+                async with asyncio.timeout(every):
+                    data = await reader.read(4096)
             except TimeoutError:
                 continue
             if not data or data.startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")):
@@ -130,7 +131,8 @@ async def trickler(source: str, port: int, every: float, tally: Tally) -> None:
 
 async def http(port: int, method: str, path: str, body: bytes = b"", token: str = "") -> tuple[int, bytes]:
     """A whole HTTP/1.1 request from 127.0.0.1 on a fresh connection; (status, body)."""
-    reader, writer = await asyncio.wait_for(_open("127.0.0.1", port), timeout=10)
+    async with asyncio.timeout(10):
+        reader, writer = await _open("127.0.0.1", port)
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: kestrel\r\nConnection: close\r\n{auth}"
@@ -138,7 +140,8 @@ async def http(port: int, method: str, path: str, body: bytes = b"", token: str 
     )
     writer.write(head.encode() + body)
     await writer.drain()
-    data = await asyncio.wait_for(reader.read(), timeout=60)
+    async with asyncio.timeout(60):
+        data = await reader.read()
     writer.close()
     status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
     return status, data.partition(b"\r\n\r\n")[2]

@@ -188,6 +188,7 @@ class ConversationLimits:
 async def close_limiter(limiter: Limiter | None) -> None:
     if limiter is not None:
         try:
-            await asyncio.wait_for(limiter.close(), timeout=2)
+            async with asyncio.timeout(2):
+                await limiter.close()
         except Exception:
             log.debug("closing the rate limiter failed", exc_info=True)

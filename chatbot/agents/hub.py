@@ -74,7 +74,8 @@ class Connection:
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(None)
             try:
-                await asyncio.wait_for(self._writer, timeout=2)
+                async with asyncio.timeout(2):
+                    await self._writer
             except (TimeoutError, asyncio.CancelledError):
                 self._writer.cancel()
 

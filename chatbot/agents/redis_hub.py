@@ -133,7 +133,8 @@ class RedisHub:
             asyncio.create_task(self._heartbeat_forever(), name="redis-hub-heartbeat"),
         ]
         try:
-            await asyncio.wait_for(self._subscribed.wait(), timeout=wait_s)
+            async with asyncio.timeout(wait_s):
+                await self._subscribed.wait()
         except TimeoutError:
             log.warning("redis not reachable at start-up; serving local sockets and retrying")
 
@@ -141,12 +142,14 @@ class RedisHub:
         """Send what is queued (briefly), stop the tasks and leave presence at once (no waiting for the TTL)."""
         if self._outbox is not None and self._tasks and not self._failing:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox.join(), timeout=1.0)  # e.g. the last handoff notices
+                async with asyncio.timeout(1.0):
+                    await self._outbox.join()  # e.g. the last handoff notices
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded: a task that ignored its cancellation must not hold the process's shutdown forever.
+        _, stuck = await asyncio.wait(self._tasks, timeout=5) if self._tasks else (set(), set())
+        if stuck:
+            log.warning("redis hub tasks did not stop", extra={"tasks": sorted(t.get_name() for t in stuck)})
         self._tasks = []
         self._outbox = None  # from now on frames go to this process's sockets only
         client, self._client = self._client, None
@@ -160,7 +163,8 @@ class RedisHub:
                     pipe.publish(self.presence_channel, json.dumps({"o": self.process_id}))
                     await pipe.execute()
         with contextlib.suppress(Exception):
-            await client.aclose()
+            async with asyncio.timeout(2):
+                await client.aclose()
 
     # ------------------------------------------------------------------ sockets (local)
     def add_customer(self, conversation_id: str, connection: Connection) -> None:
@@ -357,5 +361,6 @@ class RedisHub:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.heartbeat_s)
+                async with asyncio.timeout(self.heartbeat_s):
+                    await self._wake.wait()
             await asyncio.sleep(0.02)  # coalesce a burst of connects into one write

@@ -412,7 +412,8 @@ class Engine:
                     if deadline is None:
                         piece = await anext(stream)
                     else:
-                        piece = await asyncio.wait_for(anext(stream), max(deadline - loop.time(), 0.0))
+                        async with asyncio.timeout_at(deadline):
+                            piece = await anext(stream)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:

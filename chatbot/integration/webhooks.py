@@ -242,4 +242,5 @@ class WebhookWorker:
                 wait = self.poll_s if due_in is None else min(self.poll_s, due_in)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, wait))
+                    async with asyncio.timeout(max(0.01, wait)):
+                        await self._wake.wait()

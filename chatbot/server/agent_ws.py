@@ -94,7 +94,8 @@ async def agent_socket(websocket: WebSocket) -> None:
         log.exception("agent websocket failed")
         with contextlib.suppress(Exception):
             connection.send({"type": "error", "code": "internal_error", "message": "Something went wrong."})
-            await asyncio.wait_for(connection.flush(), timeout=2)
+            async with asyncio.timeout(2):
+                await connection.flush()
             await websocket.close(code=1011)
     finally:
         hub.remove_agent(agent.id, connection)

@@ -251,7 +251,8 @@ class WebSocketGuardMiddleware:
             if not accepted:
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), timeout=self.idle_timeout_s)
+                async with asyncio.timeout(self.idle_timeout_s):
+                    message = await receive()
             except TimeoutError:
                 log.info("closing an idle websocket", extra={"path": scope.get("path")})
                 frame = {

@@ -126,7 +126,8 @@ async def customer_chat(websocket: WebSocket) -> None:
         log.exception("websocket set-up failed")
         error("internal_error", "Something went wrong on our side; please try again.")
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(connection.flush(), timeout=2)
+            async with asyncio.timeout(2):
+                await connection.flush()
             await websocket.close(code=1011)
         await connection.stop()
         return
@@ -204,7 +205,8 @@ async def _serve_customer(
         log.exception("websocket handler failed")
         try:
             error("internal_error", "Something went wrong on our side; please try again.")
-            await asyncio.wait_for(connection.flush(), timeout=2)
+            async with asyncio.timeout(2):
+                await connection.flush()
             await websocket.close(code=1011)
         except Exception:
             return
@@ -256,4 +258,5 @@ async def _customer_message(
             connection.send(event.model_dump(mode="json"))  # the answer, then (after it) any handoff frame
         if answers.draining:  # the socket closes next: the answer must have left first
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(connection.flush(), timeout=5)
+                async with asyncio.timeout(5):
+                    await connection.flush()

@@ -7,6 +7,7 @@ started again. Nothing is mocked.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -19,11 +20,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from fastapi import WebSocket
 from fastapi.testclient import TestClient
 
+from chatbot.agents.hub import Connection
 from chatbot.agents.redis_hub import RedisHub, make_hub, safe_error
 from chatbot.agents.redis_throttle import RedisLoginThrottle, make_login_throttle
 from chatbot.config import PROJECT_ROOT, Settings
@@ -153,6 +156,37 @@ def test_presence_is_shared_and_leaves_at_once_when_a_process_stops(redis: Redis
                 eventually(lambda: presence(b)["agents_online"] == 1)
         # A stopped (lifespan shutdown): it removed its presence instead of waiting for the TTL.
         eventually(lambda: presence(b)["agents_online"] == 0, timeout=10)
+
+
+def test_the_hub_stops_when_a_socket_leaves_as_it_shuts_down(
+    redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A presence change can wake the heartbeat in the very loop step its task is cancelled (the last
+    socket closing, or another process announcing, as this one shuts down). Python 3.11's
+    ``asyncio.wait_for`` then returned the wake-up and dropped the cancellation, the heartbeat looped
+    on, and the server never finished stopping. The change is made 0 to 7 loop steps into ``stop()``
+    (the old code hung at 1, 2 and 3); each stop must end, with no task left behind."""
+    caplog.set_level(logging.WARNING, logger="chatbot.agents.redis_hub")
+
+    async def stop_while_presence_changes(steps: int) -> None:
+        hub = RedisHub(redis.url, heartbeat_s=5.0, ttl_s=10.0, prefix=prefix())
+        await hub.start()
+        await asyncio.sleep(0.2)  # the heartbeat has written presence and waits for a wake-up
+
+        async def leave_after_steps() -> None:
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            hub.add_customer("conv_leaving", Connection(cast(WebSocket, None), "conv_leaving"))
+
+        leaving = asyncio.create_task(leave_after_steps())
+        stopping = asyncio.create_task(hub.stop())
+        await asyncio.wait({stopping}, timeout=4)  # a hang detector: a clean stop takes milliseconds
+        assert stopping.done(), f"the hub had not stopped 4 s after a presence change {steps} steps into stop()"
+        await leaving
+
+    for steps in range(8):
+        asyncio.run(stop_while_presence_changes(steps))
+    assert not [r for r in caplog.records if "did not stop" in r.getMessage()]
 
 
 def test_a_killed_process_leaves_presence_within_the_ttl(redis: RedisServer, tmp_path: Path) -> None:
