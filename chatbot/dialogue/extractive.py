@@ -15,6 +15,11 @@ $5" under Basic Savings for a question about High-Yield Savings). This module ch
    products). A candidate sentence is about the products it names or, naming none, about those of
    its section heading, so a bullet under "Kestrel Basic Savings" belongs to Basic Savings. When
    the customer names a product, sentences about a sibling product are not quoted.
+   **Which kind.** Some things come in kinds whose figures differ and whose sentences read alike:
+   a wire is outgoing or incoming ($30 / $15), domestic or international (5:00 / 3:00 p.m. ET).
+   When the question takes a side ("wire me money", "to my brother in mexico"), a sentence about
+   the other kind (by its own words, else its heading's, else its document's title) is not quoted,
+   a FAQ entry about it is not returned verbatim, and its document is less likely to be quoted.
 3. **From where.** The best document (the closest passage's, with the bank's own documents
    preferred over Ask CFPB entries and documents naming the customer's product over those that
    do not): all its sections are candidates, so a fee and a cut-off in two sections both count;
@@ -46,7 +51,8 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------- aspects
 # Each aspect: what in a question asks for it, and what in a sentence answers it.
-FIGURE_MONEY = r"\$\s?\d|\bfree\b|\bno (?:monthly |annual )?fee|\bwaived?\b|\bno charge\b"
+# "up to $50,000" is a limit, not what something costs ("how much is a wire" → "$30")
+FIGURE_MONEY = r"(?<!up to )\$\s?\d|\bfree\b|\bno (?:monthly |annual )?fee|\bwaived?\b|\bno charge\b"
 FIGURE_PERCENT = r"\d(?:\.\d+)?\s?%|\bpercent\b"
 FIGURE_TIME = (
     r"\bbusiness days?\b|\b\d+\s+(?:to\s+\d+\s+)?(?:minutes?|hours?|days?|weeks?|"
@@ -102,8 +108,9 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     ),
     "eligibility": (
         re.compile(
-            r"\b(?:qualify|eligible|eligibility|requirements?|required|need|needs|who can|can i|am i able|"
-            r"allowed|age|old|credit score|income|do i have to|must)\b",
+            # "what do i need", not "i need to wire money" (what the customer wants to do)
+            r"\b(?:qualify|eligible|eligibility|requirements?|required|need(?!\s+to\b)|needs|who can|can i|"
+            r"am i able|allowed|age|old|credit score|income|do i have to|must|(?:what|do|does) (?:\w+ )?need)\b",
             re.I,
         ),
         re.compile(
@@ -169,6 +176,132 @@ def question_parts(question: str) -> list[str]:
     parts = [p.strip(" ,.!") for p in PART_SPLIT.split(question)]
     parts = [p for p in parts if len(p.split()) >= 2]
     return parts or [question.strip()]
+
+
+# -------------------------------------------------------------------------------------- contrasts
+# Places abroad a customer names when they mean an international payment ("wire 5k to my brother in
+# mexico"): countries, regions and large cities, comma-separated, matched as whole words.
+PLACES_ABROAD = """
+afghanistan, albania, algeria, angola, argentina, armenia, australia, austria, azerbaijan, bahamas, bangladesh,
+barbados, belarus, belgium, belize, bolivia, bosnia, brazil, bulgaria, cambodia, cameroon, canada, chile, china,
+colombia, congo, costa rica, croatia, cuba, cyprus, czechia, denmark, dominican republic, ecuador, egypt,
+el salvador, estonia, ethiopia, fiji, finland, france, germany, ghana, greece, guatemala, guyana, haiti, honduras,
+hong kong, hungary, iceland, india, indonesia, iran, iraq, ireland, israel, italy, ivory coast, jamaica, japan,
+jordan, kazakhstan, kenya, korea, kosovo, kuwait, laos, latvia, lebanon, liberia, libya, lithuania, luxembourg,
+madagascar, malawi, malaysia, mali, malta, mexico, moldova, mongolia, montenegro, morocco, mozambique, myanmar,
+namibia, nepal, netherlands, holland, new zealand, nicaragua, nigeria, north korea, norway, pakistan, panama,
+paraguay, peru, philippines, poland, portugal, qatar, romania, russia, rwanda, saudi arabia, senegal, serbia,
+sierra leone, singapore, slovakia, slovenia, somalia, south africa, spain, sri lanka, sudan, sweden, switzerland,
+syria, taiwan, tanzania, thailand, trinidad, tunisia, turkey, uganda, ukraine, united kingdom, england, scotland,
+uruguay, uzbekistan, venezuela, vietnam, yemen, zambia, zimbabwe, europe, asia, africa, latin america,
+south america, central america, caribbean, middle east, london, paris, berlin, madrid, rome, milan, tokyo,
+beijing, shanghai, delhi, mumbai, manila, lagos, nairobi, cairo, dubai, toronto, vancouver, montreal, sydney,
+seoul, bangkok, karachi, dhaka, istanbul, moscow, kyiv, lima, bogota, havana, tehran
+"""
+PLACES_PATTERN = "|".join(
+    r"\s+".join(map(re.escape, name.split()))
+    for name in sorted({" ".join(n.split()) for n in PLACES_ABROAD.split(",")} - {""}, key=len, reverse=True)
+)
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Two kinds of one thing whose facts differ and that a customer means one of: a wire is outgoing
+    or incoming ($30 vs $15), domestic or international (5:00 vs 3:00 p.m. ET). A sentence about the
+    other kind is the wrong fact for this customer even when it is the closest sentence."""
+
+    name: str
+    poles: tuple[str, str]
+    asks: tuple[re.Pattern[str], re.Pattern[str]]  # what in a question means each pole
+    says: tuple[re.Pattern[str], re.Pattern[str]]  # what in the bank's text is about each pole
+
+    def asked(self, question: str) -> str | None:
+        """The pole the question means, or None (neither, or both: "send or receive")."""
+        hits = [pole for pole, pattern in zip(self.poles, self.asks, strict=True) if pattern.search(question)]
+        return hits[0] if len(hits) == 1 else None
+
+    def about(self, text: str) -> str | None:
+        hits = [pole for pole, pattern in zip(self.poles, self.says, strict=True) if pattern.search(text)]
+        return hits[0] if len(hits) == 1 else None
+
+
+_US = r"(?:us|u\.s\.?|united states)"
+_MINE = r"(?:me\b|my (?:\w+ )?(?:account|acct|checking|savings)\b)"  # "wire it to my account": incoming
+CONTRASTS = (
+    Contrast(
+        "direction",
+        ("outgoing", "incoming"),
+        (
+            re.compile(
+                r"\b(?:outgoing|send|sending|sent)\b(?!\s+(?:me|to me|in|into)\b)|"
+                rf"\b(?:wir(?:e|ing)|transfer(?:ring)?|pay(?:ing)?)\b(?:\s+\S+){{0,4}}?\s+to\b(?!\s+{_MINE})",
+                re.I,
+            ),
+            re.compile(
+                r"\b(?:incoming|receiv\w*)\b|\bto my (?:\w+ )?(?:account|acct)\b|\b(?:coming|come|comes) in\b|"
+                r"\binto my\b|\b(?:send|sent|sending|wire|wired|wiring|transfer\w*|pay\w*)\s+(?:me|to me)\b",
+                re.I,
+            ),
+        ),
+        (
+            re.compile(
+                r"\boutgoing\b|\b(?:send|sending) (?:a |an |the )?(?:\w+ )?(?:wires?|money|payments?)\b|"
+                # "send and receive" matches both poles, so the text takes neither side
+                r"\bwires? (?:requested|sent)\b|\bsend up to\b|\b(?:send|sending) (?:and|or) receiv\w*",
+                re.I,
+            ),
+            re.compile(  # "the recipient has not received your wire" is about an outgoing one: not here
+                r"\bincoming\b|\breceiv(?:e|ing) (?:a |an |the )?(?:\w+ )?(?:wires?|money|payments?|transfers?)\b|"
+                r"\b(?:wires?|payments?|transfers?) (?:you )?received\b|\b(?:send|sending) (?:and|or) receiv\w*",
+                re.I,
+            ),
+        ),
+    ),
+    Contrast(
+        "scope",
+        ("domestic", "international"),
+        (
+            re.compile(
+                rf"\b(?:domestic|within the (?:{_US}|country)|(?:in|inside) the (?:{_US}|states)|"
+                rf"another (?:{_US}|american) bank|same country|stateside)\b",
+                re.I,
+            ),
+            re.compile(
+                r"\b(?:international\w*|overseas|abroad|foreign|another country|other countr\w+|"
+                rf"out of (?:the )?country|outside (?:of )?(?:the )?(?:{_US}|country)|swift|iban|{PLACES_PATTERN})\b",
+                re.I,
+            ),
+        ),
+        (
+            re.compile(r"\b(?:domestic|in the United States)\b", re.I),
+            re.compile(r"\b(?:international|foreign|abroad|SWIFT|IBAN|countries)\b", re.I),
+        ),
+    ),
+)
+DOCUMENT_CONTRAST_PENALTY = 0.08  # a passage about the other kind, when choosing the document to quote
+
+
+def asked_kinds(question: str) -> dict[str, str]:
+    """For each contrast the question takes a side on, the side: {"direction": "incoming", ...}."""
+    return {c.name: pole for c in CONTRASTS if (pole := c.asked(question)) is not None}
+
+
+def kinds_about(*texts: str) -> dict[str, str]:
+    """What a text is about on each contrast, from the most specific text given first (a sentence,
+    then its heading, then its document's title): a sentence silent on it inherits its heading's."""
+    kinds: dict[str, str] = {}
+    for contrast in CONTRASTS:
+        for text in texts:
+            pole = contrast.about(text) if text else None
+            if pole is not None:
+                kinds[contrast.name] = pole
+                break
+    return kinds
+
+
+def conflicts(asked: dict[str, str], about: dict[str, str]) -> int:
+    """How many contrasts the text takes the other side of from the question."""
+    return sum(1 for name, pole in asked.items() if about.get(name, pole) != pole)
 
 
 # --------------------------------------------------------------------------------------- products
@@ -502,13 +635,20 @@ class SentenceSelector:
         return cached
 
     def best_document(
-        self, hits: Sequence[Hit], named: frozenset[str], prefer: Collection[str] = frozenset()
+        self,
+        hits: Sequence[Hit],
+        named: frozenset[str],
+        prefer: Collection[str] = frozenset(),
+        asked: dict[str, str] | None = None,
     ) -> list[str]:
-        """Source ids by preference: closeness, the bank's own content, the named product, ``prefer``."""
+        """Source ids by preference: closeness, the bank's own content, the named product, ``prefer``,
+        and not being about the other kind of what was asked (``asked``: an international wire)."""
         scores: dict[str, float] = {}
         own_first = bank_answers(hits, self.bank_floor, self.bank_margin)
         for hit in hits:
             bonus = self.prefer_bonus if hit.passage.source_id in prefer else 0.0
+            if asked:
+                bonus -= DOCUMENT_CONTRAST_PENALTY * conflicts(asked, _passage_kinds(hit.passage))
             if is_external(hit.passage):
                 bonus -= 1.0 if own_first else 0.06
             if named and named & self.catalogue.mentions(hit.passage.text + " " + (hit.passage.answer or "")):
@@ -517,9 +657,13 @@ class SentenceSelector:
         return sorted(scores, key=lambda s: -scores[s])
 
     def candidates(
-        self, hits: Sequence[Hit], named: frozenset[str], prefer: Collection[str] = frozenset()
+        self,
+        hits: Sequence[Hit],
+        named: frozenset[str],
+        prefer: Collection[str] = frozenset(),
+        asked: dict[str, str] | None = None,
     ) -> list[_Scored]:
-        ranked = self.best_document(hits, named, prefer)
+        ranked = self.best_document(hits, named, prefer, asked)
         if not ranked:
             return []
         primary = ranked[0]
@@ -551,6 +695,8 @@ class SentenceSelector:
                     elif family & {self.catalogue.family_of(p) for p in unit.products}:
                         continue  # a sibling of the product the customer named: never quoted
                 lead = 0.03 if unit.order == 0 and passage.kind == "faq" else 0.0  # a curated answer's opening
+                if asked and conflicts(asked, kinds_about(unit.text, unit.context, passage.title)):
+                    continue  # about the other kind of what was asked (a domestic limit, a wire abroad)
                 aspects = frozenset(a for a in ASPECTS if answers_aspect(unit.text, a))
                 scored.append(
                     _Scored(unit, hit, vector, aspects, PASSAGE_WEIGHT * hit.score + prior + product_term + lead)
@@ -568,6 +714,8 @@ class SentenceSelector:
         if is_external(faq.passage) and bank_answers(hits, self.bank_floor, self.bank_margin):
             return False
         entry = faq.passage.text + "\n" + (faq.passage.answer or "")
+        if conflicts(asked_kinds(question), kinds_about(faq.passage.text, faq.passage.answer or "")):
+            return False  # about the other kind: a domestic limit for a wire abroad
         if _sibling_only(self.catalogue, self.catalogue.mentions(question), self.catalogue.mentions(entry)):
             return False
         parts = [aspects_of(p) for p in question_parts(question)]
@@ -603,7 +751,7 @@ class SentenceSelector:
         prefer: Collection[str] = frozenset(),
     ) -> Selection | None:
         named = self.catalogue.mentions(question) if named is None else named
-        pool = self.candidates(hits, named, prefer)
+        pool = self.candidates(hits, named, prefer, asked_kinds(question))
         if not pool:
             return None
         parts = question_parts(question)
@@ -656,6 +804,14 @@ class SentenceSelector:
         for i in sorted(chosen, key=lambda i: -pool[i].hit.score):
             cited.setdefault(pool[i].hit.passage.source_id, pool[i].hit)
         return Selection(text, list(cited.values()))
+
+
+def _passage_kinds(passage: Passage) -> dict[str, str]:
+    """What a retrieved passage is about on each contrast: a FAQ entry by its question, then its
+    answer; a document chunk by its title and heading, then its text."""
+    if passage.kind == "faq":
+        return kinds_about(passage.text, passage.answer or "")
+    return kinds_about(passage.title, passage.text)
 
 
 def _sibling_only(catalogue: Catalogue, named: frozenset[str], mentioned: frozenset[str]) -> bool:

@@ -23,8 +23,11 @@ from chatbot.dialogue.extractive import (
     _restates,
     _split_sentences,
     answers_aspect,
+    asked_kinds,
     aspects_of,
     bank_answers,
+    conflicts,
+    kinds_about,
     passage_units,
     question_parts,
 )
@@ -112,6 +115,45 @@ def test_sentences_answer_aspects_by_their_figures_and_wording() -> None:
     assert answers_aspect("An outgoing wire costs $45.", "amount")
     assert not answers_aspect("An outgoing wire costs $45.", "clock")
     assert answers_aspect("Monthly maintenance fee: $0.", "no_fee")
+
+
+@pytest.mark.parametrize(
+    ("question", "kinds"),
+    [
+        ("sending 2k to my dad in the philippines, whats the fee", {"direction": "outgoing", "scope": "international"}),
+        ("my aunt in toronto is wiring me money", {"direction": "incoming", "scope": "international"}),
+        ("does it cost anything to receive a wire", {"direction": "incoming"}),
+        ("how late can i wire money to another us bank", {"direction": "outgoing", "scope": "domestic"}),
+        ("whats the fee to send or receive a wire", {}),  # both directions: no side taken
+        ("my employer is wiring my bonus to my checking account", {"direction": "incoming"}),
+        ("what is the overdraft fee", {}),
+    ],
+)
+def test_the_kind_of_payment_asked_is_read_from_the_question(question: str, kinds: dict[str, str]) -> None:
+    assert asked_kinds(question) == kinds
+
+
+def test_a_sentence_is_about_a_kind_by_its_own_words_else_its_heading() -> None:
+    assert kinds_about("Incoming domestic wires received by 6:00 p.m. ET are credited the same day.") == {
+        "direction": "incoming",
+        "scope": "domestic",
+    }
+    assert kinds_about("Wires requested by 3:00 p.m. ET go out the same day.", "International wire transfers") == {
+        "direction": "outgoing",
+        "scope": "international",
+    }
+    # The recipient not having received an outgoing wire is not about incoming wires.
+    assert "direction" not in kinds_about("If the recipient has not received your wire, call us.")
+    assert "direction" not in kinds_about("QuickPay is free to send and receive.")
+    assert conflicts({"scope": "international"}, {"scope": "domestic", "direction": "outgoing"}) == 1
+    assert conflicts({"scope": "international"}, {"direction": "incoming"}) == 0
+
+
+def test_a_limit_is_not_a_price() -> None:
+    assert not answers_aspect("You can send up to $50,000 per business day in domestic wires.", "amount")
+    assert answers_aspect("An outgoing domestic wire costs $30.", "amount")
+    assert "eligibility" not in aspects_of("need to wire money to my landlord, how much is it")
+    assert "eligibility" in aspects_of("what do i need to open an account")
 
 
 def test_a_length_question_is_not_a_time_question() -> None:
@@ -265,6 +307,25 @@ def test_check_availability_is_the_banks_policy_not_ask_cfpbs(shipped: Engine) -
     assert "$225" in answer.text
     assert "next business day" in answer.text
     assert all(not s.id.startswith("cfpb-") for s in answer.sources)
+
+
+@pytest.mark.parametrize(
+    ("question", "right", "wrong"),
+    [
+        # incoming international ($20), not the outgoing ($45) or the domestic incoming ($15) fee
+        ("my cousin in portugal wants to wire me money, what does that cost me?", "$20", ["$15", "$45"]),
+        ("whats the daily limit for wiring money to canada", "$25,000", ["$50,000"]),
+        ("what's the cutoff to send a wire to germany", "3:00 p.m.", ["5:00 p.m.", "6:00 p.m."]),
+        ("how late can i send a wire to another bank in the us today", "5:00 p.m.", ["3:00 p.m.", "6:00 p.m."]),
+        ("someone is sending me a wire from another US bank, is there a fee", "$15", ["$30", "$45"]),
+    ],
+)
+def test_a_wire_gets_the_figures_of_its_own_kind(shipped: Engine, question: str, right: str, wrong: list[str]) -> None:
+    """Domestic and international, outgoing and incoming wires have different fees, limits and
+    cut-offs, in sentences that read alike: the customer gets the figure of the kind they mean."""
+    answer = ask(shipped, question)
+    assert right in answer.text, answer.text
+    assert not [figure for figure in wrong if figure in answer.text], answer.text
 
 
 # ------------------------------------------------------------------ not paying for what is thrown away
