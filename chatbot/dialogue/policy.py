@@ -21,6 +21,9 @@ Order (first match wins), documented in docs/architecture.md:
    from ``online-and-mobile-banking``), and the offer of a person;
 4. greeting / goodbye / thanks (short messages only) → a short friendly reply;
 5. a follow-up (resolved from the previous turns) → retrieval on the resolved query;
+   then a message that names only a broad subject ("card", "limits?", "need help w my card and a
+   transfer": ``chatbot.nlu.rules.vague``) → a clarifying question whose quick replies are the bank's
+   own FAQ questions closest to it, one per document;
 6. ``out_of_scope`` above ``oos_refusal_confidence`` and nothing relevant in the knowledge base
    (best cosine under ``relevance_threshold``, where retrieval would fall back anyway) → a refusal
    that says what the assistant can help with;
@@ -39,6 +42,7 @@ from typing import Literal
 import numpy as np
 
 from chatbot.config import Settings
+from chatbot.dialogue.extractive import is_external
 from chatbot.guard.injection import REFUSAL_TEXT, InjectionVerdict
 from chatbot.knowledge.retriever import Hit
 from chatbot.nlu import rules
@@ -134,6 +138,8 @@ OUT_OF_SCOPE_TEXT = (
     "you don't recognize."
 )
 CLARIFY_TEXT = "Just to be sure I help with the right thing: which of these is it?"
+# Read alone where a channel shows no quick replies (the OpenAI-compatible API, the CLI).
+VAGUE_TEXT = "Happy to help. What would you like to know? Ask in your own words, or pick a common question."
 
 
 def intent_label(name: str) -> str:
@@ -230,6 +236,10 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
     if followup:
         resolved = understood.resolved_ranking
         return Decision("retrieval", resolved[0] if resolved else top)
+    if rules.vague(raw):  # "card", "transfer", "limits?": ask what about it, with common questions
+        questions = common_questions(understood.hits)
+        if len(questions) >= 2:
+            return Decision("clarification", top, "clarification", VAGUE_TEXT, quick_replies=questions)
     if (
         top.name == OUT_OF_SCOPE
         and top.confidence >= settings.oos_refusal_confidence
@@ -240,6 +250,22 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
     if options:
         return Decision("clarification", top, "clarification", CLARIFY_TEXT, quick_replies=options)
     return Decision("retrieval", top)
+
+
+def common_questions(hits: list[Hit], limit: int = 4) -> tuple[str, ...]:
+    """The bank's own FAQ questions closest to a vague message, one per document: quick replies that,
+    tapped, are answered like any question."""
+    questions: list[str] = []
+    documents: set[str] = set()
+    for hit in sorted(hits, key=lambda h: -h.score):
+        passage = hit.passage
+        if passage.kind != "faq" or is_external(passage) or passage.source_id in documents:
+            continue
+        documents.add(passage.source_id)
+        questions.append(passage.text)
+        if len(questions) == limit:
+            break
+    return tuple(questions)
 
 
 def clarification_options(ranking: list[IntentRef], best_score: float, settings: Settings) -> tuple[str, ...]:

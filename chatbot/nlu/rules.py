@@ -267,3 +267,79 @@ def asks_for_account_data(text: str, ranking: Sequence[IntentRef] = ()) -> bool:
     if top not in BALANCE_INTENTS or len(words) > _SHORT_WORDS or "still" in text.lower():
         return False
     return bool(re.search(_MY_DATA, text, re.I))
+
+
+# A message that names only a broad subject ("card", "transfer", "limits?", "need help w my card and
+# a transfer") says what it is about but not what the customer wants to know: any answer would be a
+# guess. Words that carry no question of their own, and subjects too broad to answer alone.
+_FILLER = frozenset(
+    [
+        "i",
+        "im",
+        "i'm",
+        "need",
+        "needs",
+        "want",
+        "have",
+        "got",
+        "help",
+        "with",
+        "w",
+        "w/",
+        "my",
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "about",
+        "question",
+        "questions",
+        "some",
+        "info",
+        "information",
+        "on",
+        "for",
+        "please",
+        "pls",
+        "plz",
+        "hi",
+        "hey",
+        "hello",
+        "kestrel",
+        "re",
+        "regarding",
+        "thing",
+        "stuff",
+    ]
+)
+_BROAD = frozenset(
+    [
+        "card",
+        "cards",
+        "account",
+        "accounts",
+        "acct",
+        "accts",
+        "transfer",
+        "transfers",
+        "limit",
+        "limits",
+        "payment",
+        "payments",
+        "money",
+        "loan",
+        "loans",
+        "problem",
+        "problems",
+        "issue",
+        "issues",
+    ]
+)
+
+
+def vague(text: str) -> bool:
+    """The message names one or two broad subjects and asks nothing about them."""
+    words = re.findall(r"[a-z']+|\d+", text.lower())
+    subjects = [w for w in words if w not in _FILLER]
+    return 0 < len(subjects) <= 2 and len(words) <= 8 and all(w in _BROAD for w in subjects)

@@ -169,3 +169,51 @@ def test_hello_is_greeted_not_refused(shipped: tuple[Engine, TurnService]) -> No
     for text in ["hi", "hello"]:
         answer = ask(shipped[1], text)
         assert answer.kind == "flow" and answer.intent is not None and answer.intent.name == "greeting", text
+
+
+@pytest.mark.parametrize(
+    ("text", "vague"),
+    [
+        ("card", True),
+        ("Transfers?", True),
+        ("need help w my card and a transfer", True),
+        ("question about my account", True),
+        ("my card was stolen", False),  # says what happened
+        ("card declined", False),
+        ("what are the limits on my debit card", False),  # asks something
+        ("overdraft", False),  # one subject, narrow enough to answer
+        ("help", False),  # no subject at all: not this rule's to decide
+    ],
+)
+def test_a_message_naming_only_a_broad_subject_is_vague(text: str, vague: bool) -> None:
+    assert rules.vague(text) is vague
+
+
+def test_the_rules_find_no_vague_message_among_the_dev_questions() -> None:
+    with (PROJECT_ROOT / "evaluation" / "dev_bank.jsonl").open(encoding="utf-8") as lines:
+        questions = [json.loads(line)["question"] for line in lines if line.strip()]
+    assert [q for q in questions if rules.vague(q)] == []
+
+
+def test_a_broad_subject_gets_a_question_back_with_the_banks_own_questions_to_pick(
+    shipped: tuple[Engine, TurnService],
+) -> None:
+    answer = ask(shipped[1], "cards")
+    assert answer.kind == "clarification", (answer.kind, answer.text[:80])
+    assert 2 <= len(answer.quick_replies) <= 4
+    engine = shipped[0]
+    assert engine.index is not None
+    faq = {p.text: p for p in engine.index.passages if p.kind == "faq"}
+    picked = [faq[q] for q in answer.quick_replies]  # each option is one of the bank's FAQ questions
+    assert all(not p.source_id.startswith("cfpb-") for p in picked)
+    assert len({p.source_id for p in picked}) == len(picked)  # one per document
+    tapped = ask(shipped[1], answer.quick_replies[0])
+    assert tapped.kind == "faq" and tapped.text == faq[answer.quick_replies[0]].answer
+
+
+def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
+    shipped: tuple[Engine, TurnService],
+) -> None:
+    _, limits = converse(shipped, ["how do i send a domestic wire", "limits?"])
+    assert limits.kind in {"faq", "generated", "extractive"}, (limits.kind, limits.text[:80])
+    assert "$50,000" in limits.text
