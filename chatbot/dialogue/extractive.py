@@ -77,7 +77,7 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     ),
     "rate": (
         re.compile(r"\b(?:rates?|apy|apr|interest|earn|earns|yield|dividends?)\b", re.I),
-        re.compile(FIGURE_PERCENT + r"|\bAPY\b|\bAPR\b", re.I),
+        re.compile(FIGURE_PERCENT, re.I),  # a rate asked is a figure: "no intro APR" does not say the APR
     ),
     "clock": (
         re.compile(
@@ -109,8 +109,10 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     "eligibility": (
         re.compile(
             # "what do i need", not "i need to wire money" (what the customer wants to do)
-            r"\b(?:qualify|eligible|eligibility|requirements?|required|need(?!\s+to\b)|needs|who can|can i|"
-            r"am i able|allowed|age|old|credit score|income|do i have to|must|(?:what|do|does) (?:\w+ )?need)\b",
+            # "can i ..." opening a question asks whether one may; "how many times can i" asks a limit
+            r"\b(?:qualify|eligible|eligibility|requirements?|required|need(?!\s+to\b)|needs|who can|"
+            r"am i able|allowed|age|old|credit score|income|do i have to|must|(?:what|do|does) (?:\w+ )?need)\b|"
+            r"(?:^|[,.;!?]\s*)(?:so |and |but |also |ok |okay )?can i\b",
             re.I,
         ),
         re.compile(
@@ -370,6 +372,13 @@ class Catalogue:
 
     def mentions(self, text: str) -> frozenset[str]:
         return frozenset(p.name for p in self.products if p.pattern.search(text))
+
+    def aspects_of(self, question: str) -> frozenset[str]:
+        """The aspects a question asks for, its product names left out: "high yield savings" names a
+        product, it does not ask for a rate."""
+        for product in self.products:
+            question = product.pattern.sub(" ", question)
+        return aspects_of(question)
 
     def family_of(self, name: str) -> str:
         return next((p.family for p in self.products if p.name == name), "")
@@ -718,7 +727,7 @@ class SentenceSelector:
             return False  # about the other kind: a domestic limit for a wire abroad
         if _sibling_only(self.catalogue, self.catalogue.mentions(question), self.catalogue.mentions(entry)):
             return False
-        parts = [aspects_of(p) for p in question_parts(question)]
+        parts = [self.catalogue.aspects_of(p) for p in question_parts(question)]
         if len(parts) > 1:
             answer = faq.passage.answer or ""
             return all(any(answers_aspect(answer, a) for a in aspects) for aspects in parts if aspects)
@@ -739,7 +748,7 @@ class SentenceSelector:
         best = max(hits, key=lambda h: h.score)
         if is_external(best.passage) or best.score < min_score:
             return False
-        if sum(1 for aspects in map(aspects_of, question_parts(question)) if aspects) > 1:
+        if sum(1 for aspects in map(self.catalogue.aspects_of, question_parts(question)) if aspects) > 1:
             return False
         return len(self.catalogue.mentions(question)) <= 1
 
@@ -755,7 +764,7 @@ class SentenceSelector:
         if not pool:
             return None
         parts = question_parts(question)
-        part_aspects = [aspects_of(p) for p in parts]
+        part_aspects = [self.catalogue.aspects_of(p) for p in parts]
         asked = frozenset().union(*part_aspects)
         vectors = self.encode([question, *parts]) if len(parts) > 1 else self.encode([question])
         whole = vectors[0]

@@ -149,6 +149,20 @@ def test_a_sentence_is_about_a_kind_by_its_own_words_else_its_heading() -> None:
     assert conflicts({"scope": "international"}, {"direction": "incoming"}) == 0
 
 
+def test_a_product_name_is_not_a_question_and_can_i_mid_sentence_is_not_eligibility() -> None:
+    catalogue = Catalogue.from_texts(["Kestrel High-Yield Savings pays 4.00% APY.", "Kestrel Basic Savings is free."])
+    question = "how many times a month can i take money out of high yield savings"
+    assert "rate" in aspects_of(question)  # "yield", read without knowing the product
+    assert catalogue.aspects_of(question) == frozenset({"limit"})
+    assert "eligibility" in aspects_of("can i open one online")
+    assert "eligibility" in aspects_of("ok, can i open one online")
+
+
+def test_a_rate_is_answered_by_a_figure() -> None:
+    assert answers_aspect("The purchase APR is 21.24% to 29.24% variable.", "rate")
+    assert not answers_aspect("The card has no intro APR and no penalty APR.", "rate")
+
+
 def test_a_limit_is_not_a_price() -> None:
     assert not answers_aspect("You can send up to $50,000 per business day in domestic wires.", "amount")
     assert answers_aspect("An outgoing domestic wire costs $30.", "amount")
@@ -307,6 +321,12 @@ def test_check_availability_is_the_banks_policy_not_ask_cfpbs(shipped: Engine) -
     assert "$225" in answer.text
     assert "next business day" in answer.text
     assert all(not s.id.startswith("cfpb-") for s in answer.sources)
+
+
+def test_how_often_one_can_withdraw_from_a_named_savings_account_gets_the_free_withdrawals(shipped: Engine) -> None:
+    answer = ask(shipped, "how often can i pull money out of my high yield savings account per month")
+    assert "6 free withdrawals" in answer.text, answer.text
+    assert "APY" not in answer.text  # the product's name asked nothing about its rate
 
 
 @pytest.mark.parametrize(
