@@ -208,6 +208,20 @@ def _topic(previous: str) -> str:
     return " ".join(words)
 
 
+def _completed(fragment: str, previous: str) -> list[Mention]:
+    """A bare modifier ("premier", "high yield") completed by the noun of the subject it replaces in
+    the previous query ("everyday checking" → "premier checking"), when that names a subject."""
+    words = fragment.split()
+    if not 1 <= len(words) <= 3:
+        return []
+    for before in _subjects(mentions(previous)):
+        candidate = f"{fragment} {before.text.split()[-1]}"
+        found = [m for m in mentions(candidate) if m.slot == before.slot and m.text == candidate]
+        if found and found[0].text.lower() != before.text.lower():
+            return found
+    return []
+
+
 def merge(text: str, previous: str) -> str:
     """The standalone query for follow-up ``text`` after the (resolved) ``previous`` query."""
     remainder = CONNECTIVE.sub("", text, count=1).strip(" ?.!,") or text.strip(" ?.!,")
@@ -218,6 +232,8 @@ def merge(text: str, previous: str) -> str:
         # A fragment ("international ones", "for the travel card", "the limit"): substitute slots.
         query = previous.rstrip(" ?.!")
         appended: list[str] = []
+        if not current:
+            current = _completed(remainder, query)  # "and premier?" after "... everyday checking"
         for mention in current:
             same = [m for m in mentions(query) if m.slot == mention.slot]
             if same:

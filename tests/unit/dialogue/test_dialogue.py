@@ -40,6 +40,9 @@ DEFAULTS = Settings()
             "how long does it take?",
             "how long does domestic wire take",
         ),
+        # a bare modifier takes the noun of the product it replaces
+        (["whats the monthly fee on everyday checking"], "and premier?", "monthly fee on premier checking"),
+        (["what apy does basic savings pay"], "what about high yield", "apy does high yield savings pay"),
     ],
 )
 def test_follow_ups_become_standalone_queries(history: list[str], text: str, expected: str) -> None:

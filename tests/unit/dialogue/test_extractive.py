@@ -230,6 +230,34 @@ def selector(embedder: Embedder) -> SentenceSelector:
     return SentenceSelector(embedder.encode, CATALOGUE, [SAVINGS, HIGH_YIELD, WIRES])
 
 
+CLOSING = Passage(
+    id="cards#closing",
+    kind="chunk",
+    source_id="cards",
+    title="Cards",
+    url=None,
+    text="Cards — Closing a card\nClosing a credit card ends its rewards program. Unredeemed cash back is "
+    "forfeited when you close the card. You must keep paying the balance after you close the card.",
+)
+
+
+def test_the_closest_sentences_fill_the_answer_up_to_three(embedder: Embedder) -> None:
+    """Three sentences about closing a card, all close to the question: each may be the fact asked."""
+    selector = SentenceSelector(embedder.encode, CATALOGUE, [CLOSING])
+    selection = selector.select("what happens when i close my credit card", [hit(CLOSING, 0.7)])
+    assert selection is not None
+    assert "forfeited" in selection.text and "keep paying" in selection.text and "ends its rewards" in selection.text
+
+
+def test_a_lead_in_without_its_list_is_not_quotable() -> None:
+    passage = Passage(
+        "cards#how", "chunk", "cards", "Cards", None, "Cards — How\nYou can close a card:\n\nCall us to close it."
+    )
+    texts = [u.text for u in passage_units(passage, CATALOGUE)]
+    assert "You can close a card:" not in texts
+    assert "Call us to close it." in texts
+
+
 def test_each_part_of_a_question_gets_its_sentence(selector: SentenceSelector) -> None:
     selection = selector.select("how much is a wire and what time do i need to send it by", [hit(WIRES, 0.7)])
     assert selection is not None
