@@ -273,68 +273,18 @@ def asks_for_account_data(text: str, ranking: Sequence[IntentRef] = ()) -> bool:
 # a transfer") says what it is about but not what the customer wants to know: any answer would be a
 # guess. Words that carry no question of their own, and subjects too broad to answer alone.
 _FILLER = frozenset(
-    [
-        "i",
-        "im",
-        "i'm",
-        "need",
-        "needs",
-        "want",
-        "have",
-        "got",
-        "help",
-        "with",
-        "w",
-        "w/",
-        "my",
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "about",
-        "question",
-        "questions",
-        "some",
-        "info",
-        "information",
-        "on",
-        "for",
-        "please",
-        "pls",
-        "plz",
-        "hi",
-        "hey",
-        "hello",
-        "kestrel",
-        "re",
-        "regarding",
-        "thing",
-        "stuff",
-    ]
+    re.findall(
+        r"[\w']+",
+        "i im i'm need needs want have got help with w my a an the and or about question questions some info "
+        "information on for please pls plz hi hey hello kestrel re regarding thing stuff",
+    )
 )
 _BROAD = frozenset(
-    [
-        "card",
-        "cards",
-        "account",
-        "accounts",
-        "acct",
-        "accts",
-        "transfer",
-        "transfers",
-        "limit",
-        "limits",
-        "payment",
-        "payments",
-        "money",
-        "loan",
-        "loans",
-        "problem",
-        "problems",
-        "issue",
-        "issues",
-    ]
+    re.findall(
+        r"\w+",
+        "card cards account accounts acct accts transfer transfers limit limits payment payments money loan loans "
+        "problem problems issue issues",
+    )
 )
 
 
