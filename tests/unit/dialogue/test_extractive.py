@@ -279,6 +279,22 @@ def test_the_banks_own_content_outranks_ask_cfpb_when_it_answers() -> None:
     assert not bank_answers([external(0.95), hit(SAVINGS, 0.7)], floor=0.6, margin=0.15)
 
 
+def test_a_document_with_several_close_sections_beats_one_slightly_closer_passage(selector: SentenceSelector) -> None:
+    def section(source: str, n: int) -> Passage:
+        return Passage(f"{source}#{n}", "chunk", source, source.title(), None, f"{source} section {n}")
+
+    spread = [hit(section("savings", n), score) for n, score in enumerate((0.62, 0.60, 0.59))]
+    assert selector.best_document([hit(section("rates", 0), 0.64), *spread], frozenset())[0] == "savings"
+    # A passage clearly closer than the rest still decides.
+    assert selector.best_document([hit(section("rates", 0), 0.80), *spread], frozenset())[0] == "rates"
+
+
+def test_a_question_about_the_kinds_of_an_account_is_answered_from_its_own_page(shipped: Engine) -> None:
+    answer = asyncio.run(shipped.answer("which savings accounts do you offer"))
+    assert answer.sources and answer.sources[0].id == "savings-accounts", (answer.sources, answer.text)
+    assert "Basic Savings" in answer.text and "Money Market" in answer.text, answer.text
+
+
 def test_a_curated_answer_is_verbatim_only_when_it_answers_the_question(selector: SentenceSelector) -> None:
     entry = Passage(
         "kb-1", "faq", "wires", "Wires", None, "How much is a wire?", "An outgoing wire costs $45.", "faq/bank.jsonl"
