@@ -31,6 +31,7 @@ ACCOUNT_DATA = "account_data"
 LOST_OR_STOLEN_CARD = "lost_or_stolen_card"
 COMPROMISED_CARD = "compromised_card"
 CASH_WITHDRAWAL_NOT_RECOGNISED = "cash_withdrawal_not_recognised"
+CARD_PAYMENT_NOT_RECOGNISED = "card_payment_not_recognised"
 
 _GAP = r"[^.?!]{0,40}?"  # a few words, within one sentence
 _SOMEONE = (
@@ -132,6 +133,20 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             rf"\b(?:{_SOMEONE}|someones)\s+(?:\w+\s+)?(?:is using|are using|has been using|used|using|got|has|have|"
             r"copied|cloned)\s+my\s+(?:(?:debit|credit|kestrel|visa|card)\s+)*card(?:'s)?(?:\s+(?:number|details|info))?\b",
             re.I,
+        ),
+    ),
+    (
+        # Charges on a card that the customer did not make, in the words people use ("charges on my
+        # card from some website i never heard of, i didnt buy anything"); a payment taken by direct
+        # debit or ACH is another flow, left to the classifier.
+        CARD_PAYMENT_NOT_RECOGNISED,
+        re.compile(
+            r"^(?=.*\bcards?\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
+            r".*\b(?:charges?|payments?|transactions?|purchases?)\b[^.?!]{0,60}?"
+            r"(?:\b(?:(?:i|we)\s+)?(?:didn'?t|did not|never|dont|don'?t|do not)\s+(?:make|made|buy|bought|"
+            r"authori[sz]ed?|order(?:ed)?|purchased?|recogni[sz]e|heard of|know)\b"
+            r"|\b(?:wasn'?t me|weren'?t me|not mine)\b)",
+            re.I | re.S,
         ),
     ),
     (

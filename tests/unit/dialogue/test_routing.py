@@ -217,3 +217,30 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
     _, limits = converse(shipped, ["how do i send a domestic wire", "limits?"])
     assert limits.kind in {"faq", "generated", "extractive"}, (limits.kind, limits.text[:80])
     assert "$50,000" in limits.text
+
+
+@pytest.mark.parametrize(
+    ("text", "flow"),
+    [
+        ("charges on my card from a shop i never heard of, i didnt buy anything", "card_payment_not_recognised"),
+        ("a payment on my credit card i never authorized", "card_payment_not_recognised"),
+        ("two purchases on my debit card werent me", "card_payment_not_recognised"),
+        ("someone is using my card, there are purchases i never made", rules.COMPROMISED_CARD),
+        ("my card was charged twice for one purchase", None),
+        ("can i use my card for purchases i make online", None),
+        ("a payment i dont recognise came out of my checking by ACH debit", None),
+        ("a cash withdrawal on my card i didnt make", None),
+    ],
+)  # fmt: skip
+def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, flow: str | None) -> None:
+    assert rules.card_emergency(text) == flow
+
+
+def test_charges_i_never_made_on_my_card_get_the_unrecognised_payment_procedure(
+    shipped: tuple[Engine, TurnService],
+) -> None:
+    _, turns = shipped
+    answer = ask(turns, "weird charges on my card from some app store, i never bought anything there")
+    assert answer.kind == "flow" and answer.intent is not None, answer
+    assert answer.intent.name == "card_payment_not_recognised", answer.intent
+    assert answer.sources and answer.sources[0].id == "urgent-help", answer.sources
