@@ -52,7 +52,11 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------- aspects
 # Each aspect: what in a question asks for it, and what in a sentence answers it.
 # "up to $50,000" is a limit, not what something costs ("how much is a wire" → "$30")
-FIGURE_MONEY = r"(?<!up to )\$\s?\d|\bfree\b|\bno (?:monthly |annual )?fee|\bwaived?\b|\bno charge\b"
+# A price: a dollar figure, a fee stated as a percentage ("a 3% foreign transaction fee"), or none.
+FIGURE_MONEY = (
+    r"(?<!up to )\$\s?\d|\bfree\b|\bno (?:monthly |annual )?fee|\bwaived?\b|\bno charge\b"
+    r"|\d(?:\.\d+)?\s?% (?:[\w-]+ ){0,3}(?:fees?|charges?)\b"
+)
 FIGURE_PERCENT = r"\d(?:\.\d+)?\s?%|\bpercent\b"
 FIGURE_TIME = (
     r"\bbusiness days?\b|\b\d+\s+(?:to\s+\d+\s+)?(?:minutes?|hours?|days?|weeks?|"
@@ -76,7 +80,10 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
         re.compile(r"\$0(?![.,]\d*[1-9])\b|\bno (?:\w+ ){0,3}fees?\b|\bfree\b|\bwaived?\b|\bdoes not charge\b", re.I),
     ),
     "rate": (
-        re.compile(r"\b(?:rates?|apy|apr|interest|earn|earns|yield|dividends?)\b", re.I),
+        # "cash back" asks what a card earns; "the cash back card" only names one
+        re.compile(
+            r"\b(?:rates?|apy|apr|interest|earn|earns|yield|dividends?|cash ?back(?!\s+(?:visa\s+)?cards?))\b", re.I
+        ),
         re.compile(FIGURE_PERCENT, re.I),  # a rate asked is a figure: "no intro APR" does not say the APR
     ),
     "clock": (
@@ -117,7 +124,10 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
         ),
         re.compile(
             r"\b(?:must|need|required?|requirements?|at least|eligible|only if|open for|ages?|years? old|"
-            r"credit score|you can|cannot|can't|not allowed)\b",
+            r"credit score|you can|cannot|can't|not allowed)\b"
+            # a product that does not do it answers "can i" too: "does not offer balance transfers"
+            r"|\b(?:does|do|is|are)(?: not|n't)\s+(?:offer(?:ed)?|available|allow(?:ed)?|accept(?:ed)?|"
+            r"support(?:ed)?|eligible)\b",
             re.I,
         ),
     ),

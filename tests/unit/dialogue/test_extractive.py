@@ -104,6 +104,7 @@ def test_a_two_part_question_splits_into_its_parts_with_their_aspects() -> None:
         ("when would the loan money actually hit my account", "funding"),
         ("how soon do i get the money", "funding"),
         ("whats the latest i can send it today", "clock"),
+        ("do you get any cash back with the secured card", "rate"),
     ],
 )
 def test_aspects_are_read_from_the_question(question: str, aspect: str) -> None:
@@ -115,6 +116,15 @@ def test_sentences_answer_aspects_by_their_figures_and_wording() -> None:
     assert answers_aspect("An outgoing wire costs $45.", "amount")
     assert not answers_aspect("An outgoing wire costs $45.", "clock")
     assert answers_aspect("Monthly maintenance fee: $0.", "no_fee")
+    # A fee can be a percentage; a product that does not do something answers "can i".
+    assert answers_aspect("It charges a 3% foreign transaction fee on purchases abroad.", "amount")
+    assert not answers_aspect("It earns 3% cash back on dining.", "amount")
+    assert answers_aspect("The Kestrel Secured card does not offer balance transfers.", "eligibility")
+    assert answers_aspect("Early Pay isn't available for savings accounts.", "eligibility")
+
+
+def test_a_card_named_for_its_cash_back_is_not_a_question_about_the_rate() -> None:
+    assert "rate" not in aspects_of("if i cancel the cash back card do i lose my rewards")
 
 
 @pytest.mark.parametrize(
@@ -358,6 +368,19 @@ def test_savings_comparison_never_puts_basic_savings_fee_on_high_yield(shipped: 
         if "High-Yield" in sentence and "Basic" not in sentence:
             assert "$5" not in sentence, answer.text
     assert "$0" in answer.text or "no monthly fee" in answer.text.lower()
+
+
+@pytest.mark.parametrize(
+    ("question", "fact"),
+    [
+        ("is there cash back on the secured visa", "1% cash back"),
+        ("any cash back if i use the secured card", "1% cash back"),
+        ("can i transfer the balance from my other credit card onto the secured one", "does not offer balance"),
+    ],
+)
+def test_what_a_card_earns_or_does_not_offer_is_answered(shipped: Engine, question: str, fact: str) -> None:
+    answer = asyncio.run(shipped.answer(question))
+    assert fact in answer.text, answer.text
 
 
 def test_check_availability_is_the_banks_policy_not_ask_cfpbs(shipped: Engine) -> None:
