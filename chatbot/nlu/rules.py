@@ -45,7 +45,8 @@ _ACCESS = (
     r"(?:is|was|were|are|has been|have been) in(?:side)?"
 )
 _BANKING = r"(?:online banking|mobile banking|(?:bank(?:ing)?\s+)?account|banking app|kestrel app|app|login|profile)"
-_UNRECOGNISED = r"(?:don'?t|do not|didn'?t|did not|never)\s+(?:recogni[sz]e|know|make|made|do|did)|wasn'?t me|not me"
+_NOT_I = r"(?:don'?t|do not|didn'?t|did not|never)"  # how a customer denies having done something
+_UNRECOGNISED = rf"{_NOT_I}\s+(?:recogni[sz]e|know|make|made|do|did)|wasn'?t me|not me"
 
 _GAVE = r"(?:gave|shared|told|sent|read|texted|typed|entered|provided|forwarded|put in|clicked)"
 _CREDENTIAL = (
@@ -143,7 +144,7 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(
             r"^(?=.*\bcards?\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
             r".*\b(?:charges?|payments?|transactions?|purchases?)\b[^.?!]{0,60}?"
-            r"(?:\b(?:(?:i|we)\s+)?(?:didn'?t|did not|never|dont|don'?t|do not)\s+(?:make|made|buy|bought|"
+            rf"(?:\b(?:(?:i|we)\s+)?{_NOT_I}\s+(?:make|made|buy|bought|"
             r"authori[sz]ed?|order(?:ed)?|purchased?|recogni[sz]e|heard of|know)\b"
             r"|\b(?:wasn'?t me|weren'?t me|not mine)\b)",
             re.I | re.S,

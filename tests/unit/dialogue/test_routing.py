@@ -222,9 +222,9 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
 @pytest.mark.parametrize(
     ("text", "flow"),
     [
-        ("charges on my card from a shop i never heard of, i didnt buy anything", "card_payment_not_recognised"),
-        ("a payment on my credit card i never authorized", "card_payment_not_recognised"),
-        ("two purchases on my debit card werent me", "card_payment_not_recognised"),
+        ("charges on my card from a shop i never heard of, i didnt buy anything", rules.CARD_PAYMENT_NOT_RECOGNISED),
+        ("a payment on my credit card i never authorized", rules.CARD_PAYMENT_NOT_RECOGNISED),
+        ("two purchases on my debit card werent me", rules.CARD_PAYMENT_NOT_RECOGNISED),
         ("someone is using my card, there are purchases i never made", rules.COMPROMISED_CARD),
         ("my card was charged twice for one purchase", None),
         ("can i use my card for purchases i make online", None),
@@ -242,5 +242,5 @@ def test_charges_i_never_made_on_my_card_get_the_unrecognised_payment_procedure(
     _, turns = shipped
     answer = ask(turns, "weird charges on my card from some app store, i never bought anything there")
     assert answer.kind == "flow" and answer.intent is not None, answer
-    assert answer.intent.name == "card_payment_not_recognised", answer.intent
+    assert answer.intent.name == rules.CARD_PAYMENT_NOT_RECOGNISED, answer.intent
     assert answer.sources and answer.sources[0].id == "urgent-help", answer.sources
