@@ -51,6 +51,18 @@ def test_figures_are_normalised_across_formats() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("text", "figures"),
+    [
+        ("7/6 ARM: interest rate 5.875%, APR 6.721%.", {"percent:5.875", "percent:6.721", "number:7", "number:6"}),
+        ("Card APR 29%", {"percent:29"}),
+        ("Statements are ready on Apr 6, 2026.", {"date:apr-6"}),
+    ],
+)
+def test_an_apr_figure_is_a_rate_not_a_date_in_april(text: str, figures: set[str]) -> None:
+    assert extract_figures(text) == figures
+
+
 def test_a_figure_from_another_product_in_the_same_context_is_caught() -> None:
     context = [
         "The High-Yield Savings account earns 4.00% APY on every balance.",
