@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from chatbot.llm.pacing import GenerationBreaker
 from chatbot.llm.prompts import NOT_AVAILABLE, ContextPassage, chat_messages
 from chatbot.llm.remote import GenerationUnavailable, RemoteGenerator
 from chatbot.llm.worker import GenerationWorker
-from chatbot.nlu import IntentClassifier
+from chatbot.nlu import IntentClassifier, rules
 from chatbot.schema import (
     AnswerKind,
     AnswerObject,
@@ -131,7 +131,9 @@ class Engine:
         self.guard = InjectionDetector(
             self.embedder,
             self.settings.injection_margin,
-            reference=self.index.vectors,
+            # The bank's passages and the customer questions indexed for its sections: what a
+            # customer's message may resemble without being aimed at the assistant.
+            reference=np.vstack([self.index.vectors, self.index.question_vectors]),
             benign=benign_sample(self.settings.nlu_data_dir / "banking77" / "train.csv"),
         )
         self.guard.warm_up()
@@ -205,6 +207,7 @@ class Engine:
         mode: str | None = None,
         vector: np.ndarray | None = None,
         prefer: Sequence[str] = (),
+        kind: Literal["faq", "chunk"] | None = None,
     ) -> list[Hit]:
         self.warm_up()
         assert self.retriever is not None
@@ -214,6 +217,7 @@ class Engine:
             mode=(mode or self.settings.retrieval_mode),  # type: ignore[arg-type]
             vector=vector,
             prefer=frozenset(prefer),
+            kind=kind,
         )
 
     # ------------------------------------------------------------------ routing
@@ -272,7 +276,10 @@ class Engine:
         resolved_verdict = self.guard.check(query, query_vector) if self.guard is not None and query != raw else None
         hits = self.search(query, max(self.settings.retrieval_top_k, 10), mode, vector=query_vector, prefer=prefer)
         best = max((h.score for h in hits), default=0.0)
-        return policy.Understanding(ranking, resolved, verdict, hits, best, query_vector, resolved_verdict)
+        # "card" alone gets a clarifying question whose quick replies are the bank's FAQ questions
+        # nearest to it (policy.common_questions); its closest passages may all be document sections.
+        faq = self.search(query, 10, mode, vector=query_vector, kind="faq") if rules.vague(raw) else []
+        return policy.Understanding(ranking, resolved, verdict, hits, best, query_vector, resolved_verdict, faq)
 
     def _decided_answer(
         self, decision: policy.Decision, answer_id: str, understood: policy.Understanding

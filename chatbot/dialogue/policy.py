@@ -36,7 +36,7 @@ Order (first match wins), documented in docs/architecture.md:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -172,6 +172,7 @@ class Understanding:
     best_score: float  # best cosine among the hits
     query_vector: np.ndarray | None = None  # the resolved query's embedding, for the flow's source score
     resolved_injection: InjectionVerdict | None = None  # the check on the resolved follow-up (None: not rewritten)
+    faq_hits: list[Hit] = field(default_factory=list)  # the FAQ entries closest to a vague message ("card")
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         resolved = understood.resolved_ranking
         return Decision("retrieval", resolved[0] if resolved else top)
     if rules.vague(raw):  # "card", "transfer", "limits?": ask what about it, with common questions
-        questions = common_questions(understood.hits)
+        questions = common_questions(understood.faq_hits or understood.hits)
         if len(questions) >= 2:
             return Decision("clarification", top, "clarification", VAGUE_TEXT, quick_replies=questions)
     if (

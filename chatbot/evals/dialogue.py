@@ -274,7 +274,8 @@ def injection_margin_sweep(engine: Engine, size: int = 3000) -> list[dict[str, f
     pairwise = seed_vectors @ seed_vectors.T
     np.fill_diagonal(pairwise, -1.0)
     rows = []
-    references = {"with_kb": np.vstack([engine.index.vectors, contrast_vectors]), "without_kb": contrast_vectors}
+    knowledge = np.vstack([engine.index.vectors, engine.index.question_vectors])  # as the engine's guard sees it
+    references = {"with_kb": np.vstack([knowledge, contrast_vectors]), "without_kb": contrast_vectors}
     scored = {
         name: (
             pairwise.max(axis=1) - (seed_vectors @ ref.T).max(axis=1),

@@ -3,7 +3,9 @@
 Dense vectors catch paraphrases ("my card hasn't shown up"); BM25 catches the exact terms that
 customers copy from a statement or a product name. Reciprocal-rank fusion needs no score
 calibration between the two. Every hit also carries its cosine similarity to the query, because
-routing thresholds (verbatim FAQ answer, fallback) are defined on that calibrated scale.
+routing thresholds (verbatim FAQ answer, fallback) are defined on that calibrated scale. A document
+section's cosine is the closer of its text and the customer questions indexed for it
+(``knowledge_base/questions/``, less a small discount), since customers rarely use the page's words.
 
 Two things then reorder the first candidates, both inside this layer so that every caller gets
 them: the bank's own content (its documents and FAQ) gets a prior over Ask CFPB entries
@@ -54,6 +56,8 @@ class Retriever:
         rerank_depth: int = 12,
         rerank_bank_prior: float = 0.0,
         followup_prior: float = 0.0,
+        section_questions: bool = True,
+        question_discount: float = 0.0,
     ) -> None:
         self.index = index
         self.embedder = embedder
@@ -66,7 +70,10 @@ class Retriever:
         self.rerank_depth = rerank_depth
         self.rerank_bank_prior = rerank_bank_prior
         self.followup_prior = followup_prior
+        self.section_questions = section_questions
+        self.question_discount = question_discount
         self._bank = np.array([not p.source_id.startswith(CFPB_PREFIX) for p in index.passages], dtype=bool)
+        self._kinds = {k: np.array([p.kind == k for p in index.passages], dtype=bool) for k in ("faq", "chunk")}
 
     @classmethod
     def from_settings(cls, index: KnowledgeIndex, embedder: Embedder, settings: Settings) -> Retriever:
@@ -82,6 +89,8 @@ class Retriever:
             rerank_depth=settings.rerank_depth,
             rerank_bank_prior=settings.rerank_bank_prior,
             followup_prior=settings.followup_source_prior,
+            section_questions=settings.section_questions,
+            question_discount=settings.section_question_discount,
         )
 
     def search(
@@ -91,21 +100,31 @@ class Retriever:
         mode: Mode = "hybrid",
         vector: np.ndarray | None = None,
         prefer: Collection[str] = (),
+        kind: Literal["faq", "chunk"] | None = None,
     ) -> list[Hit]:
         """``vector``: the query's embedding when the caller already has it (the engine encodes a
         message once for the classifier, the injection check and retrieval). ``prefer``: source ids
-        whose passages get ``followup_prior`` (the documents the previous answer cited, for a follow-up)."""
+        whose passages get ``followup_prior`` (the documents the previous answer cited, for a follow-up).
+        ``kind``: only FAQ entries, or only document sections."""
         size = len(self.index.passages)
         if size == 0 or not query.strip():
             return []
         if vector is None:
             vector = self.embedder.encode([query])[0]
-        cosine = self.index.vectors @ vector
+        cosine = (
+            self.index.cosine(vector, self.question_discount) if self.section_questions else self.index.vectors @ vector
+        )
+        allowed = self._kinds[kind] if kind else None
         depth = min(self.candidates, size)
-        dense_order = np.argsort(-cosine)[:depth] if mode != "bm25" else np.array([], dtype=np.int64)
+        ranked = cosine if allowed is None else np.where(allowed, cosine, -np.inf)
+        dense_order = np.argsort(-ranked)[:depth] if mode != "bm25" else np.array([], dtype=np.int64)
+        if allowed is not None:
+            dense_order = dense_order[allowed[dense_order]]  # fewer passages of that kind than ``depth``
         bm25_order = np.array([], dtype=np.int64)
         if mode != "dense":
             lexical = self.index.bm25.scores(query)
+            if allowed is not None:
+                lexical = np.where(allowed, lexical, 0.0)
             bm25_order = np.argsort(-lexical)[:depth]
             bm25_order = bm25_order[lexical[bm25_order] > 0]
         dense_rank = {int(i): r for r, i in enumerate(dense_order)}
@@ -118,7 +137,7 @@ class Retriever:
             # The closest passage of each preferred document is a candidate even when neither ranking
             # had it (a follow-up's words may not name the product it is about).
             for source in prefer:
-                own = self.index.by_source.get(source, [])
+                own = [i for i in self.index.by_source.get(source, []) if allowed is None or allowed[i]]
                 if own:
                     fused.setdefault(max(own, key=lambda i: cosine[i]), 0.0)
         for i in fused:

@@ -36,6 +36,24 @@ class Document:
 
 
 @dataclass(frozen=True)
+class SectionQuestions:
+    """Questions customers ask that one section of a document answers.
+
+    They are indexed as extra vectors of the section's passage (see
+    :class:`chatbot.knowledge.index.KnowledgeIndex`): customers rarely use the words of the help
+    page ("coffee shop wifi" for a section on public networks), and a question is closer to a
+    question than to the page. ``section`` is the heading path as chunking writes it
+    ("Fees > Monthly fee"), or "" for the text before the first heading.
+    """
+
+    document_id: str
+    section: str
+    questions: tuple[str, ...]
+    path: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class FaqEntry:
     id: str
     question: str
@@ -141,8 +159,47 @@ def load_faq_file(path: Path) -> list[FaqEntry]:
     return entries
 
 
+QUESTIONS_FOLDER = "questions"
+
+
+def load_section_questions(path: Path) -> list[SectionQuestions]:
+    """``questions/<document id>.jsonl``: one ``{"section": ..., "questions": [...]}`` per line."""
+    document_id = path.stem
+    records: list[SectionQuestions] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise KnowledgeError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("section"), str):
+            raise KnowledgeError(f'{path}:{number}: expected an object with a "section" string')
+        questions = record.get("questions")
+        if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
+            raise KnowledgeError(f'{path}:{number}: "questions" must be a list of non-empty strings')
+        records.append(
+            SectionQuestions(
+                document_id=document_id,
+                section=record["section"].strip(),
+                questions=tuple(q.strip() for q in questions),
+                path=str(path),
+                line=number,
+            )
+        )
+    return records
+
+
+def discover_question_files(root: Path) -> list[Path]:
+    """The section-question files under ``root/questions/`` (none is fine)."""
+    folder = root / QUESTIONS_FOLDER
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.jsonl") if p.is_file() and not p.name.startswith("."))
+
+
 def discover_files(root: Path) -> tuple[list[Path], list[Path]]:
-    """Documents anywhere under ``root`` except ``faq/``; FAQ files under ``faq/``."""
+    """Documents anywhere under ``root`` except ``faq/`` and ``questions/``; FAQ files under ``faq/``."""
     if not root.is_dir():
         raise KnowledgeError(f"knowledge base folder {root} does not exist")
     documents, faqs = [], []
@@ -152,6 +209,6 @@ def discover_files(root: Path) -> tuple[list[Path], list[Path]]:
         relative = path.relative_to(root)
         if relative.parts[0] == "faq" and path.suffix.lower() in FAQ_SUFFIXES:
             faqs.append(path)
-        elif relative.parts[0] != "faq" and path.suffix.lower() in DOCUMENT_SUFFIXES:
+        elif relative.parts[0] not in {"faq", QUESTIONS_FOLDER} and path.suffix.lower() in DOCUMENT_SUFFIXES:
             documents.append(path)
     return documents, faqs

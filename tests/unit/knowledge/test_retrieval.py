@@ -30,3 +30,13 @@ def test_hits_carry_cosine_scores_in_fused_order(engine: Engine) -> None:
     assert all(-1.0 <= h.score <= 1.0 for h in hits)
     assert [h.fused for h in hits] == sorted((h.fused for h in hits), reverse=True)
     assert engine.search("   ") == []
+
+
+def test_a_search_can_be_kept_to_faq_entries_or_to_document_sections(engine: Engine) -> None:
+    """Quick replies for a vague message are the bank's FAQ questions, whatever sections rank first."""
+    faq = engine.search("card", top_k=5, kind="faq")
+    chunks = engine.search("card", top_k=5, kind="chunk")
+    assert faq and {h.passage.kind for h in faq} == {"faq"}
+    assert chunks and {h.passage.kind for h in chunks} == {"chunk"}
+    every_faq = {p.id for p in engine.index.passages if p.kind == "faq"}
+    assert {h.passage.id for h in engine.search("card", top_k=50, kind="faq")} == every_faq
