@@ -40,6 +40,12 @@ class Hit:
     dense_rank: int | None
     bm25_rank: int | None
     rerank: float | None = None  # the cross-encoder's logit, when it re-scored this hit
+    text_score: float | None = None  # cosine to the passage's own text, when a section question scored higher
+
+    @property
+    def text_cosine(self) -> float:
+        """The cosine to what the passage says (not to a question asked of it)."""
+        return self.score if self.text_score is None else self.text_score
 
 
 class Retriever:
@@ -111,9 +117,8 @@ class Retriever:
             return []
         if vector is None:
             vector = self.embedder.encode([query])[0]
-        cosine = (
-            self.index.cosine(vector, self.question_discount) if self.section_questions else self.index.vectors @ vector
-        )
+        text = self.index.vectors @ vector
+        cosine = self.index.cosine(vector, self.question_discount) if self.section_questions else text
         allowed = self._kinds[kind] if kind else None
         depth = min(self.candidates, size)
         ranked = cosine if allowed is None else np.where(allowed, cosine, -np.inf)
@@ -168,6 +173,7 @@ class Retriever:
                 dense_rank=dense_rank.get(i),
                 bm25_rank=bm25_rank.get(i),
                 rerank=reranked.get(i),
+                text_score=float(text[i]) if cosine[i] != text[i] else None,
             )
             for i in order[:top_k]
         ]

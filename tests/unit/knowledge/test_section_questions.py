@@ -62,8 +62,13 @@ def test_questions_are_attached_to_their_section_and_lift_its_score(tmp_path: Pa
 
     on = Retriever(index, embedder, rrf_k=10, bm25_weight=0.3)
     off = Retriever(index, embedder, rrf_k=10, bm25_weight=0.3, section_questions=False)
-    assert on.search(ASKED, top_k=1, mode="dense")[0].passage.id == DELIVERY
+    first = on.search(ASKED, top_k=1, mode="dense")[0]
+    assert first.passage.id == DELIVERY
+    # The hit keeps what the passage itself scored: sentence selection reads that, not the question's.
+    assert first.text_score == pytest.approx(float(index.vectors[row] @ vector), abs=1e-5)
+    assert first.text_cosine < first.score
     assert off.search(ASKED, top_k=1, mode="dense")[0].passage.id != DELIVERY
+    assert all(h.text_score is None and h.text_cosine == h.score for h in off.search(ASKED, top_k=5))
     # The questions are searchable by their words too.
     assert on.search("plastic mailbox", top_k=1, mode="bm25")[0].passage.id == DELIVERY
 
