@@ -680,7 +680,7 @@ class SentenceSelector:
         ``DOCUMENT_SUPPORT_WEIGHT``), the bank's own content, the named product, ``prefer``, and not
         being about the other kind of what was asked (``asked``: an international wire)."""
         scores: dict[str, float] = {}
-        support: dict[str, list[float]] = {}
+        support: dict[str, list[tuple[float, float]]] = {}
         own_first = bank_answers(hits, self.bank_floor, self.bank_margin)
         for hit in hits:
             bonus = self.prefer_bonus if hit.passage.source_id in prefer else 0.0
@@ -690,14 +690,18 @@ class SentenceSelector:
                 bonus -= 1.0 if own_first else 0.06
             if named and named & self.catalogue.mentions(hit.passage.text + " " + (hit.passage.answer or "")):
                 bonus += 0.05
-            support.setdefault(hit.passage.source_id, []).append(hit.score + bonus)
+            support.setdefault(hit.passage.source_id, []).append((hit.score + bonus, hit.text_cosine + bonus))
         # Later in a conversation the document just cited is the stronger evidence ("when would i get
         # my deposit back" after the secured card is about its security deposit, however many sections
         # of the funds-availability page mention deposits): closeness alone then.
+        # The support is what the next passages' own text scores: a customer question indexed for a
+        # section (``Hit.text_cosine``) may make it the best passage, but a page whose questions echo
+        # the customer's words ("savings apy you offer" on the rates table) is not thereby a page
+        # with more to say ("which savings accounts do you offer": the savings page).
         weight = 0.0 if prefer else DOCUMENT_SUPPORT_WEIGHT
         for source, values in support.items():
             values.sort(reverse=True)
-            scores[source] = values[0] + weight * sum(values[1:3])
+            scores[source] = values[0][0] + weight * sum(sorted((t for _, t in values[1:]), reverse=True)[:2])
         return sorted(scores, key=lambda s: -scores[s])
 
     def candidates(

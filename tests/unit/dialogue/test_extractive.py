@@ -299,12 +299,25 @@ def test_a_document_with_several_close_sections_beats_one_slightly_closer_passag
     assert selector.best_document([hit(section("rates", 0), 0.80), *spread], frozenset())[0] == "rates"
 
 
-@pytest.mark.xfail(
-    reason="since sections carry their customers' questions, the rates page has three passages near 'which "
-    "savings accounts do you offer' (its FAQ entry on the best savings rate and two sections whose questions "
-    "name savings APYs), and its support outweighs the savings page's intro: open, see the issue note",
-    strict=True,
-)
+def test_a_documents_support_is_what_its_text_says_not_what_its_questions_echo(selector: SentenceSelector) -> None:
+    def section(source: str, n: int) -> Passage:
+        return Passage(f"{source}#{n}", "chunk", source, source.title(), None, f"{source} section {n}")
+
+    def asked(passage: Passage, question: float, text: float) -> Hit:  # a section question scored higher
+        return Hit(passage=passage, score=question, fused=0.0, dense_rank=None, bm25_rank=None, text_score=text)
+
+    echoes = [
+        hit(section("rates", 0), 0.64),
+        asked(section("rates", 1), 0.62, 0.40),
+        asked(section("rates", 2), 0.61, 0.40),
+    ]
+    says = [hit(section("savings", n), score) for n, score in enumerate((0.63, 0.58, 0.58))]
+    assert selector.best_document([*echoes, *says], frozenset())[0] == "savings"
+    # The best passage itself may be chosen by its question.
+    best = [asked(section("rates", 0), 0.72, 0.50), *echoes[1:]]
+    assert selector.best_document([*best, *says], frozenset())[0] == "rates"
+
+
 def test_a_question_about_the_kinds_of_an_account_is_answered_from_its_own_page(shipped: Engine) -> None:
     answer = asyncio.run(shipped.answer("which savings accounts do you offer"))
     assert answer.sources and answer.sources[0].id == "savings-accounts", (answer.sources, answer.text)
