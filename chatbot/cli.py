@@ -64,12 +64,21 @@ def ingest(
     embedder = Embedder(settings.embedding_model)
     report = build_index(settings.knowledge_dir, settings.data_dir, embedder, settings.chunk_max_tokens)
     if report.up_to_date:
-        console.print(f"index up to date: {report.passages} passages from {report.files_total} files")
+        console.print(
+            f"index up to date: {report.passages} passages and {report.section_questions} section questions "
+            f"from {report.files_total} files"
+        )
     else:
         console.print(
-            f"index built: {report.passages} passages from {report.files_total} files "
-            f"({report.files_changed} changed, {report.embedded} embedded) in {report.seconds:.1f}s"
+            f"index built: {report.passages} passages and {report.section_questions} section questions from "
+            f"{report.files_total} files ({report.files_changed} changed, {report.embedded} embedded) "
+            f"in {report.seconds:.1f}s"
         )
+    if report.unmatched:
+        # A renamed heading leaves its questions out; say which, so the content team can update them.
+        console.print(f"[yellow]{len(report.unmatched)} section(s) in questions/ match no heading, left out:[/yellow]")
+        for item in report.unmatched:
+            console.print(f"  {item}", markup=False)
 
 
 @app.command()

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -70,6 +70,8 @@ class BuildReport:
     embedded: int
     seconds: float
     up_to_date: bool
+    section_questions: int = 0
+    unmatched: list[str] = field(default_factory=list)  # section questions naming a heading no document has
 
 
 def _faq_passage(entry: FaqEntry, documents: dict[str, Document]) -> Passage:
@@ -241,7 +243,16 @@ def build_index(
             reusable[str(key)] = vector
     changed = [name for name, digest in hashes.items() if previous_files.get(name) != digest]
     if previous is not None and not changed and set(previous_files) == set(hashes):
-        return BuildReport(len(all_paths), 0, len(previous.passages), 0, time.perf_counter() - started, True)
+        return BuildReport(
+            len(all_paths),
+            0,
+            len(previous.passages),
+            0,
+            time.perf_counter() - started,
+            True,
+            len(previous.questions),
+            list(previous.manifest.get("section_questions_unmatched", [])),  # type: ignore[call-overload]
+        )
 
     documents = [load_document(p) for p in document_paths]
     by_id: dict[str, Document] = {}
@@ -303,7 +314,14 @@ def build_index(
     }
     KnowledgeIndex(passages, vectors, manifest, questions, question_vectors).save(data_dir)
     return BuildReport(
-        len(all_paths), len(changed), len(passages), len(missing) + embedded, time.perf_counter() - started, False
+        len(all_paths),
+        len(changed),
+        len(passages),
+        len(missing) + embedded,
+        time.perf_counter() - started,
+        False,
+        len(questions),
+        unmatched,
     )
 
 

@@ -68,3 +68,23 @@ def test_chat_keeps_a_stored_conversation_so_follow_ups_have_their_context(built
     finally:
         store.close()
     assert roles == ["user", "assistant", "user", "assistant"]
+
+
+def test_ingest_names_section_questions_whose_heading_is_gone(tmp_path, built_index: Settings) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    kb = tmp_path / "kb"
+    shutil.copytree(built_index.knowledge_dir, kb)
+    (kb / "questions").mkdir(exist_ok=True)
+    lines = [
+        {"section": "Replacement card delivery", "questions": ["when does my new card come"]},
+        {"section": "Card delivery times", "questions": ["new card eta?"]},  # no such heading
+    ]
+    (kb / "questions" / "lost-cards.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    settings = built_index.model_copy(update={"knowledge_dir": kb, "data_dir": tmp_path / "data"})
+    result = run_cli(settings, "ingest")
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr  # the console writes to stderr
+    assert "1 section questions" in said
+    assert "1 section(s) in questions/ match no heading" in said
+    assert "lost-cards.jsonl:2 'Card delivery times'" in said

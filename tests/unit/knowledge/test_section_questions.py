@@ -76,7 +76,7 @@ def test_questions_are_attached_to_their_section_and_lift_its_score(tmp_path: Pa
 def test_questions_are_reused_and_tracked_like_the_other_files(tmp_path: Path, embedder: Embedder) -> None:
     kb, data = _kb(tmp_path, None), tmp_path / "data"
     first = build_index(kb, data, embedder, 200, progress=False)
-    assert KnowledgeIndex.load(data).questions == []
+    assert KnowledgeIndex.load(data).questions == [] and first.section_questions == 0
 
     (kb / "questions").mkdir()
     (kb / "questions" / "lost-cards.jsonl").write_text(json.dumps(QUESTIONS[0]) + "\n", encoding="utf-8")
@@ -97,7 +97,9 @@ def test_a_renamed_heading_leaves_its_questions_out_and_says_which(
     lines = [*QUESTIONS, {"section": "Card delivery times", "questions": ["new card eta?"]}]
     kb, data = _kb(tmp_path, lines), tmp_path / "data"
     with caplog.at_level(logging.WARNING, logger="chatbot.knowledge.index"):
-        build_index(kb, data, embedder, 200, progress=False)
+        report = build_index(kb, data, embedder, 200, progress=False)
+    assert report.section_questions == 3 and report.unmatched == ["lost-cards.jsonl:3 'Card delivery times'"]
+    assert build_index(kb, data, embedder, 200, progress=False).unmatched == report.unmatched  # still said
     index = KnowledgeIndex.load(data)
     assert index.manifest["section_questions"] == 3
     assert index.manifest["section_questions_unmatched"] == ["lost-cards.jsonl:3 'Card delivery times'"]
