@@ -123,19 +123,26 @@ def _html_to_markdown(soup: BeautifulSoup) -> str:
     return "\n\n".join(parts)
 
 
+def _jsonl_objects(path: Path) -> list[tuple[int, dict[str, object]]]:
+    """The JSON objects of a JSONL file with their line numbers; blank lines are skipped."""
+    objects: list[tuple[int, dict[str, object]]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise KnowledgeError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise KnowledgeError(f"{path}:{number}: expected a JSON object")
+        objects.append((number, record))
+    return objects
+
+
 def load_faq_file(path: Path) -> list[FaqEntry]:
     rows: list[dict[str, object]] = []
     if path.suffix.lower() == ".jsonl":
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise KnowledgeError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise KnowledgeError(f"{path}:{number}: expected a JSON object")
-            rows.append(record)
+        rows.extend(record for _, record in _jsonl_objects(path))
     else:
         with path.open(encoding="utf-8", newline="") as handle:
             rows.extend(csv.DictReader(handle))
@@ -166,14 +173,9 @@ def load_section_questions(path: Path) -> list[SectionQuestions]:
     """``questions/<document id>.jsonl``: one ``{"section": ..., "questions": [...]}`` per line."""
     document_id = path.stem
     records: list[SectionQuestions] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise KnowledgeError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("section"), str):
+    for number, record in _jsonl_objects(path):
+        section = record.get("section")
+        if not isinstance(section, str):
             raise KnowledgeError(f'{path}:{number}: expected an object with a "section" string')
         questions = record.get("questions")
         if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
@@ -181,7 +183,7 @@ def load_section_questions(path: Path) -> list[SectionQuestions]:
         records.append(
             SectionQuestions(
                 document_id=document_id,
-                section=record["section"].strip(),
+                section=section.strip(),
                 questions=tuple(q.strip() for q in questions),
                 path=str(path),
                 line=number,
