@@ -139,7 +139,12 @@ class KnowledgeIndex:
     def cosine(self, vector: np.ndarray, question_discount: float = 0.0) -> np.ndarray:
         """Each passage's cosine to a query vector: the closer of its own text and its section
         questions, these less ``question_discount`` (see ``Settings.section_question_discount``)."""
-        cosine = self.vectors @ vector
+        return self.lift_by_questions(self.vectors @ vector, vector, question_discount)
+
+    def lift_by_questions(self, text: np.ndarray, vector: np.ndarray, question_discount: float) -> np.ndarray:
+        """``text`` (each passage's cosine to its own text) raised, as a copy, to its closest section
+        question's cosine less ``question_discount``, for a caller that keeps both."""
+        cosine = text.copy()
         if len(self.questions):
             np.maximum.at(cosine, self.question_rows, self.question_vectors @ vector - question_discount)
         return cosine

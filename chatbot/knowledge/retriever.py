@@ -118,7 +118,9 @@ class Retriever:
         if vector is None:
             vector = self.embedder.encode([query])[0]
         text = self.index.vectors @ vector
-        cosine = self.index.cosine(vector, self.question_discount) if self.section_questions else text
+        # One product with the passages' vectors serves both: the text's cosine (sentence selection
+        # reads it) and the cosine lifted by the section questions (ranking and thresholds).
+        cosine = self.index.lift_by_questions(text, vector, self.question_discount) if self.section_questions else text
         allowed = self._kinds[kind] if kind else None
         depth = min(self.candidates, size)
         ranked = cosine if allowed is None else np.where(allowed, cosine, -np.inf)
