@@ -279,6 +279,35 @@ class Settings(BaseSettings):
     llm_api_key: str = Field("", description="Bearer key for llm_base_url, if it needs one.")
     llm_model: str = Field("", description="Model name to request from llm_base_url; empty: the server's first.")
     llm_timeout_s: float = Field(30.0, gt=0, le=600)
+    generator_backend: Literal["auto", "transformers", "llama.cpp"] = Field(
+        "auto",
+        description="What runs the in-process generator: llama.cpp (a llama-server child process, continuous "
+        "batching, chatbot/llm/llamacpp.py) or transformers. auto: llama.cpp on a CPU when `make` built "
+        "llama-server and the generator is a GGUF, transformers otherwise (CUDA, other models).",
+    )
+    llama_server_binary: str = Field(
+        "", description="llama-server to run; empty: the one `make` installed beside this Python, else PATH."
+    )
+    llama_parallel: int = Field(
+        4, ge=1, le=256, description="llama.cpp slots: requests decoded together (continuous batching)."
+    )
+    llama_context_per_slot: int = Field(
+        2048, ge=256, le=32768, description="Tokens of context each llama.cpp slot holds (prompt and answer)."
+    )
+    llama_threads: int = Field(0, ge=0, le=256, description="llama.cpp threads; 0 means one per core.")
+    llama_flash_attention: Literal["auto", "on", "off"] = Field(
+        "auto", description="llama.cpp flash attention (faster prompt processing, slower decoding on some CPUs)."
+    )
+    llama_merged_weights: Literal["Q8_0", "F16", "BF16"] = Field(
+        "F16",
+        description="How the generator's adapted projections are stored once the LoRA adapter is folded into the "
+        "GGUF llama.cpp serves (chatbot/llm/gguf_lora.py; docs/benchmarks.md compares them).",
+    )
+    llama_speculative: Literal["", "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache"] = Field(
+        "",
+        description="llama.cpp n-gram speculative decoding (drafts copied from the prompt, output "
+        "unchanged); empty: none (docs/benchmarks.md has the measurement).",
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="In-flight answers get this long to finish on SIGTERM.")
     log_level: str = Field("INFO", description="Root log level of `chatbot serve`.")
 

@@ -37,11 +37,11 @@ from chatbot.guard.injection import REFUSAL_TEXT, InjectionDetector, benign_samp
 from chatbot.knowledge.embedder import Embedder
 from chatbot.knowledge.index import KnowledgeIndex, Passage
 from chatbot.knowledge.retriever import Hit, Retriever
-from chatbot.llm.loading import choose_device, load_generator
+from chatbot.llm.generators import Generator, create_generator
+from chatbot.llm.loading import choose_device
 from chatbot.llm.pacing import GenerationBreaker
 from chatbot.llm.prompts import NOT_AVAILABLE, ContextPassage, chat_messages
-from chatbot.llm.remote import GenerationUnavailable, RemoteGenerator
-from chatbot.llm.worker import GenerationWorker
+from chatbot.llm.remote import GenerationUnavailable
 from chatbot.nlu import IntentClassifier, rules
 from chatbot.schema import (
     AnswerKind,
@@ -90,7 +90,7 @@ class Engine:
         self.embedder = Embedder(settings.embedding_model, device=str(choose_device(settings.device)))
         self.index: KnowledgeIndex | None = None
         self.retriever: Retriever | None = None
-        self.worker: GenerationWorker | RemoteGenerator | None = None  # remote when llm_base_url is set
+        self.worker: Generator | None = None
         self.guard: InjectionDetector | None = None
         self.selector: extractive.SentenceSelector | None = None  # sentence selection of extractive answers
         self.nlu = IntentClassifier(settings, embedder=self.embedder)  # cheap; shares the MiniLM
@@ -115,19 +115,9 @@ class Engine:
         self.nlu.warm_up()
         self.index = KnowledgeIndex.load(self.settings.data_dir)
         self.retriever = Retriever.from_settings(self.index, self.embedder, self.settings)
-        if self.settings.generation_enabled and self.settings.llm_base_url:
-            self.worker = RemoteGenerator.from_settings(self.settings)  # an OpenAI-compatible server generates
-        elif self.settings.generation_enabled:
-            loaded = load_generator(
-                self.settings.generator_model,
-                self.settings.data_dir,
-                adapter=self.settings.generator_adapter,
-                device=self.settings.device,
-            )
-            self.worker = GenerationWorker(
-                loaded, max_batch_size=self.settings.max_batch_size, batch_wait_ms=self.settings.batch_wait_ms
-            )
-            self.worker.start()
+        if self.settings.generation_enabled:
+            # A remote server, llama.cpp on the CPU, or transformers in process (chatbot/llm/generators.py).
+            self.worker = create_generator(self.settings)
         self.guard = InjectionDetector(
             self.embedder,
             self.settings.injection_margin,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -120,6 +120,7 @@ class RemoteGenerator:
                     "max_tokens": max_new_tokens,
                     "temperature": 0,  # greedy, as the in-process worker decodes
                     "stream": True,
+                    **self.request_options(),
                 }
                 async with client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                     if response.status_code >= 400:
@@ -152,6 +153,10 @@ class RemoteGenerator:
 
     async def complete(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
         return "".join([piece async for piece in self.stream(messages, max_new_tokens)])
+
+    def request_options(self) -> Mapping[str, object]:
+        """Fields added to every request body; none for an arbitrary OpenAI-compatible server."""
+        return {}
 
     def _failed(self, reason: str) -> None:
         self.failures += 1

@@ -1,0 +1,44 @@
+"""Which generator the engine talks to, chosen once from the settings.
+
+Three implementations share one interface (``stream``, ``complete``, ``start``, ``stop``,
+``loaded``, ``queue_depth``), so the engine's grounding check, budget and fallbacks do not care
+which one runs:
+
+- ``RemoteGenerator``: an OpenAI-compatible server elsewhere (``CHATBOT_LLM_BASE_URL``);
+- ``LlamaCppGenerator``: a ``llama-server`` child process, the CPU default when ``make`` built it;
+- ``GenerationWorker``: transformers in this process (CUDA, or a CPU without llama.cpp).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from chatbot.config import Settings
+from chatbot.llm.llamacpp import LlamaCppGenerator, LlamaCppUnavailable, llama_cpp_chosen
+from chatbot.llm.loading import load_generator
+from chatbot.llm.remote import RemoteGenerator
+from chatbot.llm.worker import GenerationWorker
+
+log = logging.getLogger(__name__)
+
+Generator = GenerationWorker | RemoteGenerator  # LlamaCppGenerator is a RemoteGenerator
+
+
+def create_generator(settings: Settings) -> Generator:
+    """The generator the settings ask for, started. With ``generator_backend=auto`` a llama.cpp
+    server that cannot start is logged and transformers is used; asked for by name, it raises."""
+    if settings.llm_base_url:
+        return RemoteGenerator.from_settings(settings)
+    if llama_cpp_chosen(settings):
+        try:
+            generator = LlamaCppGenerator.from_settings(settings)
+            generator.start()
+            return generator
+        except LlamaCppUnavailable as error:
+            if settings.generator_backend == "llama.cpp":
+                raise
+            log.warning("llama.cpp unavailable, generating with transformers", extra={"reason": str(error)})
+    loaded = load_generator(settings.generator_model, settings.data_dir, settings.generator_adapter, settings.device)
+    worker = GenerationWorker(loaded, max_batch_size=settings.max_batch_size, batch_wait_ms=settings.batch_wait_ms)
+    worker.start()
+    return worker
