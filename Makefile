@@ -8,7 +8,7 @@ PORT ?= 8000
 export CHATBOT_DATA_DIR ?= var
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-all setup install models index intents reranker services lint typecheck bench eval clean bench-load fuzz crash
+.PHONY: serve test test-all setup install models index intents llama-server reranker services lint typecheck bench eval clean bench-load fuzz crash
 
 serve: setup
 	$(BIN)/chatbot serve --host $(HOST) --port $(PORT)
@@ -19,7 +19,7 @@ test: setup services
 test-all: setup services
 	$(BIN)/python -m pytest -q
 
-setup: install models index intents
+setup: install models index intents llama-server
 
 # The virtual environment, from pinned versions; re-run only when the pins change.
 $(STAMP): pyproject.toml constraints.txt
@@ -45,6 +45,12 @@ index: install
 # Train the intent classifier when missing or when its training data changed (a few minutes, once).
 intents: install
 	@$(BIN)/chatbot train intents --if-stale
+
+# llama.cpp's server for CPU generation (chatbot/llm/llamacpp.py), built once from the sources in
+# llama-cpp-python's release on PyPI (about 10 minutes on 2 cores); without a compiler it says so and
+# generation stays on transformers. KESTREL_NO_LLAMA_CPP=1 skips it.
+llama-server: install
+	@bash scripts/build-llama-server.sh $(BIN)/python
 
 # The cross-encoder reranker (CHATBOT_RERANK_ENABLED=true uses it): trained when missing or when the
 # knowledge base changed. Not part of setup while it is off by default.
