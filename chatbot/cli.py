@@ -493,12 +493,26 @@ def eval_oos(
 def bench_generate(
     new_tokens: Annotated[int, typer.Option(help="Tokens decoded per measurement.")] = 64,
     prompt_tokens: Annotated[int, typer.Option(help="Prompt length for time to first token.")] = 400,
+    concurrency: Annotated[
+        str, typer.Option(help="Comma-separated numbers of simultaneous requests to measure (empty: none).")
+    ] = "1,4,8",
     output: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
 ) -> None:
-    """Decode tokens/s at batch 1 and 8 and time to first token, on CPU (and GPU when present)."""
+    """Decode tokens/s and time to first token: transformers on CPU (and GPU when present), the
+    product's llama.cpp path against llama-bench, and the product's generator under concurrency."""
     from chatbot.llm.bench import run_generation_benchmark
 
-    report = run_generation_benchmark(get_settings(), new_tokens=new_tokens, prompt_tokens=prompt_tokens)
+    try:
+        levels = tuple(int(level) for level in concurrency.split(",") if level.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            "a comma-separated list of whole numbers, e.g. 1,4,8", param_hint="--concurrency"
+        ) from None
+    if any(level < 1 for level in levels):
+        raise typer.BadParameter("each level must be at least 1", param_hint="--concurrency")
+    report = run_generation_benchmark(
+        get_settings(), new_tokens=new_tokens, prompt_tokens=prompt_tokens, concurrency=levels
+    )
     _report(report, output)
 
 

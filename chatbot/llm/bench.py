@@ -11,16 +11,30 @@ tokens, built with the real system prompt and context passages:
 * **decode tokens/s**: tokens after the first, divided by the time after the first, at batch 1,
   and summed over the rows at batch ``batch_size`` (the worker's default of 8);
 
-one warm-up run, then the median of ``repeats`` runs. When ``llama_cpp`` (the optional extra
-``bench``) is importable, the same GGUF file is measured with llama.cpp in the same process and
-the ratio is printed: on a shared, noisy machine only ratios measured in one run are meaningful.
+one warm-up run, then the median of ``repeats`` runs.
+
+On the CPU the product generates with llama.cpp when ``make`` built ``llama-server``
+(``chatbot/llm/llamacpp.py``): that path is measured end to end as the engine uses it (the merged
+GGUF, the HTTP stream, its sampling), ``llama.cpp server (product)``, next to llama.cpp's own
+``llama-bench`` on the same file, threads and prompt length (prompt processing, then decoding at
+that depth), the reference the issue's ratio is against. When ``llama_cpp`` (the optional extra
+``bench``) is importable, the base GGUF is also measured through it in this process. On a shared,
+noisy machine only ratios measured in one run are meaningful.
+
+**Concurrency**: the product's generator (whichever backend the settings choose) gets ``c``
+simultaneous requests of ``new_tokens`` tokens each, for every ``c`` in ``concurrency``;
+reported are the aggregate decode tokens/s (all tokens over the wall time) and the time to first
+token's p50/p95 across the requests. That is what continuous batching is for.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import platform
 import statistics
+import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +44,8 @@ from typing import Any, cast
 import torch
 
 from chatbot.config import Settings
+from chatbot.llm.generators import Generator
+from chatbot.llm.llamacpp import LlamaCppGenerator, find_llama_server, generator_gguf, llama_cpp_chosen
 from chatbot.llm.loading import LoadedModel, load_generator
 from chatbot.llm.prompts import ContextPassage, chat_messages
 from chatbot.llm.worker import GenerationWorker, _Request
@@ -66,28 +82,55 @@ class Measurement:
 
 
 @dataclass
+class ConcurrencyPoint:
+    backend: str
+    device: str
+    concurrency: int
+    new_tokens: int
+    prompt_tokens: int
+    aggregate_tps: float  # every request's tokens over the wall time of the whole round
+    ttft_p50_ms: float
+    ttft_p95_ms: float
+    seconds: float
+
+
+PRODUCT_CPP = "llama.cpp server (product)"
+REFERENCE_CPP = "llama.cpp (llama-bench)"
+
+
+@dataclass
 class BenchReport:
     machine: dict[str, Any]
     measurements: list[Measurement]
+    concurrency: list[ConcurrencyPoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def ratios(self) -> dict[str, float]:
-        """transformers / llama.cpp on the CPU, from this one run (>1 means transformers is faster)."""
+    def _ratios(self, numerator: str, denominator: str) -> dict[str, float]:
         by_backend = {m.backend: m for m in self.measurements if m.device == "cpu"}
-        hf, cpp = by_backend.get("transformers"), by_backend.get("llama.cpp")
-        if hf is None or cpp is None:
+        top, bottom = by_backend.get(numerator), by_backend.get(denominator)
+        if top is None or bottom is None:
             return {}
         return {
-            "decode_tps_batch1": round(hf.decode_tps_batch1 / cpp.decode_tps_batch1, 3),
-            "ttft_speedup": round(cpp.ttft_ms / hf.ttft_ms, 3),  # >1: transformers reaches the first token sooner
+            "decode_tps_batch1": round(top.decode_tps_batch1 / bottom.decode_tps_batch1, 3),
+            "ttft_speedup": round(bottom.ttft_ms / top.ttft_ms, 3),  # >1: the numerator reaches the first token sooner
         }
+
+    def ratios(self) -> dict[str, float]:
+        """transformers / llama.cpp (llama-cpp-python) on the CPU, this run (>1: transformers is faster)."""
+        return self._ratios("transformers", "llama.cpp")
+
+    def product_ratios(self) -> dict[str, float]:
+        """The product's llama.cpp path / llama.cpp's own llama-bench, this run (the issue's >= 1.0)."""
+        return self._ratios(PRODUCT_CPP, REFERENCE_CPP)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "machine": self.machine,
             "measurements": [asdict(m) for m in self.measurements],
             "ratios_transformers_over_llama_cpp": self.ratios(),
+            "ratios_product_over_llama_bench": self.product_ratios(),
+            "concurrency": [asdict(c) for c in self.concurrency],
             "notes": self.notes,
             "seconds": round(self.seconds, 1),
         }
@@ -104,13 +147,27 @@ class BenchReport:
                 f"| {m.backend} | {m.device_name} | {m.precision} | {m.prompt_tokens} | {m.ttft_ms:.0f} "
                 f"| {m.decode_tps_batch1:.1f} | {batched} |"
             )
-        ratios = self.ratios()
-        if ratios:
-            lines.append("")
-            lines.append(
-                f"transformers / llama.cpp on the CPU: decode speed × {ratios['decode_tps_batch1']:.2f}, "
-                f"time to first token {ratios['ttft_speedup']:.2f}× as fast."
-            )
+        for label, ratios in (
+            ("transformers / llama.cpp (llama-cpp-python)", self.ratios()),
+            ("the product's llama.cpp path / llama-bench", self.product_ratios()),
+        ):
+            if ratios:
+                lines.append("")
+                lines.append(
+                    f"{label} on the CPU: decode speed × {ratios['decode_tps_batch1']:.2f}, "
+                    f"time to first token {ratios['ttft_speedup']:.2f}× as fast."
+                )
+        if self.concurrency:
+            lines += [
+                "",
+                "| generator | device | concurrent requests | aggregate decode tok/s | first token p50 / p95 (ms) |",
+                "| --- | --- | ---: | ---: | ---: |",
+            ]
+            lines += [
+                f"| {c.backend} | {c.device} | {c.concurrency} | {c.aggregate_tps:.1f} "
+                f"| {c.ttft_p50_ms:.0f} / {c.ttft_p95_ms:.0f} |"
+                for c in self.concurrency
+            ]
         machine = self.machine
         lines.append("")
         lines.append(
@@ -146,15 +203,20 @@ class _Clock:
         pass
 
 
-def bench_prompt(worker: GenerationWorker, prompt_tokens: int) -> list[int]:
+def bench_messages(worker: GenerationWorker, prompt_tokens: int) -> list[dict[str, str]]:
     """A real chat prompt (system prompt, numbered passages, question) of about ``prompt_tokens`` tokens."""
     sentences: list[str] = []
-    ids = worker.encode_chat(chat_messages("How much does an international wire cost?", []))
-    while len(ids) < prompt_tokens:
+    messages = chat_messages("How much does an international wire cost?", [])
+    while len(worker.encode_chat(messages)) < prompt_tokens:
         sentences.append(FILLER[len(sentences) % len(FILLER)])
         passages = [ContextPassage(f"Kestrel Bank help, part {n + 1}", " ".join(sentences[n::3])) for n in range(3)]
-        ids = worker.encode_chat(chat_messages("How much does an international wire cost?", passages))
-    return ids
+        messages = chat_messages("How much does an international wire cost?", passages)
+    return messages
+
+
+def bench_prompt(worker: GenerationWorker, prompt_tokens: int) -> list[int]:
+    """``bench_messages`` as token ids."""
+    return worker.encode_chat(bench_messages(worker, prompt_tokens))
 
 
 def _timed_batch(worker: GenerationWorker, prompt: list[int], rows: int, new_tokens: int) -> tuple[float, float]:
@@ -256,6 +318,155 @@ def measure_llama_cpp(gguf: Path, prompt: list[int], new_tokens: int, repeats: i
     )
 
 
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def _timed_stream(generator: Generator, messages: list[dict[str, str]], new_tokens: int) -> tuple[float, float]:
+    """One request through the generator's ``stream``: (seconds to its first piece, seconds to its end)."""
+    started = time.perf_counter()
+    first: float | None = None
+    async for _ in generator.stream(messages, new_tokens):
+        if first is None:
+            first = time.perf_counter()
+    ended = time.perf_counter()
+    return (first or ended) - started, ended - started
+
+
+async def _concurrency_round(
+    generator: Generator, messages: list[dict[str, str]], new_tokens: int, concurrency: int
+) -> tuple[float, list[float], float]:
+    """``concurrency`` requests at once: (aggregate tokens/s, each request's first-token seconds, wall seconds)."""
+    started = time.perf_counter()
+    timings = await asyncio.gather(*(_timed_stream(generator, messages, new_tokens) for _ in range(concurrency)))
+    wall = time.perf_counter() - started
+    return concurrency * new_tokens / wall, [first for first, _ in timings], wall
+
+
+def measure_concurrency(
+    generator: Generator,
+    backend: str,
+    device: str,
+    messages: list[dict[str, str]],
+    prompt_tokens: int,
+    new_tokens: int,
+    levels: tuple[int, ...],
+) -> list[ConcurrencyPoint]:
+    """Aggregate decode speed and first-token latency at each concurrency level (one warm-up round)."""
+
+    async def rounds() -> list[ConcurrencyPoint]:
+        await _concurrency_round(generator, messages, new_tokens, 1)
+        points = []
+        for level in levels:
+            tps, firsts, wall = await _concurrency_round(generator, messages, new_tokens, level)
+            points.append(
+                ConcurrencyPoint(
+                    backend=backend,
+                    device=device,
+                    concurrency=level,
+                    new_tokens=new_tokens,
+                    prompt_tokens=prompt_tokens,
+                    aggregate_tps=tps,
+                    ttft_p50_ms=_percentile(firsts, 0.5) * 1000,
+                    ttft_p95_ms=_percentile(firsts, 0.95) * 1000,
+                    seconds=wall,
+                )
+            )
+        return points
+
+    return asyncio.run(rounds())
+
+
+def measure_llama_server(
+    settings: Settings,
+    messages: list[dict[str, str]],
+    prompt_tokens: int,
+    new_tokens: int,
+    repeats: int,
+    concurrency: tuple[int, ...],
+) -> tuple[Measurement, list[ConcurrencyPoint]]:
+    """The product's CPU path: the merged GGUF in ``llama-server``, streamed over HTTP as the engine does.
+
+    Every request decodes exactly ``new_tokens`` (``ignore_eos``) and processes its whole prompt
+    (``cache_prompt`` off: repeating one prompt would otherwise measure a cache hit, not a prefill).
+    """
+    slots = max((settings.llama_parallel, *concurrency))
+    generator = LlamaCppGenerator.from_settings(settings.model_copy(update={"llama_parallel": slots}))
+    generator.benchmark_options = {"ignore_eos": True, "cache_prompt": False}
+    generator.start()
+    try:
+
+        async def singles() -> list[tuple[float, float]]:
+            await _timed_stream(generator, messages, new_tokens)  # warm-up
+            return [await _timed_stream(generator, messages, new_tokens) for _ in range(repeats)]
+
+        runs = asyncio.run(singles())
+        points = measure_concurrency(generator, PRODUCT_CPP, "cpu", messages, prompt_tokens, new_tokens, concurrency)
+    finally:
+        generator.stop()
+    measurement = Measurement(
+        backend=PRODUCT_CPP,
+        device="cpu",
+        device_name=cpu_name(),
+        precision=_gguf_precision(generator.server.model),
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        ttft_ms=statistics.median(first for first, _ in runs) * 1000,
+        decode_tps_batch1=statistics.median((new_tokens - 1) / max(end - first, 1e-9) for first, end in runs),
+        decode_tps_batched=None,
+        batch_size=None,
+        runs=repeats,
+        threads=settings.llama_threads or os.cpu_count(),
+    )
+    return measurement, points
+
+
+def _gguf_precision(gguf: Path) -> str:
+    """``Q4_1 (GGUF)`` for a base file; ``Q8_0, LoRA merged (GGUF)`` for ``<base>+<adapter>.Q8_0.gguf``."""
+    if "+" in gguf.stem:
+        return gguf.stem.rsplit(".", 1)[-1] + ", LoRA merged (GGUF)"
+    return gguf.stem.rsplit(".", 1)[-1] + " (GGUF)"
+
+
+def measure_llama_bench(
+    binary: Path,
+    gguf: Path,
+    prompt_tokens: int,
+    new_tokens: int,
+    repeats: int,
+    threads: int = 0,
+    flash_attention: str = "auto",
+) -> Measurement:
+    """llama.cpp's own ``llama-bench`` on the same file, threads and flash-attention setting as the
+    server: prompt processing of ``prompt_tokens``, then decoding ``new_tokens`` at that depth;
+    first token = prefill + one step."""
+    threads = threads or os.cpu_count() or 1
+
+    def rate(*arguments: str) -> float:
+        command = [str(binary), "-m", str(gguf), "-t", str(threads), "-fa", flash_attention, "-r", str(repeats)]
+        command += ["-o", "json", *arguments]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+        return float(json.loads(result.stdout)[0]["avg_ts"])
+
+    prefill = rate("-p", str(prompt_tokens), "-n", "0")
+    decode = rate("-p", "0", "-n", str(new_tokens), "-d", str(prompt_tokens))
+    return Measurement(
+        backend=REFERENCE_CPP,
+        device="cpu",
+        device_name=cpu_name(),
+        precision=_gguf_precision(gguf),
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        ttft_ms=(prompt_tokens / prefill + 1 / decode) * 1000,
+        decode_tps_batch1=decode,
+        decode_tps_batched=None,
+        batch_size=None,
+        runs=repeats,
+        threads=threads,
+    )
+
+
 def machine_info() -> dict[str, Any]:
     import transformers
 
@@ -286,24 +497,69 @@ def run_generation_benchmark(
     repeats: int = 3,
     devices: tuple[str, ...] | None = None,
     llama_cpp: bool = True,
+    concurrency: tuple[int, ...] = (),
 ) -> BenchReport:
-    """Benchmark the generator on the CPU, on CUDA when present, and with llama.cpp when installed."""
+    """Benchmark the generator on the CPU, on CUDA when present, and with llama.cpp when installed;
+    ``concurrency`` levels are measured for the product's generator on each device."""
     if new_tokens < 2:
         raise ValueError("new_tokens must be at least 2: decode speed is measured after the first token")
     started = time.perf_counter()
     wanted = devices or (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     report = BenchReport(machine=machine_info(), measurements=[])
     cpu_prompt: list[int] | None = None
+    cpu_messages: list[dict[str, str]] = []
     for device in wanted:
         loaded = load_generator(
             settings.generator_model, settings.data_dir, adapter=settings.generator_adapter, device=device
         )
         report.measurements.append(measure_transformers(loaded, prompt_tokens, new_tokens, batch_size, repeats))
+        messages = bench_messages(GenerationWorker(loaded), prompt_tokens)
+        prompt = GenerationWorker(loaded).encode_chat(messages)
         if device == "cpu":
-            cpu_prompt = bench_prompt(GenerationWorker(loaded), prompt_tokens)
+            cpu_prompt, cpu_messages = prompt, messages
+        if concurrency and not (device == "cpu" and llama_cpp_chosen(settings)):
+            worker = GenerationWorker(loaded, max_batch_size=max(batch_size, *concurrency))
+            config = loaded.model.generation_config
+            saved_eos, config.eos_token_id = config.eos_token_id, -1  # exactly new_tokens per request
+            try:
+                report.concurrency += measure_concurrency(
+                    worker, "transformers", device, messages, len(prompt), new_tokens, concurrency
+                )
+            finally:
+                config.eos_token_id = saved_eos
+                worker.stop()
         del loaded
         if device == "cuda":
             torch.cuda.empty_cache()
+    if llama_cpp and cpu_prompt is not None and "cpu" in wanted:
+        binary = find_llama_server(settings.llama_server_binary)
+        if binary is None or gguf_path(settings) is None:
+            report.notes.append(
+                "the product's llama.cpp path not measured: "
+                + ("no llama-server (make llama-server)." if binary is None else "the generator is not a GGUF file.")
+            )
+        else:
+            model = generator_gguf(settings)[0]
+            product, points = measure_llama_server(
+                settings, cpu_messages, len(cpu_prompt), new_tokens, repeats, concurrency
+            )
+            report.measurements.append(product)
+            report.concurrency += points
+            reference = binary.with_name("llama-bench")
+            if reference.is_file():
+                report.measurements.append(
+                    measure_llama_bench(
+                        reference,
+                        model,
+                        len(cpu_prompt),
+                        new_tokens,
+                        repeats,
+                        settings.llama_threads,
+                        settings.llama_flash_attention,
+                    )
+                )
+            else:
+                report.notes.append(f"llama-bench not found beside {binary}: no reference for the ratio.")
     if llama_cpp and cpu_prompt is not None:
         gguf = gguf_path(settings)
         try:

@@ -1,20 +1,25 @@
 """The generation benchmark on a tiny configuration: structure and positive numbers, never timings."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from chatbot.config import Settings
-from chatbot.llm.bench import run_generation_benchmark
+from chatbot.llm.bench import PRODUCT_CPP, REFERENCE_CPP, run_generation_benchmark
+from chatbot.llm.llamacpp import find_llama_server
 
 
 def test_benchmark_report_structure(converted_generator: str) -> None:
     settings = Settings(generator_model=converted_generator, generator_adapter="")
     report = run_generation_benchmark(
-        settings, new_tokens=4, prompt_tokens=32, batch_size=2, repeats=1, devices=("cpu",)
+        settings, new_tokens=4, prompt_tokens=32, batch_size=2, repeats=1, devices=("cpu",), concurrency=(1, 3)
     )
     [measured] = [m for m in report.measurements if m.backend == "transformers"]
+    # Not a GGUF: the product generates with transformers, whose concurrency is measured.
+    assert [(c.backend, c.concurrency) for c in report.concurrency] == [("transformers", 1), ("transformers", 3)]
+    assert all(c.aggregate_tps > 0 and 0 < c.ttft_p50_ms <= c.ttft_p95_ms for c in report.concurrency)
     assert measured.device == "cpu" and measured.precision == "float32"
     assert measured.ttft_ms > 0 and measured.decode_tps_batch1 > 0
     assert measured.decode_tps_batched is not None and measured.decode_tps_batched > 0 and measured.batch_size == 2
@@ -31,6 +36,23 @@ def test_benchmark_report_structure(converted_generator: str) -> None:
 def test_benchmark_rejects_a_single_new_token(converted_generator: str) -> None:
     with pytest.raises(ValueError, match="at least 2"):
         run_generation_benchmark(Settings(generator_model=converted_generator), new_tokens=1)
+
+
+@pytest.mark.skipif(find_llama_server() is None, reason="llama-server is not built: run `make llama-server`")
+def test_the_products_llama_cpp_path_is_measured_against_llama_bench(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, llama_parallel=1)
+    report = run_generation_benchmark(
+        settings, new_tokens=4, prompt_tokens=32, batch_size=1, repeats=1, devices=("cpu",), concurrency=(2,)
+    )
+    by_backend = {m.backend: m for m in report.measurements}
+    product, reference = by_backend[PRODUCT_CPP], by_backend[REFERENCE_CPP]
+    assert product.precision == reference.precision == "F16, LoRA merged (GGUF)"  # the same file
+    assert product.prompt_tokens == reference.prompt_tokens == by_backend["transformers"].prompt_tokens
+    assert product.decode_tps_batch1 > 0 and reference.decode_tps_batch1 > 0 and product.ttft_ms > 0
+    assert set(report.product_ratios()) == {"decode_tps_batch1", "ttft_speedup"}
+    # On a CPU with llama.cpp built, the concurrency rows are the product's llama.cpp path, not transformers.
+    assert [(c.backend, c.concurrency) for c in report.concurrency] == [(PRODUCT_CPP, 2)]
+    assert "the product's llama.cpp path / llama-bench" in report.markdown()
 
 
 @pytest.mark.slow
