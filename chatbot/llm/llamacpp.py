@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from chatbot.config import Settings
-from chatbot.llm.remote import RemoteGenerator, RemoteModel
+from chatbot.llm.remote import RemoteGenerator, RemoteModel, safe_address
 from chatbot.model_specs import resolve_model_spec
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,7 @@ class LlamaCppGenerator(RemoteGenerator):
     def start(self) -> None:
         self.server.start()
         self.base_url = self.server.base_url  # the port is chosen at start
+        self.address = safe_address(self.base_url)
 
     def stop(self) -> None:
         self.server.stop()
