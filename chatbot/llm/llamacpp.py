@@ -73,7 +73,7 @@ def find_llama_server(configured: str = "") -> Path | None:
 
 def generator_gguf(settings: Settings) -> tuple[Path, str | None]:
     """The GGUF llama.cpp serves (the adapter folded in, made once) and the adapter used, if any."""
-    from chatbot.llm.gguf_lora import merged_gguf
+    from chatbot.llm.gguf_lora import AdapterMergeError, merged_gguf
 
     path = Path(resolve_model_spec(settings.generator_model))
     if path.suffix != ".gguf" or not path.is_file():
@@ -81,7 +81,10 @@ def generator_gguf(settings: Settings) -> tuple[Path, str | None]:
     adapter = Path(settings.generator_adapter) if settings.generator_adapter else None
     if adapter is None or not (adapter / "adapter_config.json").exists():
         return path, None
-    return merged_gguf(path, adapter, settings.data_dir / "models", settings.llama_merged_weights), str(adapter)
+    try:
+        return merged_gguf(path, adapter, settings.data_dir / "models", settings.llama_merged_weights), str(adapter)
+    except AdapterMergeError as error:  # under auto, transformers (which applies any PEFT adapter) takes over
+        raise LlamaCppUnavailable(f"the adapter cannot be folded into the GGUF: {error}") from error
 
 
 def llama_cpp_chosen(settings: Settings) -> bool:

@@ -8,7 +8,9 @@ backend and its failures are tested without it.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -228,3 +230,15 @@ def test_a_killed_assistant_leaves_no_server_behind(generator: LlamaCppGenerator
             return
         time.sleep(0.2)
     pytest.fail("llama-server still answers after its owner was killed")
+
+
+@needs_server
+def test_an_adapter_llama_cpp_cannot_take_is_refused_by_name(tmp_path: Path) -> None:
+    """Raised as LlamaCppUnavailable, so that under auto the engine falls back to transformers."""
+    dora = tmp_path / "dora"
+    shutil.copytree(ADAPTER, dora)
+    config = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps(config | {"use_dora": True}))
+    settings = Settings(data_dir=tmp_path, generator_backend="llama.cpp", generator_adapter=str(dora))
+    with pytest.raises(LlamaCppUnavailable, match=r"cannot be folded.*DoRA"):
+        LlamaCppGenerator.from_settings(settings)
