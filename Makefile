@@ -47,7 +47,7 @@ intents: install
 	@$(BIN)/chatbot train intents --if-stale
 
 # llama.cpp's server for CPU generation (chatbot/llm/llamacpp.py), built once from the sources in
-# llama-cpp-python's release on PyPI (about 10 minutes on 2 cores); without a compiler it says so and
+# llama-cpp-python's release on PyPI (about 12 minutes on 2 cores); without a compiler it says so and
 # generation stays on transformers. KESTREL_NO_LLAMA_CPP=1 skips it.
 llama-server: install
 	@bash scripts/build-llama-server.sh $(BIN)/python
