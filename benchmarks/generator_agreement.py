@@ -33,7 +33,6 @@ from chatbot.config import PROJECT_ROOT, Settings
 from chatbot.dialogue.engine import Engine, context_passage
 from chatbot.llm.generators import Generator
 from chatbot.llm.llamacpp import LlamaCppGenerator, find_llama_server
-from chatbot.llm.loading import load_generator
 from chatbot.llm.prompts import NOT_AVAILABLE, chat_messages
 from chatbot.llm.worker import GenerationWorker
 
@@ -95,9 +94,7 @@ def main() -> int:
     messages = prompts(settings, asked)
     print(f"{len(messages)} prompts built by the engine", flush=True)
 
-    worker = GenerationWorker(
-        load_generator(settings.generator_model, settings.data_dir, settings.generator_adapter, "cpu")
-    )
+    worker = GenerationWorker.from_settings(settings.model_copy(update={"device": "cpu"}))
     results = {"transformers": asyncio.run(answer_all(worker, messages, settings.max_new_tokens))}
     worker.stop()
     served = LlamaCppGenerator.from_settings(settings.model_copy(update={"llama_parallel": 1}))

@@ -44,13 +44,13 @@ from typing import Any, cast
 import torch
 
 from chatbot.config import Settings
+from chatbot.evals.metrics import percentile
 from chatbot.llm.generators import Generator
-from chatbot.llm.llamacpp import LlamaCppGenerator, find_llama_server, generator_gguf, llama_cpp_chosen
-from chatbot.llm.loading import LoadedModel, load_generator
+from chatbot.llm.llamacpp import LlamaCppGenerator, find_llama_server, llama_cpp_chosen
+from chatbot.llm.loading import LoadedModel, gguf_file, load_generator
 from chatbot.llm.prompts import ContextPassage, chat_messages
 from chatbot.llm.worker import GenerationWorker, _Request
 from chatbot.machine import cpu_name
-from chatbot.model_specs import resolve_model_spec
 
 # Banking-flavoured filler, so the prompt tokenises like real context (figures, names, punctuation).
 FILLER = (
@@ -268,11 +268,6 @@ def measure_transformers(
     )
 
 
-def gguf_path(settings: Settings) -> Path | None:
-    path = Path(resolve_model_spec(settings.generator_model))
-    return path if path.suffix == ".gguf" and path.is_file() else None
-
-
 def measure_llama_cpp(gguf: Path, prompt: list[int], new_tokens: int, repeats: int) -> Measurement:
     """The same GGUF and the same prompt token ids through llama.cpp, greedy, batch 1, on the CPU."""
     from llama_cpp import Llama
@@ -316,11 +311,6 @@ def measure_llama_cpp(gguf: Path, prompt: list[int], new_tokens: int, repeats: i
         runs=repeats,
         threads=threads,
     )
-
-
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 async def _timed_stream(generator: Generator, messages: list[dict[str, str]], new_tokens: int) -> tuple[float, float]:
@@ -368,8 +358,8 @@ def measure_concurrency(
                     new_tokens=new_tokens,
                     prompt_tokens=prompt_tokens,
                     aggregate_tps=tps,
-                    ttft_p50_ms=_percentile(firsts, 0.5) * 1000,
-                    ttft_p95_ms=_percentile(firsts, 0.95) * 1000,
+                    ttft_p50_ms=percentile(firsts, 50) * 1000,
+                    ttft_p95_ms=percentile(firsts, 95) * 1000,
                     seconds=wall,
                 )
             )
@@ -385,8 +375,9 @@ def measure_llama_server(
     new_tokens: int,
     repeats: int,
     concurrency: tuple[int, ...],
-) -> tuple[Measurement, list[ConcurrencyPoint]]:
-    """The product's CPU path: the merged GGUF in ``llama-server``, streamed over HTTP as the engine does.
+) -> tuple[Measurement, list[ConcurrencyPoint], Path]:
+    """The product's CPU path: the merged GGUF in ``llama-server``, streamed over HTTP as the engine does
+    (returned with the concurrency points and the GGUF it served).
 
     Every request decodes exactly ``new_tokens`` (``ignore_eos``) and processes its whole prompt
     (``cache_prompt`` off: repeating one prompt would otherwise measure a cache hit, not a prefill).
@@ -419,7 +410,7 @@ def measure_llama_server(
         runs=repeats,
         threads=settings.llama_threads or os.cpu_count(),
     )
-    return measurement, points
+    return measurement, points, generator.server.model
 
 
 def _gguf_precision(gguf: Path) -> str:
@@ -513,8 +504,9 @@ def run_generation_benchmark(
             settings.generator_model, settings.data_dir, adapter=settings.generator_adapter, device=device
         )
         report.measurements.append(measure_transformers(loaded, prompt_tokens, new_tokens, batch_size, repeats))
-        messages = bench_messages(GenerationWorker(loaded), prompt_tokens)
-        prompt = GenerationWorker(loaded).encode_chat(messages)
+        encoder = GenerationWorker(loaded)  # never started: its tokenizer and chat template only
+        messages = bench_messages(encoder, prompt_tokens)
+        prompt = encoder.encode_chat(messages)
         if device == "cpu":
             cpu_prompt, cpu_messages = prompt, messages
         if concurrency and not (device == "cpu" and llama_cpp_chosen(settings)):
@@ -533,14 +525,13 @@ def run_generation_benchmark(
             torch.cuda.empty_cache()
     if llama_cpp and cpu_prompt is not None and "cpu" in wanted:
         binary = find_llama_server(settings.llama_server_binary)
-        if binary is None or gguf_path(settings) is None:
+        if binary is None or gguf_file(settings.generator_model) is None:
             report.notes.append(
                 "the product's llama.cpp path not measured: "
                 + ("no llama-server (make llama-server)." if binary is None else "the generator is not a GGUF file.")
             )
         else:
-            model = generator_gguf(settings)[0]
-            product, points = measure_llama_server(
+            product, points, model = measure_llama_server(
                 settings, cpu_messages, len(cpu_prompt), new_tokens, repeats, concurrency
             )
             report.measurements.append(product)
@@ -561,7 +552,7 @@ def run_generation_benchmark(
             else:
                 report.notes.append(f"llama-bench not found beside {binary}: no reference for the ratio.")
     if llama_cpp and cpu_prompt is not None:
-        gguf = gguf_path(settings)
+        gguf = gguf_file(settings.generator_model)
         try:
             import llama_cpp as _  # noqa: F401
         except ImportError:

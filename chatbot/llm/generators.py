@@ -15,7 +15,6 @@ import logging
 
 from chatbot.config import Settings
 from chatbot.llm.llamacpp import LlamaCppGenerator, LlamaCppUnavailable, llama_cpp_chosen
-from chatbot.llm.loading import load_generator
 from chatbot.llm.remote import RemoteGenerator
 from chatbot.llm.worker import GenerationWorker
 
@@ -38,7 +37,6 @@ def create_generator(settings: Settings) -> Generator:
             if settings.generator_backend == "llama.cpp":
                 raise
             log.warning("llama.cpp unavailable, generating with transformers", extra={"reason": str(error)})
-    loaded = load_generator(settings.generator_model, settings.data_dir, settings.generator_adapter, settings.device)
-    worker = GenerationWorker(loaded, max_batch_size=settings.max_batch_size, batch_wait_ms=settings.batch_wait_ms)
+    worker = GenerationWorker.from_settings(settings)
     worker.start()
     return worker

@@ -30,9 +30,10 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from chatbot.llm.loading import gguf_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +54,11 @@ class AdapterMergeError(ValueError):
     """The adapter cannot be folded into this GGUF (another architecture, shape or LoRA kind)."""
 
 
-def _file_fingerprint(path: Path) -> str:
-    stat = path.stat()
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        digest.update(handle.read(1 << 20))
-    return f"{path.name}:{stat.st_size}:{digest.hexdigest()[:16]}"
-
-
 def merge_fingerprint(base: Path, adapter: Path, weight_type: str) -> str:
     """What the merged file was made from: the base GGUF, the adapter's config and weights, the type."""
-    parts = [_file_fingerprint(base), weight_type]
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        parts.append(hashlib.sha256((adapter / name).read_bytes()).hexdigest()[:16])
-    return json.dumps(parts)
+    adapter_files = ("adapter_config.json", "adapter_model.safetensors")
+    digests = [hashlib.sha256((adapter / name).read_bytes()).hexdigest()[:16] for name in adapter_files]
+    return json.dumps([gguf_fingerprint(base), weight_type, *digests])
 
 
 def permute_rotary(weights: np.ndarray, heads: int) -> np.ndarray:
@@ -106,13 +98,9 @@ def lora_deltas(adapter: Path) -> dict[tuple[int, str], np.ndarray]:
     return deltas
 
 
-def _field_value(field: Any) -> Any:
-    return field.contents()
-
-
 def merge_adapter_into_gguf(base: Path, adapter: Path, out: Path, weight_type: str = "F16") -> Path:
     """Write ``out``: ``base`` with the adapter folded in, adapted projections as ``weight_type``
-    (``Q8_0`` or ``F16``; see the module docstring)."""
+    (``F16``, ``BF16`` or ``Q8_0``; see the module docstring)."""
     from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
     from gguf.quants import dequantize, quantize
 
@@ -125,12 +113,12 @@ def merge_adapter_into_gguf(base: Path, adapter: Path, out: Path, weight_type: s
         raise AdapterMergeError(f"weight_type must be one of {', '.join(types)}, not {weight_type!r}")
     qtype, file_type = types[weight_type]
     reader = GGUFReader(str(base))
-    architecture = _field_value(reader.fields["general.architecture"])
+    architecture = reader.fields["general.architecture"].contents()
     if architecture != "llama":
         raise AdapterMergeError(f"merging is implemented for llama-architecture GGUFs, not {architecture}")
     heads_field = reader.fields["llama.attention.head_count"]
-    heads = int(_field_value(heads_field))
-    kv_heads = int(_field_value(reader.fields.get("llama.attention.head_count_kv", heads_field)))
+    heads = int(heads_field.contents())
+    kv_heads = int(reader.fields.get("llama.attention.head_count_kv", heads_field).contents())
     by_tensor = {
         f"blk.{block}.{_PROJECTIONS[module]}.weight": (module, delta)
         for (block, module), delta in lora_deltas(adapter).items()
@@ -145,7 +133,7 @@ def merge_adapter_into_gguf(base: Path, adapter: Path, out: Path, weight_type: s
             writer.add_key_value(key, file_type, GGUFValueType.UINT32)  # llama.cpp's "mostly <type>"
             continue
         sub_type = field.types[-1] if field.types[0] == GGUFValueType.ARRAY else None
-        writer.add_key_value(key, _field_value(field), field.types[0], sub_type)
+        writer.add_key_value(key, field.contents(), field.types[0], sub_type)
     writer.add_key_value(MERGE_KEY, merge_fingerprint(base, adapter, weight_type), GGUFValueType.STRING)
 
     merged = 0

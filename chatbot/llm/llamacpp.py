@@ -33,8 +33,8 @@ from typing import Any
 import httpx
 
 from chatbot.config import Settings
+from chatbot.llm.loading import choose_device, gguf_file
 from chatbot.llm.remote import RemoteGenerator, RemoteModel, safe_address
-from chatbot.model_specs import resolve_model_spec
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ def generator_gguf(settings: Settings) -> tuple[Path, str | None]:
     """The GGUF llama.cpp serves (the adapter folded in, made once) and the adapter used, if any."""
     from chatbot.llm.gguf_lora import AdapterMergeError, merged_gguf
 
-    path = Path(resolve_model_spec(settings.generator_model))
-    if path.suffix != ".gguf" or not path.is_file():
+    path = gguf_file(settings.generator_model)
+    if path is None:
         raise LlamaCppUnavailable(f"llama.cpp serves GGUF files; the generator is {settings.generator_model}")
     adapter = Path(settings.generator_adapter) if settings.generator_adapter else None
     if adapter is None or not (adapter / "adapter_config.json").exists():
@@ -94,11 +94,9 @@ def llama_cpp_chosen(settings: Settings) -> bool:
         return True
     if settings.generator_backend == "transformers":
         return False
-    from chatbot.llm.loading import choose_device
-
     if choose_device(settings.device).type != "cpu" or find_llama_server(settings.llama_server_binary) is None:
         return False
-    return resolve_model_spec(settings.generator_model).endswith(".gguf")
+    return gguf_file(settings.generator_model) is not None
 
 
 def _free_port() -> int:

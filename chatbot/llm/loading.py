@@ -37,7 +37,8 @@ def choose_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def _gguf_fingerprint(path: Path) -> dict[str, Any]:
+def gguf_fingerprint(path: Path) -> dict[str, Any]:
+    """Name, size and the first MiB's digest: enough to tell one GGUF (or any large file) from another."""
     stat = path.stat()
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -52,7 +53,7 @@ def converted_folder(gguf: Path, data_dir: Path) -> Path:
 def convert_gguf(gguf: Path, data_dir: Path) -> Path:
     """De-quantise ``gguf`` into a safetensors folder once; return the folder."""
     target = converted_folder(gguf, data_dir)
-    fingerprint = _gguf_fingerprint(gguf)
+    fingerprint = gguf_fingerprint(gguf)
     marker = target / CONVERSION_MARKER
     if marker.exists() and json.loads(marker.read_text()) == fingerprint:
         return target
@@ -76,12 +77,15 @@ def convert_gguf(gguf: Path, data_dir: Path) -> Path:
     return target
 
 
+def gguf_file(spec: str) -> Path | None:
+    """The GGUF file a model spec names, or None when it names something else (a folder, a hub id)."""
+    path = Path(resolve_model_spec(spec))
+    return path if path.suffix == ".gguf" and path.is_file() else None
+
+
 def resolve_generator_path(spec: str, data_dir: Path) -> str:
-    resolved = resolve_model_spec(spec)
-    path = Path(resolved)
-    if path.suffix == ".gguf" and path.is_file():
-        return str(convert_gguf(path, data_dir))
-    return resolved
+    gguf = gguf_file(spec)
+    return str(convert_gguf(gguf, data_dir)) if gguf is not None else resolve_model_spec(spec)
 
 
 @dataclass

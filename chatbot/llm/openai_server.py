@@ -31,7 +31,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatbot.config import Settings
 from chatbot.llm import openai_wire as wire
-from chatbot.llm.loading import load_generator
 from chatbot.llm.worker import GenerationWorker
 from chatbot.tokens import bearer
 
@@ -71,17 +70,10 @@ def create_llm_app(settings: Settings, model_id: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.worker = None
-        loaded = await asyncio.to_thread(
-            load_generator,
-            settings.generator_model,
-            settings.data_dir,
-            adapter=settings.generator_adapter,
-            device=settings.device,
-        )
-        worker = GenerationWorker(loaded, max_batch_size=settings.max_batch_size, batch_wait_ms=settings.batch_wait_ms)
+        worker = await asyncio.to_thread(GenerationWorker.from_settings, settings)
         worker.start()
         app.state.worker = worker
-        log.info("generation server ready", extra={"model": served, "device": str(loaded.device)})
+        log.info("generation server ready", extra={"model": served, "device": str(worker.loaded.device)})
         try:
             yield
         finally:

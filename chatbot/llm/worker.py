@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from chatbot.llm.loading import LoadedModel
+from chatbot.config import Settings
+from chatbot.llm.loading import LoadedModel, load_generator
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,14 @@ class GenerationWorker:
         self._thread: threading.Thread | None = None
         self.batches_run = 0
         self.largest_batch = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GenerationWorker:
+        """The settings' generator (adapter merged) on the settings' device, batched as they say; not started."""
+        loaded = load_generator(
+            settings.generator_model, settings.data_dir, adapter=settings.generator_adapter, device=settings.device
+        )
+        return cls(loaded, max_batch_size=settings.max_batch_size, batch_wait_ms=settings.batch_wait_ms)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
