@@ -22,6 +22,7 @@ from chatbot.dialogue.extractive import (
     SentenceSelector,
     _restates,
     _split_sentences,
+    _unasked_figures,
     answers_aspect,
     asked_kinds,
     aspects_of,
@@ -534,3 +535,31 @@ def test_a_new_subject_still_wins_over_the_document_just_cited(shipped: Engine) 
         shipped.answer(question, history=["does the secured visa help me build credit"], cited=["secured-credit-card"])
     )
     assert answer.sources and answer.sources[0].id == "international-wire-transfers", (answer.sources, answer.text)
+
+
+def test_the_smallest_and_largest_loan_asked_is_a_limit_and_quoted() -> None:
+    """ "smallest"/"biggest" ask a limit, and "loans range from $X to $Y" states one."""
+    assert "limit" in aspects_of("whats the smallest and biggest personal loan")
+    assert answers_aspect("Kestrel personal loans range from $3,000 to $50,000.", "limit")
+
+
+def test_a_filler_sentence_does_not_bring_a_rate_nobody_asked_for() -> None:
+    """Only rates are held back, and never from a unit that also answers what was asked."""
+    assert _unasked_figures(frozenset({"rate", "amount"}), frozenset({"limit"}))
+    assert not _unasked_figures(frozenset({"rate", "limit"}), frozenset({"limit"}))
+    assert not _unasked_figures(frozenset({"amount"}), frozenset({"limit"}))
+    assert not _unasked_figures(frozenset({"rate"}), frozenset())  # nothing read from the question: no rule
+    assert "rate" in aspects_of("which savings account pays the most")
+
+
+def test_a_sentence_about_the_page_itself_is_never_quoted() -> None:
+    passage = Passage(
+        id="closing#intro",
+        source_id="closing",
+        kind="chunk",
+        title="Closing an account",
+        url=None,
+        text="Closing an account\nThis page explains how to close an account. Call 1-800-555-0142 to close it.",
+    )
+    texts = [u.text for u in passage_units(passage, Catalogue([]))]
+    assert texts == ["Call 1-800-555-0142 to close it."]
