@@ -139,8 +139,8 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     ),
     "limit": (
         re.compile(
-            r"\b(?:limits?|maximum|max|most|up to|how much can|how many|how often|cap|restrict\w*|smallest|"
-            r"biggest|largest)\b",
+            r"\b(?:limits?|maximum|max|most|up to|how much (?:can|could|would|will)|how many|how often|cap|restrict\w*|"
+            r"smallest|biggest|largest)\b",
             re.I,
         ),
         re.compile(
@@ -187,8 +187,16 @@ def aspects_of(text: str) -> frozenset[str]:
     return frozenset(name for name, (asks, _) in ASPECTS.items() if asks.search(text))
 
 
+# A dollar figure in a sentence that states a limit ("Per day $2,500") is not a price: without one of
+# these words it does not answer "is there a fee".
+PRICE_WORDS = re.compile(r"\b(?:fees?|costs?|charged?|charges|price|free|waived?|penalt(?:y|ies)|pay)\b", re.I)
+
+
 def answers_aspect(text: str, aspect: str) -> bool:
-    return ASPECTS[aspect][1].search(text) is not None
+    if ASPECTS[aspect][1].search(text) is None:
+        return False
+    limit_only = ASPECTS["limit"][1].search(text) is not None and PRICE_WORDS.search(text) is None
+    return not (aspect == "amount" and limit_only)
 
 
 def question_parts(question: str) -> list[str]:

@@ -563,3 +563,11 @@ def test_a_sentence_about_the_page_itself_is_never_quoted() -> None:
     )
     texts = [u.text for u in passage_units(passage, Catalogue([]))]
     assert texts == ["Call 1-800-555-0142 to close it."]
+
+
+def test_a_dollar_limit_is_not_a_price() -> None:
+    """ "Per day $2,500" does not answer "is there a fee to send"; "free to send" and a fee do."""
+    assert not answers_aspect("Kestrel Everyday Checking: Per day $2,500, Per rolling 30 days $10,000.", "amount")
+    assert answers_aspect("Kestrel QuickPay is free to send and receive.", "amount")
+    assert answers_aspect("Each one after the 6th costs $10, up to 6 per cycle.", "amount")
+    assert "limit" in aspects_of("how much could i borrow on a heloc")
