@@ -173,6 +173,20 @@ class Settings(BaseSettings):
     )
     max_batch_size: int = Field(8, ge=1, le=128)
     batch_wait_ms: int = Field(10, ge=0, le=1000)
+    generation_batching: Literal["auto", "continuous", "static"] = Field(
+        "auto",
+        description=(
+            "How the in-process transformers generator batches: continuous (requests join and leave the running "
+            "batch per token, chatbot/llm/continuous.py), static (a batch runs until its longest row ends), or auto "
+            "(continuous on CUDA, static on a CPU)."
+        ),
+    )
+    generation_queue_limit: int = Field(
+        64, ge=0, le=10_000, description="Requests waiting for a place in the continuous batch before more are refused."
+    )
+    generation_context_tokens: int = Field(
+        2048, ge=256, le=32_768, description="Prompt plus answer per request that the continuous KV cache holds."
+    )
 
     # --- server ------------------------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -45,6 +46,7 @@ import torch
 
 from chatbot.config import Settings
 from chatbot.evals.metrics import percentile
+from chatbot.llm.continuous import ContinuousGenerationWorker
 from chatbot.llm.generators import Generator
 from chatbot.llm.llamacpp import LlamaCppGenerator, find_llama_server, llama_cpp_chosen
 from chatbot.llm.loading import LoadedModel, gguf_file, load_generator
@@ -95,6 +97,8 @@ class ConcurrencyPoint:
 
 
 PRODUCT_CPP = "llama.cpp server (product)"
+TRANSFORMERS_STATIC = "transformers, static batching"
+TRANSFORMERS_CONTINUOUS = "transformers, continuous batching"
 REFERENCE_CPP = "llama.cpp (llama-bench)"
 
 
@@ -327,11 +331,25 @@ async def _timed_stream(generator: Generator, messages: list[dict[str, str]], ne
 async def _concurrency_round(
     generator: Generator, messages: list[dict[str, str]], new_tokens: int, concurrency: int
 ) -> tuple[float, list[float], float]:
-    """``concurrency`` requests at once: (aggregate tokens/s, each request's first-token seconds, wall seconds)."""
+    """``concurrency`` requests at once: (aggregate tokens/s, each request's first-token seconds, wall seconds).
+
+    Each request's context differs from every other's, in this round and in earlier ones (as two
+    customers' passages do): only the system prompt is shared, so a backend's prefix cache reuses
+    what it would reuse in the product, not the whole prompt."""
     started = time.perf_counter()
-    timings = await asyncio.gather(*(_timed_stream(generator, messages, new_tokens) for _ in range(concurrency)))
+    timings = await asyncio.gather(
+        *(_timed_stream(generator, _own_context(messages), new_tokens) for _ in range(concurrency))
+    )
     wall = time.perf_counter() - started
     return concurrency * new_tokens / wall, [first for first, _ in timings], wall
+
+
+def _own_context(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``messages`` with the user turn (context and question) made unique by a short reference at its start."""
+    own = [dict(m) for m in messages]
+    user = next(m for m in reversed(own) if m["role"] == "user")
+    user["content"] = f"Reference {uuid.uuid4().hex[:8]}.\n{user['content']}"
+    return own
 
 
 def measure_concurrency(
@@ -510,16 +528,29 @@ def run_generation_benchmark(
         if device == "cpu":
             cpu_prompt, cpu_messages = prompt, messages
         if concurrency and not (device == "cpu" and llama_cpp_chosen(settings)):
-            worker = GenerationWorker(loaded, max_batch_size=max(batch_size, *concurrency))
+            # Both of the transformers worker's batching modes, so one run compares them.
+            widest = max(batch_size, *concurrency)
+            workers: list[tuple[str, GenerationWorker]] = [
+                (TRANSFORMERS_STATIC, GenerationWorker(loaded, max_batch_size=widest)),
+                (
+                    TRANSFORMERS_CONTINUOUS,
+                    ContinuousGenerationWorker(
+                        loaded, max_batch_size=widest, max_waiting=0, context_tokens=len(prompt) + new_tokens + 32
+                    ),
+                ),
+            ]
             config = loaded.model.generation_config
             saved_eos, config.eos_token_id = config.eos_token_id, -1  # exactly new_tokens per request
             try:
-                report.concurrency += measure_concurrency(
-                    worker, "transformers", device, messages, len(prompt), new_tokens, concurrency
-                )
+                for label, worker in workers:
+                    try:
+                        report.concurrency += measure_concurrency(
+                            worker, label, device, messages, len(prompt), new_tokens, concurrency
+                        )
+                    finally:
+                        worker.stop()
             finally:
                 config.eos_token_id = saved_eos
-                worker.stop()
         del loaded
         if device == "cuda":
             torch.cuda.empty_cache()

@@ -6,14 +6,18 @@ which one runs:
 
 - ``RemoteGenerator``: an OpenAI-compatible server elsewhere (``CHATBOT_LLM_BASE_URL``);
 - ``LlamaCppGenerator``: a ``llama-server`` child process, the CPU default when ``make`` built it;
-- ``GenerationWorker``: transformers in this process (CUDA, or a CPU without llama.cpp).
+- ``GenerationWorker``: transformers in this process (CUDA, or a CPU without llama.cpp), batching
+  continuously (``ContinuousGenerationWorker``, the CUDA default) or statically.
 """
 
 from __future__ import annotations
 
 import logging
 
+import torch
+
 from chatbot.config import Settings
+from chatbot.llm.continuous import ContinuousGenerationWorker
 from chatbot.llm.llamacpp import LlamaCppGenerator, LlamaCppUnavailable, llama_cpp_chosen
 from chatbot.llm.remote import RemoteGenerator
 from chatbot.llm.worker import GenerationWorker
@@ -37,6 +41,21 @@ def create_generator(settings: Settings) -> Generator:
             if settings.generator_backend == "llama.cpp":
                 raise
             log.warning("llama.cpp unavailable, generating with transformers", extra={"reason": str(error)})
-    worker = GenerationWorker.from_settings(settings)
+    worker = transformers_worker(settings)
     worker.start()
     return worker
+
+
+def continuous_batching(settings: Settings) -> bool:
+    """Whether the transformers worker batches continuously: asked for, or ``auto`` on CUDA."""
+    if settings.generation_batching != "auto":
+        return settings.generation_batching == "continuous"
+    return settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
+
+
+def transformers_worker(settings: Settings) -> GenerationWorker:
+    """The in-process transformers generator the settings ask for, not started (the engine's fallback
+    and ``chatbot serve-llm`` both use it)."""
+    if continuous_batching(settings):
+        return ContinuousGenerationWorker.from_settings(settings)
+    return GenerationWorker.from_settings(settings)

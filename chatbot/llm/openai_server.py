@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatbot.config import Settings
 from chatbot.llm import openai_wire as wire
+from chatbot.llm.generators import transformers_worker
 from chatbot.llm.worker import GenerationWorker
 from chatbot.tokens import bearer
 
@@ -70,7 +71,7 @@ def create_llm_app(settings: Settings, model_id: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.worker = None
-        worker = await asyncio.to_thread(GenerationWorker.from_settings, settings)
+        worker = await asyncio.to_thread(transformers_worker, settings)
         worker.start()
         app.state.worker = worker
         log.info("generation server ready", extra={"model": served, "device": str(worker.loaded.device)})

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from chatbot.config import Settings
-from chatbot.llm.bench import PRODUCT_CPP, REFERENCE_CPP, run_generation_benchmark
+from chatbot.llm.bench import (
+    PRODUCT_CPP,
+    REFERENCE_CPP,
+    TRANSFORMERS_CONTINUOUS,
+    TRANSFORMERS_STATIC,
+    run_generation_benchmark,
+)
 from chatbot.llm.llamacpp import find_llama_server
 
 
@@ -17,8 +23,13 @@ def test_benchmark_report_structure(converted_generator: str) -> None:
         settings, new_tokens=4, prompt_tokens=32, batch_size=2, repeats=1, devices=("cpu",), concurrency=(1, 3)
     )
     [measured] = [m for m in report.measurements if m.backend == "transformers"]
-    # Not a GGUF: the product generates with transformers, whose concurrency is measured.
-    assert [(c.backend, c.concurrency) for c in report.concurrency] == [("transformers", 1), ("transformers", 3)]
+    # Not a GGUF: the product generates with transformers, whose concurrency is measured, both ways.
+    assert [(c.backend, c.concurrency) for c in report.concurrency] == [
+        (TRANSFORMERS_STATIC, 1),
+        (TRANSFORMERS_STATIC, 3),
+        (TRANSFORMERS_CONTINUOUS, 1),
+        (TRANSFORMERS_CONTINUOUS, 3),
+    ]
     assert all(c.aggregate_tps > 0 and 0 < c.ttft_p50_ms <= c.ttft_p95_ms for c in report.concurrency)
     assert measured.device == "cpu" and measured.precision == "float32"
     assert measured.ttft_ms > 0 and measured.decode_tps_batch1 > 0
