@@ -53,9 +53,12 @@ log = logging.getLogger(__name__)
 # Each aspect: what in a question asks for it, and what in a sentence answers it.
 # "up to $50,000" is a limit, not what something costs ("how much is a wire" → "$30")
 # A price: a dollar figure, a fee stated as a percentage ("a 3% foreign transaction fee"), or none.
+# A fee named before its figure is a price too, a percentage or "up to" one: "Foreign transaction fee:
+# 3% of each transaction", "Late payment fee: up to $40".
 FIGURE_MONEY = (
     r"(?<!up to )\$\s?\d|\bfree\b|\bno (?:monthly |annual )?fee|\bwaived?\b|\bno charge\b"
     r"|\d(?:\.\d+)?\s?% (?:[\w-]+ ){0,3}(?:fees?|charges?)\b"
+    r"|\b(?:fees?|charges?)(?::| is| are| of)\s+(?:up to\s+)?(?:\$\s?\d|\d(?:\.\d+)?\s?%)"
 )
 FIGURE_PERCENT = r"\d(?:\.\d+)?\s?%|\bpercent\b"
 FIGURE_TIME = (

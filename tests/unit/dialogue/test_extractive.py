@@ -571,3 +571,10 @@ def test_a_dollar_limit_is_not_a_price() -> None:
     assert answers_aspect("Kestrel QuickPay is free to send and receive.", "amount")
     assert answers_aspect("Each one after the 6th costs $10, up to 6 per cycle.", "amount")
     assert "limit" in aspects_of("how much could i borrow on a heloc")
+
+
+def test_a_fee_named_before_its_figure_is_a_price() -> None:
+    assert answers_aspect("Kestrel Secured card — Foreign transaction fee: 3% of each transaction.", "amount")
+    assert answers_aspect("Kestrel Secured card — Late payment fee: up to $40.", "amount")
+    # ...but a rebate "up to $20" is a limit, not what something costs
+    assert not answers_aspect("We rebate other ATM owners' fees up to $20 per statement cycle.", "amount")
