@@ -101,7 +101,9 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     "duration": (
         re.compile(
             r"\b(?:how long(?!\s+(?:can|could|should|must|may|is|are)\s+(?:\w+\s+){0,3}be\b)|when|how soon|"
-            r"how fast|how quickly|days?|weeks?|until|available|arrive|take to|expire|last|wait|hold)\b",
+            # "how long does it last", not "my husband lost his job last month"
+            r"how fast|how quickly|days?|weeks?|until|available|arrive|take to|expire|"
+            r"(?:does|do|will|would) (?:\w+ ){0,3}last|wait|hold)\b",
             re.I,
         ),
         re.compile(FIGURE_TIME, re.I),

@@ -578,3 +578,8 @@ def test_a_fee_named_before_its_figure_is_a_price() -> None:
     assert answers_aspect("Kestrel Secured card — Late payment fee: up to $40.", "amount")
     # ...but a rebate "up to $20" is a limit, not what something costs
     assert not answers_aspect("We rebate other ATM owners' fees up to $20 per statement cycle.", "amount")
+
+
+def test_last_asks_a_duration_only_as_a_verb() -> None:
+    assert "duration" in aspects_of("will the promo rate last past june")
+    assert "duration" not in aspects_of("my wife lost her job last month, can we pause the loan payments")
