@@ -140,7 +140,7 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     ),
     "contact": (
         re.compile(r"\b(?:phone|call|number to|contact|reach|speak|talk to|email|address)\b", re.I),
-        re.compile(r"\d{3}[\s.-]\d{3}[\s.-]\d{4}|\bcall\b|\bvisit\b", re.I),
+        re.compile(r"\d{3}[\s.-]\d{3}[\s.-]\d{4}|\bcall\b|\bvisit\b|[\w.+-]+@[\w-]+\.\w", re.I),
     ),
     "limit": (
         re.compile(

@@ -583,3 +583,8 @@ def test_a_fee_named_before_its_figure_is_a_price() -> None:
 def test_last_asks_a_duration_only_as_a_verb() -> None:
     assert "duration" in aspects_of("will the promo rate last past june")
     assert "duration" not in aspects_of("my wife lost her job last month, can we pause the loan payments")
+
+
+def test_an_email_address_answers_where_to_write() -> None:
+    assert answers_aspect("Forward suspicious emails to phishing@kestrelbank.example and delete them.", "contact")
+    assert not answers_aspect("Delete suspicious emails without opening their links.", "contact")
