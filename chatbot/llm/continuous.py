@@ -23,8 +23,9 @@ What this module adds is the product's contract on top of it:
   The static worker keeps its penalty of 1.15, so the two can word an answer differently.
 
 Chosen by ``CHATBOT_GENERATION_BATCHING`` (``generators.transformers_worker``): ``auto`` runs
-this on CUDA and the static worker on a CPU, where the CPU default is llama.cpp's own continuous
-batching anyway and the paged path measured no faster at one request (docs/benchmarks.md).
+this on CUDA and the static worker on a CPU, where the default generator is llama.cpp (batching
+continuously itself) and this worker measured earlier first tokens but about a tenth less aggregate
+throughput than the static one at 4 and 8 requests (docs/benchmarks.md).
 """
 
 from __future__ import annotations
