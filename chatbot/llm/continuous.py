@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -135,14 +136,21 @@ class ContinuousGenerationWorker(GenerationWorker):
             self._active += 1
         request_id: str | None = None
         finished = False
+        wanted = f"kestrel-{uuid.uuid4().hex}"
         try:
             outputs: asyncio.Queue[Any] = asyncio.Queue()
+            # The handler first: an output produced before it is registered would go to the manager's
+            # shared queue, and this stream would wait for it forever.
+            manager.register_result_handler(wanted, outputs.put_nowait)
             request_id = await asyncio.to_thread(
-                manager.add_request, self.encode_chat(messages), max_new_tokens=max_new_tokens, streaming=True
+                manager.add_request,
+                self.encode_chat(messages),
+                request_id=wanted,
+                max_new_tokens=max_new_tokens,
+                streaming=True,
             )
             if request_id is None:
                 raise GenerationUnavailable("the generation worker refused the request (stopping)")
-            manager.register_result_handler(request_id, outputs.put_nowait)
             tokenizer = self.loaded.tokenizer
             eos = _token_ids(manager.generation_config.eos_token_id)
             emitted = ""
@@ -160,5 +168,10 @@ class ContinuousGenerationWorker(GenerationWorker):
         finally:
             with self._lock:
                 self._active -= 1
-            if request_id is not None and not finished:
-                manager.cancel_request(request_id)  # frees its pages for the next request
+            if not finished:
+                if request_id is not None:
+                    manager.cancel_request(request_id)  # frees its pages for the next request
+                # The manager drops a handler only when its request finishes; this one never will.
+                router = manager.output_router
+                with router._lock:
+                    router.result_handlers.pop(wanted, None)

@@ -149,3 +149,20 @@ def test_continuous_batching_on_cuda(converted_generator: str) -> None:
     finally:
         worker.stop()
     assert len(texts) == 12 and all(text.strip() for text in texts)
+
+
+def test_finished_and_cancelled_requests_leave_no_handler_behind(loaded: LoadedModel) -> None:
+    worker = ContinuousGenerationWorker(loaded, max_batch_size=2)
+
+    async def run() -> None:
+        await worker.complete(chat_messages(QUESTIONS[0], CONTEXT), 4)
+        stream = worker.stream(chat_messages(QUESTIONS[1], CONTEXT), 200)
+        await anext(stream)
+        await stream.aclose()
+
+    try:
+        asyncio.run(run())
+        assert worker._manager is not None
+        assert worker._manager.output_router.result_handlers == {}
+    finally:
+        worker.stop()
