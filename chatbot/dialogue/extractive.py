@@ -200,8 +200,10 @@ PRICE_WORDS = re.compile(r"\b(?:fees?|costs?|charged?|charges|price|free|waived?
 def answers_aspect(text: str, aspect: str) -> bool:
     if ASPECTS[aspect][1].search(text) is None:
         return False
+    if aspect != "amount":
+        return True
     limit_only = ASPECTS["limit"][1].search(text) is not None and PRICE_WORDS.search(text) is None
-    return not (aspect == "amount" and limit_only)
+    return not limit_only
 
 
 def question_parts(question: str) -> list[str]:

@@ -38,9 +38,9 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from chatbot.config import Settings
-from chatbot.llm.loading import LoadedModel, load_generator
+from chatbot.llm.loading import LoadedModel
 from chatbot.llm.remote import GenerationUnavailable
-from chatbot.llm.worker import GenerationWorker, _token_ids
+from chatbot.llm.worker import GenerationWorker, _token_ids, decoded, settings_generator
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,8 @@ class ContinuousGenerationWorker(GenerationWorker):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ContinuousGenerationWorker:
-        loaded = load_generator(
-            settings.generator_model, settings.data_dir, adapter=settings.generator_adapter, device=settings.device
-        )
         return cls(
-            loaded,
+            settings_generator(settings),
             max_batch_size=settings.max_batch_size,
             max_waiting=settings.generation_queue_limit,
             context_tokens=settings.generation_context_tokens,
@@ -160,9 +157,8 @@ class ContinuousGenerationWorker(GenerationWorker):
                 if result.error:
                     raise GenerationUnavailable(f"generation failed: {result.error}")
                 tokens = [t for t in result.generated_tokens if t not in eos]
-                text = tokenizer.decode(tokens, skip_special_tokens=True)
-                # A token that ends inside a multi-byte character decodes to U+FFFD until the next one.
-                if len(text) > len(emitted) and not text.endswith("\ufffd"):
+                text = decoded(tokenizer, tokens, emitted)
+                if text != emitted:
                     piece, emitted = text[len(emitted) :], text
                     yield piece
         finally:

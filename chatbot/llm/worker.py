@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -55,9 +56,7 @@ class GenerationWorker:
     @classmethod
     def from_settings(cls, settings: Settings) -> GenerationWorker:
         """The settings' generator (adapter merged) on the settings' device, batched as they say; not started."""
-        loaded = load_generator(
-            settings.generator_model, settings.data_dir, adapter=settings.generator_adapter, device=settings.device
-        )
+        loaded = settings_generator(settings)
         return cls(loaded, max_batch_size=settings.max_batch_size, batch_wait_ms=settings.batch_wait_ms)
 
     # ------------------------------------------------------------------ lifecycle
@@ -175,8 +174,8 @@ class GenerationWorker:
                     done[row] = True
                 else:
                     generated[row].append(token)
-                    text = tokenizer.decode(generated[row], skip_special_tokens=True)
-                    if not text.endswith("\ufffd") and len(text) > len(emitted[row]):
+                    text = decoded(tokenizer, generated[row], emitted[row])
+                    if text != emitted[row]:
                         piece = text[len(emitted[row]) :]
                         emitted[row] = text
                         _send(request, piece)
@@ -192,6 +191,20 @@ class GenerationWorker:
         for row, request in enumerate(batch):
             if not done[row]:
                 _send(request, _DONE)
+
+
+def settings_generator(settings: Settings) -> LoadedModel:
+    """The settings' generator model (adapter merged) on the settings' device, for either worker."""
+    return load_generator(
+        settings.generator_model, settings.data_dir, adapter=settings.generator_adapter, device=settings.device
+    )
+
+
+def decoded(tokenizer: Any, tokens: list[int], emitted: str) -> str:
+    """The text of ``tokens`` when it has grown past ``emitted`` by whole characters, else ``emitted``:
+    a token that ends inside a multi-byte character decodes to U+FFFD until the next one arrives."""
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    return text if len(text) > len(emitted) and not text.endswith("\ufffd") else emitted
 
 
 def _send(request: _Request, item: object) -> None:
