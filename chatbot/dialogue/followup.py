@@ -87,6 +87,7 @@ CONNECTIVE = re.compile(
 PRONOUN = re.compile(r"\b(?:it|that|this|they|them|those|these|ones?)\b", re.I)
 # Words that only make sense after something was said: "i have premier checking tho", "my husband too?"
 BACK_REFERENCE = re.compile(r"\b(?:tho|though)\b|\b(?:too|either|instead|then|also)\b[\s?.!,]*$", re.I)
+SHORT_FOLLOWUP_WORDS = 10  # a turn with nothing of its own to be about leans on the previous one up to this long
 LONG_FOLLOWUP_WORDS = 18  # a turn that points back can be this long and still lean on the previous one
 LONG_CONNECTED_WORDS = 24  # ...or this long when it also opens with "and", "ok and", "what about"...
 QUESTION = re.compile(
@@ -196,7 +197,7 @@ def is_dependent(text: str) -> bool:
         return len(words) <= 8 and refers_back
     # Nothing of its own to be about: short, or longer but pointing back ("how far back does it go? i
     # need one from 2016", "does that cover my husband too?").
-    return len(words) <= 8 or (refers_back and len(words) <= LONG_FOLLOWUP_WORDS)
+    return len(words) <= SHORT_FOLLOWUP_WORDS or (refers_back and len(words) <= LONG_FOLLOWUP_WORDS)
 
 
 def _topic(previous: str) -> str:
@@ -211,6 +212,7 @@ def _topic(previous: str) -> str:
 def _completed(fragment: str, previous: str) -> list[Mention]:
     """A bare modifier ("premier", "high yield") completed by the noun of the subject it replaces in
     the previous query ("everyday checking" → "premier checking"), when that names a subject."""
+    fragment = re.sub(r"^(?:the|that|this)\s+|\s+(?:ones?|accounts?|acct)$", "", fragment.strip(), flags=re.I)  # "the high yield one"
     words = fragment.split()
     if not 1 <= len(words) <= 3:
         return []

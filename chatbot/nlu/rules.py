@@ -32,6 +32,7 @@ LOST_OR_STOLEN_CARD = "lost_or_stolen_card"
 COMPROMISED_CARD = "compromised_card"
 CASH_WITHDRAWAL_NOT_RECOGNISED = "cash_withdrawal_not_recognised"
 CARD_PAYMENT_NOT_RECOGNISED = "card_payment_not_recognised"
+CARD_SWALLOWED = "card_swallowed"
 
 _GAP = r"[^.?!]{0,40}?"  # a few words, within one sentence
 _SOMEONE = (
@@ -163,6 +164,12 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 _OVER = re.compile(r"\b(?:reported|found (?:it|my))\b", re.I)  # "reported my card stolen ... found it": not now
 _MACHINE = re.compile(r"\b(?:atm|machine|cash ?point)\b[^.?!]{0,20}\b(?:took|stole|kept|ate|swallowed)\b", re.I)
+# "the atm ATE my card", "cash machine kept my debit card": the kept-card procedure, whatever the classifier says.
+_KEPT_CARD = re.compile(
+    r"\b(?:atm|cash machine|cash ?point)\b[^.?!]{0,20}\b(?:took|kept|ate|swallowed|eaten|retained|grabbed|sucked in|"
+    r"(?:won'?t|wouldn'?t|didn'?t) (?:give|spit|return)(?: back)?)\b[^.?!]{0,12}\b(?:card|it)\b",
+    re.I,
+)
 
 # A third party's shared code must be a report, not a question about the rules ("should I ever share
 # my PIN?"): the shared-code rule needs someone on the other side.
@@ -210,8 +217,10 @@ ACCOUNT_DATA_PATTERN = re.compile(
     r"|\b(?:is|are|has|have)\s+my\s+(?:[\w'-]+\s+){0,2}?(?:in|on|hit|reached)\s+my\s+(?:acc?ount|acct|checking|"
     r"savings|card)\b"
     # "did my rent go through", "has my paycheck arrived", "did the transfer to my landlord clear"
-    rf"|\b(?:(?:did|has|have)\s+(?:my|the)|(?:is|was|were)\s+my)\s+(?:[\w'-]+\s+){{0,6}}?(?:go(?:ne)? through|"
-    r"went through|arrived?|come in|came in|clear(?:ed)?|post(?:ed)?|land(?:ed)?|bounced?|been (?:paid|deposited|"
+    # "can you check if my first one came in", "see whether the payment went thru"
+    rf"|\b(?:(?:did|has|have)\s+(?:my|the)|(?:is|was|were)\s+my|(?:check|see|confirm|tell me|know|look)\s+(?:if|whether)"
+    rf"\s+(?:my|the))\s+(?:[\w'-]+\s+){{0,6}}?(?:go(?:ne)? (?:through|thru)|"
+    r"went (?:through|thru)|arrived?|come in|came in|clear(?:ed)?|post(?:ed)?|land(?:ed)?|bounced?|been (?:paid|deposited|"
     r"received|credited|processed|sent)|show(?:n|ed)? up|gone out|went out|come out|reach(?:ed)?)\b"
     # "am i overdrawn", "is my account in the negative"
     r"|\bam i (?:overdrawn|in the negative|in the red|over my (?:limit|credit limit))\b"
@@ -263,7 +272,9 @@ def emergency(text: str) -> str | None:
 
 def card_emergency(text: str) -> str | None:
     """The card flow ``text`` reports in words the classifier may miss (an intent name), or ``None``."""
-    if _MACHINE.search(text) or _OVER.search(text):  # "the ATM took my card": a kept card, the classifier knows it
+    if _KEPT_CARD.search(text) and re.search(r"\bcard\b", text, re.I) and not _OVER.search(text):
+        return CARD_SWALLOWED
+    if _MACHINE.search(text) or _OVER.search(text):  # "the ATM took my money": the classifier tells which
         return None
     for name, pattern in CARD_PATTERNS:
         if pattern.search(text):

@@ -43,6 +43,9 @@ DEFAULTS = Settings()
         # a bare modifier takes the noun of the product it replaces
         (["whats the monthly fee on everyday checking"], "and premier?", "monthly fee on premier checking"),
         (["what apy does basic savings pay"], "what about high yield", "apy does high yield savings pay"),
+        (["basic savings - is there a monthly fee"], "what about the high yield one", "high yield savings"),
+        # nothing of its own to be about, and no pronoun: still about the deposit just discussed
+        (["my mobile deposit got rejected"], "what am i supposed to write on the back", "mobile deposit"),
     ],
 )
 def test_follow_ups_become_standalone_queries(history: list[str], text: str, expected: str) -> None:

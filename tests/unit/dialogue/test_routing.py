@@ -102,6 +102,8 @@ ACCOUNT_DATA = [
     "what's my balance",
     "show my last payments",
     "did my rent go through",
+    "did my rent go thru? i sent it yesterday with bill pay",
+    "can u check if my first paycheck came in today",
     "how much do i owe on my card",
     "how much money do i have in my savings",
 ]
@@ -230,6 +232,9 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("can i use my card for purchases i make online", None),
         ("a payment i dont recognise came out of my checking by ACH debit", None),
         ("a cash withdrawal on my card i didnt make", None),
+        ("atm ATE my card!!! i put the wrong pin 3 times and it kept it", rules.CARD_SWALLOWED),
+        ("the cash machine wouldnt give back my debit card", rules.CARD_SWALLOWED),
+        ("the atm took my money but no cash came out", None),
     ],
 )  # fmt: skip
 def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, flow: str | None) -> None:
