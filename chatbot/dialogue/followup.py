@@ -212,7 +212,8 @@ def _topic(previous: str) -> str:
 def _completed(fragment: str, previous: str) -> list[Mention]:
     """A bare modifier ("premier", "high yield") completed by the noun of the subject it replaces in
     the previous query ("everyday checking" → "premier checking"), when that names a subject."""
-    fragment = re.sub(r"^(?:the|that|this)\s+|\s+(?:ones?|accounts?|acct)$", "", fragment.strip(), flags=re.I)  # "the high yield one"
+    # "the high yield one" is "high yield"
+    fragment = re.sub(r"^(?:the|that|this)\s+|\s+(?:ones?|accounts?|acct)$", "", fragment.strip(), flags=re.I)
     words = fragment.split()
     if not 1 <= len(words) <= 3:
         return []
