@@ -175,3 +175,17 @@ def test_the_set_is_validated(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"id": "x", "turns": [{"text": "hi", "route": "chitchat"}]}) + "\n")
     with pytest.raises(ValueError, match="unknown route"):
         load_resolution_set(bad)
+
+
+@pytest.mark.parametrize("name", ["dev_resolution.jsonl", "heldout_resolution.jsonl"])
+def test_the_shipped_sets_load_and_cite_real_documents(name: str) -> None:
+    """Every gold id of the development and held-out sets is a document of the knowledge base or an Ask
+    CFPB entry, and every answer turn says which facts a right answer needs: a set that cites a renamed
+    document would score right answers as wrong sources."""
+    root = Path(__file__).resolve().parents[3]
+    conversations = load_resolution_set(root / "evaluation" / name)
+    documents = {path.stem for path in (root / "knowledge_base" / "documents").glob("*.md")}
+    turns = [turn for conversation in conversations for turn in conversation.turns]
+    assert len(turns) >= 80
+    assert {g for t in turns for g in t.gold if not g.startswith("cfpb-")} <= documents
+    assert all(t.facts for t in turns if t.route == "answer")
