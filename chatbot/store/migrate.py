@@ -155,6 +155,10 @@ def _has_every_column(connection: Connection, metadata: MetaData) -> bool:
     return True
 
 
+# How long a SQLite connection (the Store's, and the migrating one) waits for another process's lock.
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
+
 def _sqlite_file(engine: SqlEngine) -> str | None:
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -170,7 +174,7 @@ def _transactional_sqlite(engine: SqlEngine) -> SqlEngine:
     costs a disk sync. With the driver's own handling off and an explicit BEGIN IMMEDIATE (the
     SQLAlchemy recipe), each revision is one atomic transaction, as on PostgreSQL.
     """
-    private = create_engine(engine.url, poolclass=pool.NullPool)
+    private = create_engine(engine.url, poolclass=pool.NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(private, "connect")
     def _no_driver_transactions(dbapi_connection: object, _record: object) -> None:

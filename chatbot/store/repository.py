@@ -33,7 +33,7 @@ from chatbot.store.feedback import FeedbackRepository
 from chatbot.store.idempotency import IdempotencyRepository
 from chatbot.store.lifecycle import LifecycleRepository
 from chatbot.store.messages import MessageRepository, StoredMessage
-from chatbot.store.migrate import engine_url, migrate
+from chatbot.store.migrate import SQLITE_BUSY_TIMEOUT_S, engine_url, migrate
 from chatbot.store.notes import NoteRecord, NoteRepository
 from chatbot.store.outbox import WebhookOutbox
 from chatbot.store.suggestions import SuggestionRecord, SuggestionRepository
@@ -47,7 +47,13 @@ class Store:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # PostgreSQL returns timestamptz in the session's time zone: UTC, so every time reads as stored.
-        options = {"connect_args": {"options": "-c timezone=UTC"}} if url.startswith("postgresql") else {}
+        options: dict[str, Any] = {}
+        if url.startswith("postgresql"):
+            options = {"connect_args": {"options": "-c timezone=UTC"}}
+        elif url.startswith("sqlite"):
+            # A process that starts while another migrates a new file waits for it, not 5 s (the
+            # driver's default), which a migration on a loaded machine outlasts: "database is locked".
+            options = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
         self.engine: SqlEngine = create_engine(url, future=True, pool_pre_ping=True, **options)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
