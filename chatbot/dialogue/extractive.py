@@ -442,6 +442,7 @@ class Unit:
     products: frozenset[str]  # named, or inherited from its heading when it names none
     list_items: int = 0  # > 0: a lead-in with this many bullets
     context: str = ""  # its section heading (a FAQ entry's question): embedded with it, never quoted
+    item: str = ""  # a bullet quoted with its lead-in: the bullet alone (to tell it inside its whole list)
 
     @property
     def embed_text(self) -> str:
@@ -490,13 +491,13 @@ def passage_units(passage: Passage, catalogue: Catalogue, max_list_words: int = 
     heading_products = catalogue.mentions(heading)
     units: list[Unit] = []
 
-    def add(text: str, list_items: int = 0) -> None:
+    def add(text: str, list_items: int = 0, item: str = "") -> None:
         named = catalogue.mentions(text)
         products = named or heading_products
         if list_items == 0 and not named and heading_products and BULLET_MARK in text:
             label = " and ".join(sorted(heading_products))
             text = f"{label} — {text.replace(BULLET_MARK, '')}"
-        units.append(Unit(text.replace(BULLET_MARK, ""), passage.id, len(units), products, list_items, heading))
+        units.append(Unit(text.replace(BULLET_MARK, ""), passage.id, len(units), products, list_items, heading, item))
 
     lines = body.splitlines()
     i = 0
@@ -530,12 +531,17 @@ def passage_units(passage: Passage, catalogue: Catalogue, max_list_words: int = 
                 if len(block.split()) <= max_list_words:
                     add(block, list_items=len(items))
             for item in items:
-                add(BULLET_MARK + _sentence(item))
+                if lead:
+                    # "To move money to a "safe" account" alone says nothing; with its lead-in it says
+                    # what the bank will never ask.
+                    add(BULLET_MARK + _sentence(f"{lead} {item[:1].lower()}{item[1:]}"), item=_sentence(item))
+                else:
+                    add(BULLET_MARK + _sentence(item))
             continue
         if line.strip():
             paragraph.append(line.strip())
-        else:
-            for sentence in _flush(paragraph):
+        elif not (paragraph and paragraph[-1].endswith(":") and _list_follows(lines, i)):
+            for sentence in _flush(paragraph):  # (a lead-in stays open across the blank line before its list)
                 add(sentence)
         i += 1
     for sentence in _flush(paragraph):
@@ -557,6 +563,12 @@ ABOUT_PAGE = re.compile(
 
 
 BULLET_MARK = "\u2063"  # an invisible marker: "this unit was a bullet or a table row" while splitting
+
+
+def _list_follows(lines: list[str], index: int) -> bool:
+    """Whether the next non-blank line after ``index`` is a bullet."""
+    following = next((line for line in lines[index + 1 :] if line.strip()), "")
+    return BULLET.match(following) is not None
 
 
 def _flush(paragraph: list[str]) -> list[str]:
@@ -938,7 +950,7 @@ def _redundant(pool: list[_Scored], chosen: list[int], index: int) -> bool:
         same_passage = other.unit.passage_id == candidate.unit.passage_id
         if same_passage and (other.unit.list_items or candidate.unit.list_items):
             inner, outer = (candidate, other) if other.unit.list_items else (other, candidate)
-            core = inner.unit.text.split(" — ", 1)[-1].rstrip(".")
+            core = (inner.unit.item or inner.unit.text.split(" — ", 1)[-1]).rstrip(".")
             if core and core in outer.unit.text:
                 return True
     return False

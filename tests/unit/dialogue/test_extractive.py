@@ -269,6 +269,24 @@ def test_a_lead_in_without_its_list_is_not_quotable() -> None:
     assert "Call us to close it." in texts
 
 
+def test_a_bullet_is_quoted_with_its_lead_in_even_across_a_blank_line() -> None:
+    """ "To move money to a "safe" account." alone says nothing; the lead-in says the bank never asks it."""
+    passage = Passage(
+        "security#never",
+        "chunk",
+        "security",
+        "Security",
+        None,
+        "Security — Never\nKestrel Bank will never ask you for:\n\n- Your PIN\n- To move money to a safe account\n",
+    )
+    units = passage_units(passage, CATALOGUE)
+    texts = [u.text for u in units]
+    assert "Kestrel Bank will never ask you for: to move money to a safe account." in texts
+    assert "To move money to a safe account." not in texts
+    whole = [u for u in units if u.list_items == 2]
+    assert whole and "Your PIN; To move money" in whole[0].text  # the whole list, with its lead-in, too
+
+
 def test_each_part_of_a_question_gets_its_sentence(selector: SentenceSelector) -> None:
     selection = selector.select("how much is a wire and what time do i need to send it by", [hit(WIRES, 0.7)])
     assert selection is not None
