@@ -167,7 +167,7 @@ _MACHINE = re.compile(r"\b(?:atm|machine|cash ?point)\b[^.?!]{0,20}\b(?:took|sto
 # "the atm ATE my card", "cash machine kept my debit card": the kept-card procedure, whatever the classifier says.
 _KEPT_CARD = re.compile(
     r"\b(?:atm|cash machine|cash ?point)\b[^.?!]{0,20}\b(?:took|kept|ate|swallowed|eaten|retained|grabbed|sucked in|"
-    r"(?:won'?t|wouldn'?t|didn'?t) (?:give|spit|return)(?: back)?)\b[^.?!]{0,12}\b(?:card|it)\b",
+    r"(?:won'?t|wouldn'?t|didn'?t) (?:give|spit|return)(?: back)?)(?:\s+it\b|\b[^.?!]{0,12}\bcard\b)",
     re.I,
 )
 

@@ -235,6 +235,7 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("atm ATE my card!!! i put the wrong pin 3 times and it kept it", rules.CARD_SWALLOWED),
         ("the cash machine wouldnt give back my debit card", rules.CARD_SWALLOWED),
         ("the atm took my money but no cash came out", None),
+        ("the atm took my $200 and it never gave cash, my card is fine", None),
     ],
 )  # fmt: skip
 def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, flow: str | None) -> None:
