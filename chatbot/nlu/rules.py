@@ -273,9 +273,11 @@ def emergency(text: str) -> str | None:
 
 def card_emergency(text: str) -> str | None:
     """The card flow ``text`` reports in words the classifier may miss (an intent name), or ``None``."""
-    if _KEPT_CARD.search(text) and re.search(r"\bcard\b", text, re.I) and not _OVER.search(text):
+    if _OVER.search(text):  # "reported my card stolen ... found it": nothing to do now
+        return None
+    if _KEPT_CARD.search(text) and re.search(r"\bcard\b", text, re.I):  # "kept it" needs a card said somewhere
         return CARD_SWALLOWED
-    if _MACHINE.search(text) or _OVER.search(text):  # "the ATM took my money": the classifier tells which
+    if _MACHINE.search(text):  # "the ATM took my money": the classifier tells which
         return None
     for name, pattern in CARD_PATTERNS:
         if pattern.search(text):
