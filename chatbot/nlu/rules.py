@@ -196,8 +196,10 @@ _DATA = (
     r"requirements?|disputes?|insurance|cut-?off|rules|cards?|app|accounts?|transfers?|slips?|receipts?)\b)"
 )
 _MY_DATA = rf"\bmy\s+(?:{_QUALIFIER}\s+){{0,3}}{_DATA}\b"
+# "check" is the verb, not the noun: "I need a cashier's check for the deposit on my new apartment".
 _ASK = (
-    r"(?:what(?:'s| is| are| was| were)|whats|tell me|show(?: me)?|give(?: me)?|check|see|view|list|read(?: me)?|"
+    r"(?:what(?:'s| is| are| was| were)|whats|tell me|show(?: me)?|give(?: me)?|"
+    r"(?<!'s )(?<!\ba )(?<!\bthe )(?<!\bmy )(?<!\bof )(?<!\bcashier )check|see|view|list|read(?: me)?|"
     r"display|look up|pull up|send me|i (?:want|need|would like|'d like) to (?:know|see|check))"
 )
 _FILL = r"(?:\s+(?:me|up|out|on|at|please|pls|plz|again|quickly|now|all|of|for|just|the|current))*"
@@ -207,7 +209,7 @@ ACCOUNT_DATA_PATTERN = re.compile(
     # "what is the balance on my savings account", "give balance details of my checking"
     rf"|\b{_ASK}{_FILL}\s+(?:the\s+)?{_DATA}\s+(?:details\s+|info(?:rmation)?\s+)?(?:of|for|on|in)\s+my\b(?!\s+[\w-]+(?:'s|s')(?:\s|$))"
     # "how much do i owe on my card", "how much money do i have", "how much I have in my savings"
-    r"|\bhow much(?: money| cash)? (?:(?:do|did|have|will) )?i (?:still )?(?:have|got|owe|spent|spend|left|"
+    r"|\bhow much(?: money| cash)? (?:(?:do|did|have|will) )?i (?:still )?(?:have|hav|got|owe|spent|spend|left|"
     r"earn(?:ed)?)\b(?! to\b)"
     r"|\bhow much (?:money |cash )?(?:is|is left|'s left|remains) (?:in|on) my\b"
     # "how much cash back have i racked up so far" (what *will* I earn is a product question)
@@ -221,7 +223,7 @@ ACCOUNT_DATA_PATTERN = re.compile(
     rf"|\b(?:(?:did|has|have)\s+(?:my|the)|(?:is|was|were)\s+my"
     rf"|(?:check|see|confirm|tell me|know|look)\s+(?:if|whether)\s+(?:my|the))"
     rf"\s+(?:[\w'-]+\s+){{0,6}}?(?:go(?:ne)? (?:through|thru)|went (?:through|thru)|"
-    r"arrived?|come in|came in|clear(?:ed)?|post(?:ed)?|land(?:ed)?|bounced?|been (?:paid|deposited|"
+    r"arrived?|come in|came in|clear(?:ed)?|post(?:ed)?|land(?:ed)?|hit|bounced?|been (?:paid|deposited|"
     r"received|credited|processed|sent)|show(?:n|ed)? up|gone out|went out|come out|reach(?:ed)?)\b"
     # "am i overdrawn", "is my account in the negative"
     r"|\bam i (?:overdrawn|in the negative|in the red|over my (?:limit|credit limit))\b"

@@ -137,6 +137,22 @@ def test_general_questions_about_balances_are_answered_not_account_data(
     assert answer.intent is None or answer.intent.name != "account_data"
 
 
+@pytest.mark.parametrize(
+    ("text", "own"),
+    [
+        ("how much do i hav in checking rn", True),  # a typo of "have"
+        ("can you see if my bonus from work hit my checking yet", True),
+        ("can u check if the deposit on my account cleared", True),
+        # "check" the noun, with "deposit on my" after it: a product question
+        ("I need a cashier's check for the deposit on my new house, what do you charge for one?", False),
+        ("need a check for the payment on my car, can a branch print one", False),
+        ("does the money hit my account the same day", False),
+    ],
+)
+def test_account_data_through_typos_and_check_the_noun(text: str, own: bool) -> None:
+    assert rules.asks_for_account_data(text) is own
+
+
 def test_the_rules_leave_the_product_questions_of_the_dev_set_alone() -> None:
     """The answer dev set's questions are general product questions: none asks for account data."""
     with (PROJECT_ROOT / "evaluation" / "dev_bank.jsonl").open(encoding="utf-8") as lines:
