@@ -237,7 +237,10 @@ class Engine:
         known = self.index.by_id if self.index is not None else {}
         missing_flow = decision.flow is not None and decision.flow.passage_id not in known  # KB lacks the procedure
         if decision.route == "retrieval" or missing_flow:
-            async for item in self._retrieval_route(resolution.query, answer_id, options, understood.hits, cited):
+            said = query if resolution.dependent else None  # the follow-up as typed chooses the sentences
+            async for item in self._retrieval_route(
+                resolution.query, answer_id, options, understood.hits, cited, said=said
+            ):
                 if isinstance(item, AnswerObject):
                     item.intent = intent
                     if leaks_instructions(item.text):
@@ -313,8 +316,10 @@ class Engine:
         options: EngineOptions,
         hits: list[Hit] | None = None,
         prefer: Sequence[str] = (),
+        said: str | None = None,
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
-        """``prefer``: the documents a follow-up is most likely about (what the previous answer cited)."""
+        """``prefer``: the documents a follow-up is most likely about (what the previous answer cited);
+        ``said``: a follow-up as typed, when ``query`` is its rewrite (see ``SentenceSelector.select``)."""
         mode = options.retrieval_mode or self.settings.retrieval_mode
         if hits is None:
             hits = await self._run(self.search, query, max(self.settings.retrieval_top_k, 10), mode)
@@ -341,10 +346,10 @@ class Engine:
         generate = self.settings.generation_enabled if options.generation is None else options.generation
         check = self.settings.grounding_check if options.grounding_check is None else options.grounding_check
         if generate and self.worker is not None and self._worth_generating(query, hits) and self.breaker.allow():
-            async for item in self._generate(query, answer_id, context, check, hits, prefer=prefer):
+            async for item in self._generate(query, answer_id, context, check, hits, prefer=prefer, said=said):
                 yield item
             return
-        text, sources = await self._run(self.extractive_answer, query, hits, prefer)
+        text, sources = await self._run(self.extractive_answer, query, hits, prefer, said)
         yield DeltaEvent(id=answer_id, text=text)
         yield self._answer(answer_id, text, "extractive", sources)
 
@@ -379,6 +384,7 @@ class Engine:
         hits: list[Hit] | None = None,
         budget_ms: int | None = None,
         prefer: Sequence[str] = (),
+        said: str | None = None,
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
         """``hits``: all retrieved passages, for the extractive answer; ``budget_ms``: the time limit
         (None: ``generation_budget_ms``; 0: none)."""
@@ -452,19 +458,24 @@ class Engine:
         # had finished resolved a quarter of those turns, the extractive answer most of them.
         failed = outcome != "ok"
         if failed or not text:
-            quoted, sources = await self._run(self.extractive_answer, query, hits or context, prefer)
+            quoted, sources = await self._run(self.extractive_answer, query, hits or context, prefer, said)
             yield self._answer(answer_id, quoted, "extractive", sources)
             return
         yield self._answer(answer_id, text, "generated", context)
 
     def extractive_answer(
-        self, query: str, context: list[Hit], prefer: Sequence[str] = (), sentences: int = 2
+        self,
+        query: str,
+        context: list[Hit],
+        prefer: Sequence[str] = (),
+        said: str | None = None,
+        sentences: int = 2,
     ) -> tuple[str, list[Hit]]:
         """The bank's own sentences that answer what was asked, in their original order: grounded by
         construction. ``SentenceSelector`` (chatbot/dialogue/extractive.py) covers every part of the
         question and the product named; the two closest sentences of the best passage otherwise."""
         if self.selector is not None:
-            selection = self.selector.select(query, context, prefer=frozenset(prefer))
+            selection = self.selector.select(query, context, prefer=frozenset(prefer), said=said)
             if selection is not None and selection.text:
                 return selection.text, selection.hits
         best = max(context, key=lambda h: h.score)

@@ -547,6 +547,20 @@ def test_the_next_message_stays_on_the_document_just_cited(
     assert fact in answer.text, answer.text
 
 
+def test_a_follow_up_is_answered_by_what_it_asks_not_by_the_question_before_it(shipped: Engine) -> None:
+    """Rewritten with its subject, "do withdrawals at an atm count towards that" is mostly the question
+    before it (how many withdrawals), whose answer was already given; the sentences are chosen by what
+    the customer asks now too."""
+    before = "how often can i take money out of my high yield savings each month"
+    first = ask(shipped, before)
+    answer = asyncio.run(
+        shipped.answer(
+            "do withdrawals at an atm count towards that", history=[before], cited=[s.id for s in first.sources]
+        )
+    )
+    assert "don't count" in answer.text, answer.text
+
+
 def test_a_new_subject_still_wins_over_the_document_just_cited(shipped: Engine) -> None:
     question = "what does it cost to send an international wire"
     answer = asyncio.run(
@@ -606,3 +620,40 @@ def test_last_asks_a_duration_only_as_a_verb() -> None:
 def test_an_email_address_answers_where_to_write() -> None:
     assert answers_aspect("Forward suspicious emails to phishing@kestrelbank.example and delete them.", "contact")
     assert not answers_aspect("Delete suspicious emails without opening their links.", "contact")
+
+
+def test_how_much_interest_asks_a_rate_not_a_fee() -> None:
+    """ "how much … charge" beside "interest" is the rate's quantity: an APR answers it, a cash advance fee doesn't."""
+    assert aspects_of("how much interest does the secured card charge if i carry a balance") == {"rate"}
+    assert {"amount", "rate"} <= aspects_of("what is the apr and the annual fee")
+
+
+def test_the_least_one_can_start_with_is_a_minimum_in_dollars_or_a_share() -> None:
+    assert "minimum" in aspects_of("whats the least i can open it with")
+    assert answers_aspect("Kestrel Money Market: $1,000.", "minimum")
+    assert answers_aspect("Conventional mortgages need at least 5% down.", "minimum")
+    assert not answers_aspect("You can fund it with a debit card from another bank (up to $500).", "minimum")
+
+
+def test_a_per_day_limit_is_not_a_duration_and_cents_are_a_price() -> None:
+    assert not answers_aspect("You can send up to $25,000 per business day online.", "duration")
+    assert answers_aspect("Most international wires arrive in 1 to 5 business days.", "duration")
+    assert answers_aspect("Points redeemed for cash back are worth 0.5 cents each.", "amount")
+
+
+def test_what_should_i_do_and_what_to_write_ask_how() -> None:
+    assert "howto" in aspects_of("my cd matures next week and i want the cash, what should i do")
+    assert "howto" in aspects_of("what am i supposed to write on the back")
+    assert answers_aspect('Endorse the back with your signature and the words "For deposit only".', "howto")
+
+
+def test_who_pays_for_charges_one_did_not_make_is_not_a_price_question() -> None:
+    assert aspects_of("if a thief already used it am i stuck paying for that") == {"liability"}
+    assert "liability" in aspects_of("will i be held responsible for the charges")
+    assert "amount" in aspects_of("do i have to pay a fee for that")
+    assert answers_aspect(
+        "You are not responsible for unauthorized card transactions you report promptly.", "liability"
+    )
+    assert not answers_aspect(
+        "We send a replacement card with a new number, free, in 7 to 10 business days.", "liability"
+    )
