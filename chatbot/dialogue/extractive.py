@@ -1029,7 +1029,15 @@ STOPWORDS = frozenset(
 )
 
 
+# One way of saying "free", so that "a replacement card at no charge in 7 to 10 business days" restates
+# "a replacement card with a new number, free, in 7 to 10 business days" (and is not read as a denial).
+FREE = re.compile(
+    r"\b(?:at no (?:extra )?(?:charge|cost)|free of charge|no charge|no fee|without (?:a )?(?:fee|charge))\b", re.I
+)
+
+
 def _content_words(text: str) -> set[str]:
+    text = FREE.sub("free", text)
     text = re.sub(r"\bcannot\b", "can not", text.replace("\u2019", "'"), flags=re.I)
     text = CONTRACTION.sub(lambda m: " not" if m.group(0).lower() == "n't" else "", text)
     words = re.findall(r"[a-z0-9$%.:]+", text.lower())

@@ -657,3 +657,9 @@ def test_who_pays_for_charges_one_did_not_make_is_not_a_price_question() -> None
     assert not answers_aspect(
         "We send a replacement card with a new number, free, in 7 to 10 business days.", "liability"
     )
+
+
+def test_free_said_two_ways_is_one_fact_not_a_denial() -> None:
+    first = "We send a replacement card with a new number, free, in 7 to 10 business days."
+    assert _restates("We send a replacement card at no charge in 7 to 10 business days.", first)
+    assert not _restates("We send a replacement card for $25 in 2 business days.", first)
