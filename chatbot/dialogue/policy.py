@@ -13,7 +13,10 @@ Order (first match wins), documented in docs/architecture.md:
 3. an action intent above ``flow_threshold`` → its flow: the bank's procedure, quoted from the
    knowledge-base passage the flow names (``urgent-help`` sections), with its source; where a person
    must act now (a fraud claim, an account closure) the answer starts a handoff, otherwise it
-   offers one as a quick reply (a knowledge base without that passage gets the retrieval routes);
+   offers one as a quick reply (a knowledge base without that passage gets the retrieval routes;
+   a question about a dispute already made, ``chatbot.nlu.rules.dispute_underway``, skips the
+   flows for reporting an unrecognised payment: "i disputed it 2 weeks ago, do i get the money back
+   while you look into it" asks how the process works);
    then a card emergency in words the classifier missed (``chatbot.nlu.rules.card_emergency``: "someones
    using my card RIGHT NOW") → that flow;
    then a request for the customer's own balances, transactions or payments (``chatbot.nlu.rules``)
@@ -186,6 +189,12 @@ class Decision:
     flow: Flow | None = None
 
 
+# The procedures for reporting a payment the customer does not recognise: a question about a dispute
+# already made goes to the knowledge base instead (``rules.dispute_underway``).
+REPORT_FLOWS = frozenset(
+    {"card_payment_not_recognised", "direct_debit_payment_not_recognised", "cash_withdrawal_not_recognised"}
+)
+
 # A quick reply sent back verbatim always means its option, whatever the classifier thinks of it.
 QUICK_REPLY_INTENTS = {HANDOFF_REPLY.lower(): "human_agent", **{f.label.lower(): f.intent for f in FLOWS.values()}}
 
@@ -223,7 +232,12 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         return Decision("flow", IntentRef(name=emergency, confidence=1.0), "flow", flow=FLOWS[emergency])
     if top is not None and (wants_person or (top.name == "human_agent" and chosen)):
         return Decision("handoff", top, "handoff", HANDOFF_TEXT, handoff=True)
-    if top is not None and top.name in FLOWS and top.confidence >= settings.flow_threshold:
+    if (
+        top is not None
+        and top.name in FLOWS
+        and top.confidence >= settings.flow_threshold
+        and not (top.name in REPORT_FLOWS and rules.dispute_underway(raw))
+    ):
         return Decision("flow", top, "flow", flow=FLOWS[top.name])
     card = rules.card_emergency(raw) if chosen is None else None
     if card is not None and card in FLOWS:

@@ -287,6 +287,20 @@ def card_emergency(text: str) -> str | None:
     return None
 
 
+# A dispute already under way, asked about ("i disputed a charge 2 weeks ago, do i get the money back
+# while u look into it?"): the customer wants the process (its timing, provisional credit), not the
+# report procedure a second time.
+_DISPUTE_UNDERWAY = re.compile(
+    r"\b(?:disputed|disputing|(?:filed|opened|started|made) (?:a|the|my) (?:dispute|claim))\b", re.I
+)
+_ASKS_ABOUT = re.compile(r"\?|\b(?:how long|how soon|when|do i get|will i|would i|while|status|still have to)\b", re.I)
+
+
+def dispute_underway(text: str) -> bool:
+    """Whether ``text`` asks about a dispute the customer has already made (answered, not a new report)."""
+    return bool(_DISPUTE_UNDERWAY.search(text) and _ASKS_ABOUT.search(text))
+
+
 def asks_for_account_data(text: str, ranking: Sequence[IntentRef] = ()) -> bool:
     """Whether ``text`` asks for the customer's own balances, transactions or payments (which no
     answer from the knowledge base can give). ``ranking``: the classifier's top intents, if any."""

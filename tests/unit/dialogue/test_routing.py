@@ -153,6 +153,27 @@ def test_account_data_through_typos_and_check_the_noun(text: str, own: bool) -> 
     assert rules.asks_for_account_data(text) is own
 
 
+@pytest.mark.parametrize(
+    ("text", "underway"),
+    [
+        ("i disputed that charge last week, when do i get my money back", True),
+        ("already filed a dispute on my debit card, how long does the investigation take?", True),
+        ("there's a charge i don't recognise on my card, how do i dispute it", False),
+        ("someone used my card, i want to dispute it", False),
+    ],
+)
+def test_a_question_about_a_dispute_already_made_is_not_a_new_report(text: str, underway: bool) -> None:
+    assert rules.dispute_underway(text) is underway
+
+
+def test_a_dispute_under_way_is_answered_not_sent_to_the_report_procedure(shipped: tuple[Engine, TurnService]) -> None:
+    answer = ask(
+        shipped[1], "i disputed a charge on my debit card last week, do i get the money back while you investigate?"
+    )
+    assert answer.kind in {"faq", "generated", "extractive"}, (answer.kind, answer.text[:80])
+    assert "provisional credit" in answer.text
+
+
 def test_the_rules_leave_the_product_questions_of_the_dev_set_alone() -> None:
     """The answer dev set's questions are general product questions: none asks for account data."""
     with (PROJECT_ROOT / "evaluation" / "dev_bank.jsonl").open(encoding="utf-8") as lines:
