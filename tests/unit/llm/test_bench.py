@@ -49,6 +49,7 @@ def test_benchmark_rejects_a_single_new_token(converted_generator: str) -> None:
         run_generation_benchmark(Settings(generator_model=converted_generator), new_tokens=1)
 
 
+@pytest.mark.slow  # about a minute on 2 cores: CI runs it in the slow suite, `make test` keeps under 20 min
 @pytest.mark.skipif(find_llama_server() is None, reason="llama-server is not built: run `make llama-server`")
 def test_the_products_llama_cpp_path_is_measured_against_llama_bench(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, llama_parallel=1)

@@ -65,6 +65,7 @@ def test_everything_else_is_copied(merged: Path) -> None:
     assert len(out_reader.fields["tokenizer.ggml.tokens"].contents()) == 49152
 
 
+@pytest.mark.slow  # about a minute on 2 cores: CI runs it in the slow suite, `make test` keeps under 20 min
 def test_merge_is_made_once_and_again_when_the_adapter_changes(merged: Path, tmp_path: Path) -> None:
     before = merged.stat().st_mtime_ns
     assert merged_gguf(BASE, ADAPTER, merged.parent) == merged

@@ -78,6 +78,7 @@ def test_missing_binary_is_an_error_by_name_and_a_fallback_under_auto(tmp_path: 
         create_generator(asked)
 
 
+@pytest.mark.slow  # about a minute on 2 cores: CI runs it in the slow suite, `make test` keeps under 20 min
 def test_a_server_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) -> None:
     broken = tmp_path / "llama-server"
     broken.write_text("#!/bin/sh\necho 'error: cannot load model' >&2\nexit 3\n")

@@ -13,6 +13,7 @@ from chatbot.llm.worker import GenerationWorker
 from chatbot.model_specs import resolve_model_spec
 
 
+@pytest.mark.slow  # about a minute on 2 cores: CI runs it in the slow suite, `make test` keeps under 20 min
 def test_gguf_is_converted_once_and_reused(tmp_path: Path) -> None:
     gguf = Path(resolve_model_spec(Settings().generator_model))
     folder = convert_gguf(gguf, tmp_path)
