@@ -904,14 +904,13 @@ class SentenceSelector:
         pool = self.candidates(hits, named, prefer, asked_kinds(question))
         if not pool:
             return None
-        asking = question
-        if said and said.strip() and said.strip() != question.strip() and SAID_WEIGHT > 0:
-            if any(self.catalogue.aspects_of(p) for p in question_parts(said)):
-                asking = said
-        else:
+        if not (said and said.strip() and said.strip() != question.strip() and SAID_WEIGHT > 0):
             said = None
-        parts = question_parts(asking)
+        parts = question_parts(question if said is None else said)
         part_aspects = [self.catalogue.aspects_of(p) for p in parts]
+        if said is not None and not any(part_aspects):  # the follow-up names no aspect: the rewrite's
+            parts = question_parts(question)
+            part_aspects = [self.catalogue.aspects_of(p) for p in parts]
         asked = frozenset().union(*part_aspects)
         texts = [question, *([said] if said is not None else []), *(parts if len(parts) > 1 else [])]
         vectors = self.encode(texts)
