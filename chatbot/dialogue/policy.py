@@ -213,6 +213,8 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         top = IntentRef(name=chosen, confidence=1.0)
     injection = understood.injection
     wants_person = top is not None and top.name == "human_agent" and top.confidence >= settings.flow_threshold
+    if chosen is None and not wants_person and rules.asks_for_person(raw):  # the classifier read the topic
+        wants_person, top = True, IntentRef(name="human_agent", confidence=1.0)
     emergency = rules.emergency(raw) if chosen is None else None
     own_data = chosen is None and rules.asks_for_account_data(raw, ranking)
     # A message that only resembles an attack gets its answer when that answer reveals nothing: a

@@ -47,6 +47,8 @@ _ACCESS = (
 )
 _BANKING = r"(?:online banking|mobile banking|(?:bank(?:ing)?\s+)?account|banking app|kestrel app|app|login|profile)"
 _NOT_I = r"(?:don'?t|do not|didn'?t|did not|never)"  # how a customer denies having done something
+# Characters within one sentence; the point of an amount ("$89.99") does not end it.
+_SPAN = r"(?:[^.?!]|(?<=\d)\.(?=\d))"
 _UNRECOGNISED = rf"{_NOT_I}\s+(?:recogni[sz]e|know|make|made|do|did)|wasn'?t me|not me"
 
 _GAVE = r"(?:gave|shared|told|sent|read|texted|typed|entered|provided|forwarded|put in|clicked)"
@@ -143,11 +145,11 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         # debit or ACH is another flow, left to the classifier.
         CARD_PAYMENT_NOT_RECOGNISED,
         re.compile(
-            r"^(?=.*\bcards?\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
-            r".*\b(?:charges?|payments?|transactions?|purchases?)\b[^.?!]{0,60}?"
+            r"^(?=.*\b(?:cards?|statement)\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
+            rf".*\b(?:charges?|payments?|transactions?|purchases?)\b{_SPAN}{{0,90}}?"
             rf"(?:\b(?:(?:i|we)\s+)?{_NOT_I}\s+(?:make|made|buy|bought|"
             r"authori[sz]ed?|order(?:ed)?|purchased?|recogni[sz]e|heard of|know)\b"
-            r"|\b(?:wasn'?t me|weren'?t me|not mine)\b)",
+            r"|\b(?:wasn'?t me|weren'?t me|not mine)\b|\bno idea what (?:that|this|it) (?:is|was)\b)",
             re.I | re.S,
         ),
     ),
@@ -157,7 +159,10 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"\bmy\s+(?:(?:debit|credit|kestrel|visa|travel)\s+)*(?:card|wallet|purse)(?:'s|s)?\s+"
             r"(?:was\s+|got\s+|has been\s+|is\s+|just\s+|been\s+)*(?:stolen|gone|nicked|snatched|pickpocketed)\b"
             r"|\b(?:stole|grabbed|nicked|snatched|pickpocketed)\s+my\s+(?:(?:debit|credit|kestrel|visa)\s+)*"
-            r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))",
+            r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))"
+            # "i cant find my credit card anywhere", "lost my card somewhere in rome"
+            r"|\b(?:lost|can'?t find|cannot find|misplaced)\s+my\s+(?:(?:debit|credit|kestrel|visa|travel)\s+)*card\b"
+            r"(?!\s+(?:numbers?|information|info|details|pin))",
             re.I,
         ),
     ),
@@ -199,15 +204,16 @@ _MY_DATA = rf"\bmy\s+(?:{_QUALIFIER}\s+){{0,3}}{_DATA}\b"
 # "check" is the verb, not the noun: "I need a cashier's check for the deposit on my new apartment".
 _ASK = (
     r"(?:what(?:'s| is| are| was| were)|whats|tell me|show(?: me)?|give(?: me)?|"
-    r"(?<!'s )(?<!\ba )(?<!\bthe )(?<!\bmy )(?<!\bof )(?<!\bcashier )check|see|view|list|read(?: me)?|"
-    r"display|look up|pull up|send me|i (?:want|need|would like|'d like) to (?:know|see|check))"
+    r"(?<!'s )(?<!\ba )(?<!\bthe )(?<!\bmy )(?<!\bof )(?<!\bcashier )(?<!\bto )check|(?<!\bto )see|(?<!\bto )view|"
+    r"list|read(?: me)?|display|look up|pull up|send me|"
+    r"i (?:\w+ )?(?:want|need|would like|'d like|wanna) to (?:know|see|check))"
 )
 _FILL = r"(?:\s+(?:me|up|out|on|at|please|pls|plz|again|quickly|now|all|of|for|just|the|current))*"
 ACCOUNT_DATA_PATTERN = re.compile(
     # "what's my balance", "show my last payments", "can you check my checking balance"
     rf"\b{_ASK}{_FILL}\s+{_MY_DATA}"
     # "what is the balance on my savings account", "give balance details of my checking"
-    rf"|\b{_ASK}{_FILL}\s+(?:the\s+)?{_DATA}\s+(?:details\s+|info(?:rmation)?\s+)?(?:of|for|on|in)\s+my\b(?!\s+[\w-]+(?:'s|s')(?:\s|$))"
+    rf"|\b{_ASK}{_FILL}\s+(?:the\s+)?(?:{_QUALIFIER}\s+){{0,3}}{_DATA}\s+(?:details\s+|info(?:rmation)?\s+)?(?:of|for|on|in)\s+my\b(?!\s+[\w-]+(?:'s|s')(?:\s|$))"
     # "how much do i owe on my card", "how much money do i have", "how much I have in my savings"
     r"|\bhow much(?: money| cash)? (?:(?:do|did|have|will) )?i (?:still )?(?:have|hav|got|owe|spent|spend|left|"
     r"earn(?:ed)?)\b(?! to\b)"
@@ -221,10 +227,15 @@ ACCOUNT_DATA_PATTERN = re.compile(
     # "did my rent go through", "has my paycheck arrived", "did the transfer to my landlord clear"
     # "can you check if my first one came in", "see whether the payment went thru"
     rf"|\b(?:(?:did|has|have)\s+(?:my|the)|(?:is|was|were)\s+my"
-    rf"|(?:check|see|confirm|tell me|know|look)\s+(?:if|whether)\s+(?:my|the))"
+    rf"|(?:check|see|confirm|tell me|know|look)\s+(?:if|whether)\s+(?:my|the|anything|any money|any))"
     rf"\s+(?:[\w'-]+\s+){{0,6}}?(?:go(?:ne)? (?:through|thru)|went (?:through|thru)|"
-    r"arrived?|come in|came in|clear(?:ed)?|post(?:ed)?|land(?:ed)?|hit|bounced?|been (?:paid|deposited|"
-    r"received|credited|processed|sent)|show(?:n|ed)? up|gone out|went out|come out|reach(?:ed)?)\b"
+    r"arrived?|come in|came in|clear(?:ed)?|post(?:ed)?|land(?:ed)?|hit|bounced?|(?:been|get|gotten) (?:paid|"
+    r"deposited|received|credited|processed|sent|posted)|show(?:n|ed)? up|gone out|went out|come out|reach(?:ed)?|"
+    r"dropped off|fallen off|fell off)\b"
+    # "what was the $212 deposit that hit my account", "what's this charge on my card"
+    r"|\bwhat(?:'s| is| was| were| are|s)?\s+(?:this|that|these|those|the\s+\$[\d,.]+)\s+(?:\$[\d,.]+\s+)?"
+    r"(?:[\w-]+\s+){0,2}?(?:charges?|deposits?|payments?|transactions?|withdrawals?|transfers?)\s+"
+    r"(?:that\s+|which\s+)?(?:hit|on|in|to|from|posted|showed up|came)\b[^?!]{0,30}?\bmy\b"
     # "am i overdrawn", "is my account in the negative"
     r"|\bam i (?:overdrawn|in the negative|in the red|over my (?:limit|credit limit))\b"
     r"|\bis my (?:account|balance|checking|savings) (?:overdrawn|negative|in the negative|in the red)\b"
@@ -242,7 +253,7 @@ _EXPLAIN = re.compile(
 )
 # A problem report ("I can't see my latest transfer", "my balance hasn't updated") is answered from the
 # knowledge base (timings, holds), not told where to look.
-_PROBLEM = re.compile(r"n't\b|\bnot\b|\bwrong\b|\bmissing\b|\bnever\b|\bcannot\b", re.I)
+_PROBLEM = re.compile(r"n't\b|\bnot\b(?! sure)|\bwrong\b|\bmissing\b|\bnever\b|\bcannot\b", re.I)
 # The classifier's intents about balances and pending money: with "my <balance/transactions>" in a
 # short message ("my balance pls", "current balance on my checking?") they read as a request for it.
 BALANCE_INTENTS = frozenset(
@@ -285,6 +296,22 @@ def card_emergency(text: str) -> str | None:
         if pattern.search(text):
             return name
     return None
+
+
+# A request for a person in the words customers use ("i want to talk to someone about getting those
+# fees refunded", "connect me to an agent"), whatever else the message is about: the classifier reads
+# the topic ("refund") and can miss the request.
+_PERSON = re.compile(
+    r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|some\s+|one of (?:your|ur)\s+)?(?:real\s+|actual\s+|live\s+)?"
+    r"(?:someone|somebody|person|people|human|agent|representative|rep|operator)\b"
+    r"|\b(?:connect|transfer|put)\s+me\s+(?:to|with|through)\b",
+    re.I,
+)
+
+
+def asks_for_person(text: str) -> bool:
+    """Whether ``text`` asks to talk to a person."""
+    return bool(_PERSON.search(text))
 
 
 # A dispute already under way, asked about ("i disputed a charge 2 weeks ago, do i get the money back

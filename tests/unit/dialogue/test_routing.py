@@ -154,6 +154,43 @@ def test_account_data_through_typos_and_check_the_noun(text: str, own: bool) -> 
 
 
 @pytest.mark.parametrize(
+    ("text", "own"),
+    [
+        ("can you check if the shell one on my debit card dropped off yet", True),
+        ("what was the $212 deposit that hit my account on friday? not sure who sent it", True),
+        ("did my tax refund get deposited yet? should of been here yesterday", True),
+        ("can you show me the last 5 transactions on my debit card", True),
+        ("ok can u check if anything from my employer has come in yet", True),
+        ("i just need to check my balance", True),
+        # checking a balance as something one does, asked about: a product question
+        ("does it cost anything just to check my balance at another banks atm", False),
+        ("what is the fee on my account", False),
+    ],
+)
+def test_account_data_asked_about_one_payment_or_the_latest_ones(text: str, own: bool) -> None:
+    assert rules.asks_for_account_data(text) is own
+
+
+@pytest.mark.parametrize(
+    ("text", "person"),
+    [
+        ("i want to talk to someone about getting those fees refunded pls", True),
+        ("this isnt helping. connect me to an agent", True),
+        ("can i speak with a real person", True),
+        ("can i talk to my bank about a refund", False),
+        ("how do i transfer money to my savings", False),
+    ],
+)
+def test_a_request_for_a_person_is_read_whatever_else_the_message_is_about(text: str, person: bool) -> None:
+    assert rules.asks_for_person(text) is person
+
+
+def test_a_person_asked_for_beside_another_topic_gets_a_handoff(shipped: tuple[Engine, TurnService]) -> None:
+    answer = ask(shipped[1], "i want to talk to someone about getting those monthly fees refunded pls")
+    assert answer.kind == "handoff", (answer.kind, answer.text[:80])
+
+
+@pytest.mark.parametrize(
     ("text", "underway"),
     [
         ("i disputed that charge last week, when do i get my money back", True),
@@ -273,6 +310,14 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("the cash machine wouldnt give back my debit card", rules.CARD_SWALLOWED),
         ("the atm took my money but no cash came out", None),
         ("the atm took my $200 and it never gave cash, my card is fine", None),
+        # an amount's decimal point does not end the sentence; a statement is the card's
+        ("theres a charge for $89.99 from XYZ*DIGITALSVC on my credit card that i did NOT make",
+         rules.CARD_PAYMENT_NOT_RECOGNISED),
+        ("a $89.40 charge on my statement from NXR SVCS and i have no idea what that is",
+         rules.CARD_PAYMENT_NOT_RECOGNISED),
+        ("im in lisbon and i cant find my credit card anywhere", rules.LOST_OR_STOLEN_CARD),
+        ("lost my card somewhere in rome, what number do i call", rules.LOST_OR_STOLEN_CARD),
+        ("i lost my card number, where do i find it", None),
     ],
 )  # fmt: skip
 def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, flow: str | None) -> None:
