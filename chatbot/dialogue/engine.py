@@ -95,6 +95,7 @@ class Engine:
         self.selector: extractive.SentenceSelector | None = None  # sentence selection of extractive answers
         self.nlu = IntentClassifier(settings, embedder=self.embedder)  # cheap; shares the MiniLM
         self.breaker = GenerationBreaker(settings.generation_breaker_window, settings.generation_breaker_cooldown_s)
+        self.titles: dict[str, str] = {}  # document id → title: what a follow-up naming nothing is about
         self.ready = False
         # The CPU-bound steps (encoding, classification, retrieval, extraction) run on the engine's own
         # threads, not asyncio's default pool: under load they queue here, while the store's short
@@ -115,6 +116,17 @@ class Engine:
         self.nlu.warm_up()
         self.index = KnowledgeIndex.load(self.settings.data_dir)
         self.retriever = Retriever.from_settings(self.index, self.embedder, self.settings)
+        # A page of procedures (urgent-help, which the flows quote) is about no one subject.
+        procedures = {
+            self.index.passages[i].source_id
+            for f in policy.FLOWS.values()
+            if (i := self.index.by_id.get(f.passage_id)) is not None
+        }
+        self.titles = {
+            p.source_id: p.title.split(" — ")[0]
+            for p in self.index.passages
+            if p.kind == "chunk" and p.source_id not in procedures
+        }
         if self.settings.generation_enabled:
             # A remote server, llama.cpp on the CPU, or transformers in process (chatbot/llm/generators.py).
             self.worker = create_generator(self.settings)
@@ -226,7 +238,8 @@ class Engine:
         use_history = options.resolve_followups
         if use_history is None:
             use_history = self.settings.resolve_followups
-        resolution = resolve(query, history) if use_history and history else Resolution(query, False, None)
+        topic = self.titles.get(cited[0]) if cited else None  # what the last answer was about
+        resolution = resolve(query, history, topic) if use_history and history else Resolution(query, False, None)
         mode = options.retrieval_mode or self.settings.retrieval_mode
         # The customer's next message is most likely about what was just cited, even when it names its
         # own subject ("how much do i need to put in to start? for everyday checking" after an answer

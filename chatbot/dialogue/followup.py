@@ -225,13 +225,35 @@ def _completed(fragment: str, previous: str) -> list[Mention]:
     return []
 
 
-def merge(text: str, previous: str) -> str:
-    """The standalone query for follow-up ``text`` after the (resolved) ``previous`` query."""
+def _modifier(text: str, previous: str) -> list[Mention]:
+    """A bare modifier inside a follow-up's own question ("whats the monthly fee on premier") completed
+    by the noun of the previous subject ("everyday checking" → "premier checking")."""
+    words = re.findall(r"[\w'-]+", text)
+    for size in (2, 1):
+        for i in range(len(words) - size + 1):
+            if any(w.lower() in STOPWORDS for w in words[i : i + size]):
+                continue
+            found = _completed(" ".join(words[i : i + size]), previous)
+            if found:
+                return found
+    return []
+
+
+def merge(text: str, previous: str, topic: str | None = None) -> str:
+    """The standalone query for follow-up ``text`` after the (resolved) ``previous`` query.
+
+    ``topic``: what the assistant's last answer was about (its source's title), the subject when the
+    previous query names no product or payment of its own ("need to send money to my mom in portugal"
+    then "how long till it gets to her": the answer was about international wire transfers)."""
     remainder = CONNECTIVE.sub("", text, count=1).strip(" ?.!,") or text.strip(" ?.!,")
     current = mentions(remainder)
     before = mentions(previous)
     has_question = bool(QUESTION.search(remainder)) and len(remainder.split()) > 2
-    if not has_question:
+    # "what if i did it on the travel card instead" after a question about the cash rewards card asks
+    # the same question of another product: it names a subject in place of one before, and no aspect.
+    replaces = {m.slot for m in _subjects(current)} & {m.slot for m in _subjects(before)}
+    same_question = bool(replaces) and not any(m.slot == "aspect" for m in current)
+    if not has_question or same_question:
         # A fragment ("international ones", "for the travel card", "the limit"): substitute slots.
         query = previous.rstrip(" ?.!")
         appended: list[str] = []
@@ -249,10 +271,17 @@ def merge(text: str, previous: str) -> str:
         return " ".join([query, *appended]).strip()
     # The follow-up asks its own question: carry over the previous subject.
     subject_mentions = list(_entities(before))
-    named_slots = {m.slot for m in _entities(current)}
+    if not _subjects(current):
+        completed = _modifier(remainder, previous)  # "premier" said alone replaces "everyday checking"
+        if completed:
+            current = [*current, *completed]
+            subject_mentions = [m for m in subject_mentions if m.slot != completed[0].slot] + completed
+    named_slots = {m.slot for m in _entities(current) if m not in subject_mentions}
     subject = " ".join(canonical(m) for m in subject_mentions if m.slot not in named_slots) if subject_mentions else ""
     if not subject_mentions:
         subject = _topic(previous)
+    if topic and not _subjects(before) and not _subjects(current):
+        subject = f"{subject} {topic}".strip()
     if not subject:
         return remainder
     if PRONOUN.search(remainder):
@@ -260,11 +289,24 @@ def merge(text: str, previous: str) -> str:
     return f"{remainder} {subject}"
 
 
-def resolve(text: str, history: Sequence[str]) -> Resolution:
-    """Resolve ``text`` against the previous user turns (oldest first, raw as the customer typed them)."""
+def swaps_subject(text: str, previous: str) -> bool:
+    """Whether ``text`` asks the previous question of another product ("does the student checking have
+    that too" after "is there overdraft protection on everyday checking"): short, pointing back, and
+    naming a different subject of the same kind as one the previous query named."""
+    words = re.findall(r"[\w'$%-]+", text)
+    if len(words) > SHORT_FOLLOWUP_WORDS or not (PRONOUN.search(text) or BACK_REFERENCE.search(text)):
+        return False
+    named = {(m.slot, m.text.lower()) for m in _subjects(mentions(text))}
+    before = {(m.slot, m.text.lower()) for m in _subjects(mentions(previous))}
+    return bool({slot for slot, _ in named} & {slot for slot, _ in before}) and not named <= before
+
+
+def resolve(text: str, history: Sequence[str], topic: str | None = None) -> Resolution:
+    """Resolve ``text`` against the previous user turns (oldest first, raw as the customer typed them);
+    ``topic``: the title of what the assistant's last answer cited, if anything (see ``merge``)."""
     previous: str | None = None
     for turn in history:
         previous = merge(turn, previous) if previous is not None and is_dependent(turn) else turn
-    if previous is None or not is_dependent(text):
+    if previous is None or not (is_dependent(text) or swaps_subject(text, previous)):
         return Resolution(text, False, previous)
-    return Resolution(merge(text, previous), True, previous)
+    return Resolution(merge(text, previous, topic), True, previous)

@@ -64,6 +64,35 @@ def test_standalone_questions_are_left_alone(text: str) -> None:
     assert resolve(text, ["how much is an international wire?"]).query == text
 
 
+@pytest.mark.parametrize(
+    ("history", "text", "topic", "expected"),
+    [
+        # a bare modifier inside the follow-up's own question replaces the product before it
+        (["can i switch my everyday checking"], "and whats the monthly fee on premier, would i pay it", None,
+         "premier checking"),
+        # the same question of another product: the previous query with the product swapped
+        (["is there a 0% period and a transfer fee on the cash rewards card"],
+         "what about if i did it on the travel card instead", None, "0% period and a transfer fee on the travel card"),
+        (["is there overdraft protection on everyday checking"], "does the student checking have that too", None,
+         "overdraft protection on student checking"),
+        # the previous query names no product: what the last answer was about is the subject
+        (["need to send money to my mom in portugal, whats the fee"], "how long till it gets to her",
+         "International wire transfers", "International wire transfers"),
+    ],
+)  # fmt: skip
+def test_follow_ups_take_the_product_they_name_or_what_the_last_answer_was_about(
+    history: list[str], text: str, topic: str | None, expected: str
+) -> None:
+    resolution = resolve(text, history, topic)
+    assert resolution.dependent
+    assert expected in resolution.query, resolution.query
+
+
+def test_the_last_answers_topic_is_not_used_when_the_conversation_names_a_product() -> None:
+    resolution = resolve("how long does it take", ["how much is a domestic wire"], "Fee schedule")
+    assert "Fee schedule" not in resolution.query and "domestic wire" in resolution.query
+
+
 def test_no_history_means_no_rewrite() -> None:
     assert resolve("how much is it?", []).query == "how much is it?"
 
