@@ -663,3 +663,19 @@ def test_free_said_two_ways_is_one_fact_not_a_denial() -> None:
     first = "We send a replacement card with a new number, free, in 7 to 10 business days."
     assert _restates("We send a replacement card at no charge in 7 to 10 business days.", first)
     assert not _restates("We send a replacement card for $25 in 2 business days.", first)
+
+
+def test_a_day_that_is_a_period_asks_a_limit_and_a_time_of_day_asks_a_clock() -> None:
+    assert aspects_of("whats the most i can deposit in a day on everyday checking") == {"limit"}
+    assert "clock" in aspects_of("if i pay at 7:30pm on the due date is it on time")
+
+
+def test_the_same_figure_for_another_product_is_not_a_restatement(shipped: Engine) -> None:
+    """Both cards' APRs are asked; a travel-card sentence repeating a secured-card figure (both cash
+    advance APRs are 29.99%) is still the travel card's fact, and the one naming what was asked wins."""
+    answer = ask(shipped, "whats the purchase apr on the travel card vs the secured card")
+    assert "27.49%" in answer.text and "21.24%" in answer.text, answer.text
+
+
+def test_a_limit_on_what_one_receives_is_not_an_answer_about_sending() -> None:
+    assert kinds_about("There's no limit on what you can receive.") == {"direction": "incoming"}
