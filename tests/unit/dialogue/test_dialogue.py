@@ -75,6 +75,9 @@ def test_standalone_questions_are_left_alone(text: str) -> None:
          "what about if i did it on the travel card instead", None, "0% period and a transfer fee on the travel card"),
         (["is there overdraft protection on everyday checking"], "does the student checking have that too", None,
          "overdraft protection on student checking"),
+        # a subject word of its own ("branch"), but "it" is the card the ATM kept
+        (["the atm on 5th st just swallowed my card"], "can i just pick it up from the branch tomorrow?", None,
+         "swallowed"),
         # the previous query names no product: what the last answer was about is the subject
         (["need to send money to my mom in portugal, whats the fee"], "how long till it gets to her",
          "International wire transfers", "International wire transfers"),
