@@ -304,7 +304,7 @@ def card_emergency(text: str) -> str | None:
 _PERSON = re.compile(
     r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|some\s+|one of (?:your|ur)\s+)?(?:real\s+|actual\s+|live\s+)?"
     r"(?:someone|somebody|person|people|human|agent|representative|rep|operator)\b"
-    r"|\b(?:connect|transfer|put)\s+me\s+(?:to|with|through)\b",
+    r"|\b(?:connect|transfer|put)\s+me\s+(?:to|with|through)\b(?!\s+(?:my|your|the)\s+(?:savings|checking|account))",
     re.I,
 )
 

@@ -179,6 +179,7 @@ def test_account_data_asked_about_one_payment_or_the_latest_ones(text: str, own:
         ("can i speak with a real person", True),
         ("can i talk to my bank about a refund", False),
         ("how do i transfer money to my savings", False),
+        ("can you transfer me to my savings account", False),
     ],
 )
 def test_a_request_for_a_person_is_read_whatever_else_the_message_is_about(text: str, person: bool) -> None:
