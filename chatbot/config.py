@@ -138,6 +138,13 @@ class Settings(BaseSettings):
         "generation_budget_ms, a sentence failing the claim check, a bare yes/no), generation is skipped for "
         "generation_breaker_cooldown_s: the extractive answer is sent at once; 0 never skips.",
     )
+    generation_breaker_run: int = Field(
+        3,
+        ge=0,
+        description="This many generations thrown away in a row skip generation at once, without waiting for "
+        "a full generation_breaker_window (a fresh process on a machine too slow to generate in time); 0: the "
+        "window alone.",
+    )
     generation_breaker_cooldown_s: float = Field(
         300.0, gt=0, description="How long generation is skipped before one probe generation is tried again."
     )

@@ -94,7 +94,11 @@ class Engine:
         self.guard: InjectionDetector | None = None
         self.selector: extractive.SentenceSelector | None = None  # sentence selection of extractive answers
         self.nlu = IntentClassifier(settings, embedder=self.embedder)  # cheap; shares the MiniLM
-        self.breaker = GenerationBreaker(settings.generation_breaker_window, settings.generation_breaker_cooldown_s)
+        self.breaker = GenerationBreaker(
+            settings.generation_breaker_window,
+            settings.generation_breaker_cooldown_s,
+            run=settings.generation_breaker_run,
+        )
         self.titles: dict[str, str] = {}  # document id → title: what a follow-up naming nothing is about
         self.ready = False
         # The CPU-bound steps (encoding, classification, retrieval, extraction) run on the engine's own

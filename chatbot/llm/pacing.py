@@ -32,9 +32,12 @@ class GenerationBreaker:
         cooldown_s: float = 300.0,
         trip_share: float = 0.75,
         clock: Callable[[], float] = time.monotonic,
+        run: int = 0,
     ) -> None:
-        """``window`` 0 never opens (every generation is attempted)."""
-        self.window, self.cooldown_s, self.trip_share = window, cooldown_s, trip_share
+        """``window`` 0 never opens (every generation is attempted). ``run``: this many thrown away in a
+        row open it without waiting for a full window, so that a fresh process on a machine too slow to
+        generate in time does not make its first ``window`` customers wait (0: the window alone)."""
+        self.window, self.cooldown_s, self.trip_share, self.run = window, cooldown_s, trip_share, run
         self._clock = clock
         self._wasted: deque[bool] = deque(maxlen=max(window, 1))
         self._open_until: float | None = None
@@ -76,7 +79,9 @@ class GenerationBreaker:
             if self._open_until is not None:
                 return  # a generation that was already running when it opened
             self._wasted.append(not kept)
-            if len(self._wasted) == self.window and sum(self._wasted) >= self.trip_share * self.window:
+            recent = list(self._wasted)[-self.run :] if self.run else []
+            in_a_row = len(recent) == self.run > 0 and all(recent)
+            if in_a_row or (len(self._wasted) == self.window and sum(self._wasted) >= self.trip_share * self.window):
                 self._open_until = self._clock() + self.cooldown_s
                 self._wasted.clear()
                 log.warning(

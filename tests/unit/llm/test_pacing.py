@@ -57,8 +57,24 @@ def test_generations_already_running_when_it_opened_do_not_count() -> None:
     assert breaker.open and not breaker.allow()
 
 
+def test_a_run_thrown_away_opens_it_before_the_window_is_full() -> None:
+    breaker = GenerationBreaker(window=8, cooldown_s=60, clock=Clock(), run=3)
+    breaker.record(kept=False)
+    breaker.record(kept=False)
+    assert breaker.allow()  # 2 in a row: not yet
+    breaker.record(kept=False)
+    assert breaker.open and not breaker.allow()  # 3 in a row, with 5 of the window still to come
+
+
+def test_a_run_broken_by_a_kept_answer_does_not_open_it() -> None:
+    breaker = GenerationBreaker(window=8, cooldown_s=60, clock=Clock(), run=3)
+    for kept in (False, False, True, False, False, True):
+        breaker.record(kept=kept)
+        assert breaker.allow()
+
+
 def test_window_zero_always_generates() -> None:
-    breaker = GenerationBreaker(window=0, clock=Clock())
+    breaker = GenerationBreaker(window=0, clock=Clock(), run=3)
     for _ in range(20):
         breaker.record(kept=False)
     assert breaker.allow() and not breaker.open
