@@ -79,8 +79,7 @@ class GenerationBreaker:
             if self._open_until is not None:
                 return  # a generation that was already running when it opened
             self._wasted.append(not kept)
-            recent = list(self._wasted)[-self.run :] if self.run else []
-            in_a_row = len(recent) == self.run > 0 and all(recent)
+            in_a_row = 0 < self.run <= len(self._wasted) and all(list(self._wasted)[-self.run :])
             if in_a_row or (len(self._wasted) == self.window and sum(self._wasted) >= self.trip_share * self.window):
                 self._open_until = self._clock() + self.cooldown_s
                 self._wasted.clear()
