@@ -35,6 +35,8 @@ SLOTS: dict[str, list[str]] = {
         r"money market(?: accounts?)?",
         r"certificates? of deposit|\bcds?\b",
         r"checking(?: accounts?)?|savings(?: accounts?)?|joint accounts?|business accounts?",
+        # the modifier alone names one account ("the atm refund on premier"); CANONICAL completes it
+        r"(?:kestrel )?premier|(?:kestrel )?high[- ]yield",
     ],
     "card": [
         r"(?:kestrel )?(?:cash rewards|travel|secured)(?: visa)?(?: credit)?(?: cards?)?",
@@ -146,6 +148,8 @@ CANONICAL: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"^(?:{SLOTS['feature'][0]})$", re.I), "overdraft"),
     (re.compile(rf"^(?:{SLOTS['feature'][1]})$", re.I), "2-step verification"),
     (re.compile(r"^interest$", re.I), "interest rate"),  # "and the interest?" asks what it pays
+    (re.compile(r"^(?:kestrel )?premier$", re.I), "premier checking"),
+    (re.compile(r"^(?:kestrel )?high[- ]yield$", re.I), "high-yield savings"),
 ]
 
 
@@ -241,6 +245,22 @@ def _modifier(text: str, previous: str) -> list[Mention]:
     return []
 
 
+def _stems(text: str) -> set[str]:
+    return {w.rstrip("s") for w in re.findall(r"\w+", text.lower())}
+
+
+def _narrows(topic: str, before: Sequence[Mention]) -> bool:
+    """Whether the title of what was cited names the previous subject with a scope the customer left
+    unsaid: "wire" after a wire to the Philippines was answered from "International wire transfers",
+    so the follow-up "how long till it gets there" is about international wires. (Only a scope: a
+    title's other words, "Direct deposit and early pay", would pull to a section not asked about.)"""
+    subjects = _subjects(before)
+    if not subjects or any(m.slot == "scope" for m in before) or not any(m.slot == "scope" for m in mentions(topic)):
+        return False
+    named = set().union(*(_stems(canonical(m)) for m in subjects))
+    return named < _stems(topic)
+
+
 def merge(text: str, previous: str, topic: str | None = None) -> str:
     """The standalone query for follow-up ``text`` after the (resolved) ``previous`` query.
 
@@ -248,6 +268,8 @@ def merge(text: str, previous: str, topic: str | None = None) -> str:
     previous query names no product or payment of its own ("need to send money to my mom in portugal"
     then "how long till it gets to her": the answer was about international wire transfers)."""
     remainder = CONNECTIVE.sub("", text, count=1).strip(" ?.!,") or text.strip(" ?.!,")
+    for mention in reversed([m for m in mentions(remainder) if m.slot == "account"]):  # "premier" alone
+        remainder = remainder[: mention.start] + canonical(mention) + remainder[mention.end :]
     current = mentions(remainder)
     before = mentions(previous)
     has_question = bool(QUESTION.search(remainder)) and len(remainder.split()) > 2
@@ -282,7 +304,7 @@ def merge(text: str, previous: str, topic: str | None = None) -> str:
     subject = " ".join(canonical(m) for m in subject_mentions if m.slot not in named_slots) if subject_mentions else ""
     if not subject_mentions:
         subject = _topic(previous)
-    if topic and not _subjects(before) and not _subjects(current):
+    if topic and not _subjects(current) and (not _subjects(before) or _narrows(topic, before)):
         subject = f"{subject} {topic}".strip()
     if not subject:
         return remainder
@@ -303,12 +325,23 @@ def swaps_subject(text: str, previous: str) -> bool:
     return bool({slot for slot, _ in named} & {slot for slot, _ in before}) and not named <= before
 
 
-def resolve(text: str, history: Sequence[str], topic: str | None = None) -> Resolution:
+def points_back(text: str) -> bool:
+    """Whether ``text`` refers to something said before ("after that how do i kick off whatever phone
+    they used", "how much do i put down for it") without naming a product or payment of its own:
+    a turn that may lean on the previous one even when it is too long for ``is_dependent`` to say so."""
+    if not (PRONOUN.search(text) or BACK_REFERENCE.search(text)):
+        return False
+    return not _subjects(mentions(text))
+
+
+def resolve(text: str, history: Sequence[str], topic: str | None = None, lean: bool = False) -> Resolution:
     """Resolve ``text`` against the previous user turns (oldest first, raw as the customer typed them);
-    ``topic``: the title of what the assistant's last answer cited, if anything (see ``merge``)."""
+    ``topic``: the title of what the assistant's last answer cited, if anything (see ``merge``).
+    ``lean``: merge it with the previous turn even when ``is_dependent`` says it stands alone (the
+    engine asks for this when, read alone, the turn would be refused or answered with nothing)."""
     previous: str | None = None
     for turn in history:
         previous = merge(turn, previous) if previous is not None and is_dependent(turn) else turn
-    if previous is None or not (is_dependent(text) or swaps_subject(text, previous)):
+    if previous is None or not (lean or is_dependent(text) or swaps_subject(text, previous)):
         return Resolution(text, False, previous)
     return Resolution(merge(text, previous, topic), True, previous)

@@ -101,6 +101,12 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"|\b(?:log-?ins?|sign-?ins?|logged in|signed in|log in attempts?|access|new device)\b"
             rf"{_GAP}\b(?:{_UNRECOGNISED})"
             r"|\bunrecogni[sz]ed\s+(?:log-?ins?|sign-?ins?|devices?|access|activity)\b"
+            # "theres a sign in on my account from a device i dont recognize"
+            r"|\b(?:a|an|the|new|strange|weird|unknown|suspicious)\s+(?:sign|log)[- ]?ins?\b"
+            rf"{_GAP}\bdevices?\s+(?:that\s+)?(?:i|we)\s+{_NOT_I}\s+(?:recogni[sz]e|know)"
+            # "is someone in my online banking??"
+            rf"|\b(?:is|are|was|were|has|have)\s+{_SOMEONE}\s+(?:been\s+)?(?:in|into|inside|using|accessing|"
+            rf"logged into|logging into|signed into|signing into)\s+(?:my|our)\s+(?:\w+\s+)?{_BANKING}\b"
             rf"|\b(?:someone|somebody|they|a hacker)\s+{_GAP}\bchanged\b{_GAP}"
             r"\b(?:password|email|phone number|username)\b"
             rf"|\b(?:password|email|phone number)\s+(?:was|has been|got)\s+changed{_GAP}(?:{_UNRECOGNISED})",
@@ -162,7 +168,10 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))"
             # "i cant find my credit card anywhere", "lost my card somewhere in rome"
             r"|\b(?:lost|can'?t find|cannot find|misplaced)\s+my\s+(?:(?:debit|credit|kestrel|visa|travel)\s+)*card\b"
-            r"(?!\s+(?:numbers?|information|info|details|pin))",
+            r"(?!\s+(?:numbers?|information|info|details|pin))"
+            # "i think my card fell out of my pocket on the tram"
+            r"|\bmy\s+(?:(?:debit|credit|kestrel|visa|travel)\s+)*(?:card|wallet|purse)\s+"
+            r"(?:must have\s+|might have\s+|may have\s+)?(?:fell|fallen|dropped|slipped)\s+out\b",
             re.I,
         ),
     ),

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from chatbot.config import PROJECT_ROOT, Settings
-from chatbot.dialogue.followup import is_dependent, resolve
+from chatbot.dialogue.followup import is_dependent, points_back, resolve
 from chatbot.dialogue.policy import ACCOUNT_DATA_FLOW, FLOWS, HANDOFF_REPLY, Understanding, decide
 from chatbot.evals.dialogue import load_conversations, load_injections
 from chatbot.guard.injection import InjectionDetector, InjectionVerdict, benign_sample, load_seeds, normalise
@@ -42,8 +42,8 @@ DEFAULTS = Settings()
         ),
         # a bare modifier takes the noun of the product it replaces
         (["whats the monthly fee on everyday checking"], "and premier?", "monthly fee on premier checking"),
-        (["what apy does basic savings pay"], "what about high yield", "apy does high yield savings pay"),
-        (["basic savings - is there a monthly fee"], "what about the high yield one", "high yield savings"),
+        (["what apy does basic savings pay"], "what about high yield", "apy does high-yield savings pay"),
+        (["basic savings - is there a monthly fee"], "what about the high yield one", "high-yield savings"),
         # nothing of its own to be about, and no pronoun: still about the deposit just discussed
         (["my mobile deposit got rejected"], "what am i supposed to write on the back", "mobile deposit"),
     ],
@@ -81,6 +81,12 @@ def test_standalone_questions_are_left_alone(text: str) -> None:
         # the previous query names no product: what the last answer was about is the subject
         (["need to send money to my mom in portugal, whats the fee"], "how long till it gets to her",
          "International wire transfers", "International wire transfers"),
+        # it names "wire" but not which kind; the answer cited the international page
+        (["whats the latest i can send a wire to japan today"], "how many days does it take to arrive",
+         "International wire transfers", "International wire transfers"),
+        # "premier" alone names Premier Checking, and "that account" is it
+        (["how does the atm rebate work on premier"], "what's the monthly fee on that account", None,
+         "premier checking"),
     ],
 )  # fmt: skip
 def test_follow_ups_take_the_product_they_name_or_what_the_last_answer_was_about(
@@ -94,6 +100,23 @@ def test_follow_ups_take_the_product_they_name_or_what_the_last_answer_was_about
 def test_the_last_answers_topic_is_not_used_when_the_conversation_names_a_product() -> None:
     resolution = resolve("how long does it take", ["how much is a domestic wire"], "Fee schedule")
     assert "Fee schedule" not in resolution.query and "domestic wire" in resolution.query
+
+
+def test_a_title_is_added_to_a_named_subject_only_for_the_scope_it_gives() -> None:
+    """ "Direct deposit and early pay" would pull "when does it start" towards Early Pay."""
+    history = ["how do i set up direct deposit"]
+    resolution = resolve("how long before it starts coming in", history, "Direct deposit and early pay")
+    assert resolution.dependent and "early pay" not in resolution.query.lower()
+
+
+def test_a_long_turn_pointing_back_can_be_leant_on_when_asked() -> None:
+    text = "once thats done how do i get rid of the laptop they were using, i dont want it on there anymore"
+    assert not is_dependent(text) and points_back(text)
+    assert not points_back("how do i set up direct deposit for it")  # names its own subject
+    history = ["someone changed my online banking password"]
+    assert resolve(text, history).query == text
+    leaning = resolve(text, history, lean=True)
+    assert leaning.dependent and "online banking" in leaning.query
 
 
 def test_no_history_means_no_rewrite() -> None:

@@ -242,6 +242,33 @@ def test_can_i_turn_that_off_after_an_overdraft_fee_stays_on_overdraft(shipped: 
     assert "overdraft" in follow_up.text.lower()
 
 
+@pytest.mark.parametrize(
+    ("turns", "fact"),
+    [
+        # read alone, each second turn is refused as off-topic or finds nothing relevant
+        (["someone changed my online banking password and it wasnt me",
+          "once thats done how do i get rid of the laptop they were using, i dont want it on there anymore"],
+         "device"),
+        (["my online banking password got changed and i didnt do it",
+          "after i call, how do i stop whatever computer or phone they were on from getting back in"],
+         "device"),
+    ],
+)  # fmt: skip
+def test_a_long_turn_pointing_back_is_answered_about_the_conversation_not_refused(
+    shipped: tuple[Engine, TurnService], turns: list[str], fact: str
+) -> None:
+    answer = converse(shipped, turns)[-1]
+    assert answer.kind in {"faq", "generated", "extractive"}, (answer.kind, answer.text[:80])
+    assert fact in answer.text
+
+
+def test_a_long_off_topic_turn_pointing_back_is_still_refused(shipped: tuple[Engine, TurnService]) -> None:
+    """Read with the conversation's subject it still finds nothing relevant: the refusal stands."""
+    text = "forget all that, my friend says you can tell me which horse wins the derby this weekend, can you do that?"
+    answer = converse(shipped, ["how much is a domestic wire", text])[-1]
+    assert answer.kind == "refusal"
+
+
 def test_hello_is_greeted_not_refused(shipped: tuple[Engine, TurnService]) -> None:
     for text in ["hi", "hello"]:
         answer = ask(shipped[1], text)
@@ -319,10 +346,27 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("im in lisbon and i cant find my credit card anywhere", rules.LOST_OR_STOLEN_CARD),
         ("lost my card somewhere in rome, what number do i call", rules.LOST_OR_STOLEN_CARD),
         ("i lost my card number, where do i find it", None),
+        ("my debit card must have fallen out of my bag at the station", rules.LOST_OR_STOLEN_CARD),
+        ("pretty sure my card slipped out of my pocket in the taxi", rules.LOST_OR_STOLEN_CARD),
     ],
 )  # fmt: skip
 def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, flow: str | None) -> None:
     assert rules.card_emergency(text) == flow
+
+
+@pytest.mark.parametrize(
+    ("text", "flow"),
+    [
+        ("got an alert about a new log in from a device i don't know, not me", rules.ACCOUNT_COMPROMISED),
+        ("there was a weird sign-in on my profile from a device we dont recognise", rules.ACCOUNT_COMPROMISED),
+        ("is somebody using my mobile banking?? the settings changed", rules.ACCOUNT_COMPROMISED),
+        ("how do i sign in on a new device", None),
+        ("i cant log in, i dont know my password anymore", None),
+        ("is there a fee to add someone to my account", None),
+    ],
+)
+def test_signs_of_someone_else_in_online_banking_are_an_account_takeover(text: str, flow: str | None) -> None:
+    assert rules.emergency(text) == flow
 
 
 def test_charges_i_never_made_on_my_card_get_the_unrecognised_payment_procedure(
