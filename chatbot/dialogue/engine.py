@@ -42,7 +42,7 @@ from chatbot.llm.loading import choose_device
 from chatbot.llm.pacing import GenerationBreaker
 from chatbot.llm.prompts import NOT_AVAILABLE, ContextPassage, chat_messages
 from chatbot.llm.remote import GenerationUnavailable
-from chatbot.nlu import IntentClassifier, rules
+from chatbot.nlu import IntentClassifier, lexicon, rules
 from chatbot.schema import (
     AnswerKind,
     AnswerObject,
@@ -290,8 +290,11 @@ class Engine:
     def understand(
         self, raw: str, query: str, mode: str | None = None, prefer: Sequence[str] = ()
     ) -> policy.Understanding:
-        """Injection check on the raw message; intents and retrieval on the resolved query."""
+        """Injection check on the raw message; intents and retrieval on the resolved query, with the
+        bank's name for what it describes in other words (``chatbot.nlu.lexicon``: "spend more than
+        what's in my checking" is an overdraft)."""
         self.warm_up()
+        query = lexicon.expand(query)
         # One encode of the message serves the classifier, the injection check and retrieval; a
         # rewritten follow-up needs a second one, shared by its classification and its retrieval.
         vector = self.embedder.encode([raw])[0]

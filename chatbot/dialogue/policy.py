@@ -22,7 +22,8 @@ Order (first match wins), documented in docs/architecture.md:
    then a request for the customer's own balances, transactions or payments (``chatbot.nlu.rules``)
    → the ``account_data`` flow: the assistant cannot see accounts, here is where to look (quoted
    from ``online-and-mobile-banking``), and the offer of a person;
-4. greeting / goodbye / thanks (short messages only) → a short friendly reply;
+4. greeting / goodbye / thanks (short messages only) → a short friendly reply; a request for
+   investment advice ("should i put my savings in bitcoin", ``chatbot.nlu.rules``) → 6's refusal;
 5. a follow-up (resolved from the previous turns) → retrieval on the resolved query;
    then a message that names only a broad subject ("card", "limits?", "need help w my card and a
    transfer": ``chatbot.nlu.rules.vague``) → a clarifying question whose quick replies are the bank's
@@ -52,6 +53,7 @@ from chatbot.nlu import rules
 from chatbot.schema import AnswerKind, IntentRef
 
 OUT_OF_SCOPE = "out_of_scope"
+DIRECT_DEBIT = "direct_debit_payment_not_recognised"
 
 HANDOFF_REPLY = "Talk to an agent"
 
@@ -87,7 +89,7 @@ FLOWS: dict[str, Flow] = {
             True,
         ),
         Flow(
-            "direct_debit_payment_not_recognised",
+            DIRECT_DEBIT,
             "urgent-help#direct-debit-you-don-t-recognize",
             "A direct debit I don't recognize",
             True,
@@ -191,9 +193,7 @@ class Decision:
 
 # The procedures for reporting a payment the customer does not recognise: a question about a dispute
 # already made goes to the knowledge base instead (``rules.dispute_underway``).
-REPORT_FLOWS = frozenset(
-    {"card_payment_not_recognised", "direct_debit_payment_not_recognised", "cash_withdrawal_not_recognised"}
-)
+REPORT_FLOWS = frozenset({"card_payment_not_recognised", DIRECT_DEBIT, "cash_withdrawal_not_recognised"})
 
 # A quick reply sent back verbatim always means its option, whatever the classifier thinks of it.
 QUICK_REPLY_INTENTS = {HANDOFF_REPLY.lower(): "human_agent", **{f.label.lower(): f.intent for f in FLOWS.values()}}
@@ -234,6 +234,9 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         return Decision("flow", IntentRef(name=emergency, confidence=1.0), "flow", flow=FLOWS[emergency])
     if top is not None and (wants_person or (top.name == "human_agent" and chosen)):
         return Decision("handoff", top, "handoff", HANDOFF_TEXT, handoff=True)
+    card = rules.card_emergency(raw) if chosen is None else None
+    if top is not None and top.name == DIRECT_DEBIT and card == rules.CARD_PAYMENT_NOT_RECOGNISED:
+        top = IntentRef(name=card, confidence=1.0)  # "a charge on my debit card": the card, not a direct debit
     if (
         top is not None
         and top.name in FLOWS
@@ -241,7 +244,6 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         and not (top.name in REPORT_FLOWS and rules.dispute_underway(raw))
     ):
         return Decision("flow", top, "flow", flow=FLOWS[top.name])
-    card = rules.card_emergency(raw) if chosen is None else None
     if card is not None and card in FLOWS:
         return Decision("flow", IntentRef(name=card, confidence=1.0), "flow", flow=FLOWS[card])
     if own_data:
@@ -250,6 +252,8 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         return Decision("retrieval", None)
     if top.name in SMALL_TALK and is_short(raw):
         return Decision("small_talk", top, "flow", SMALL_TALK[top.name])
+    if chosen is None and rules.asks_investment_advice(raw):  # retrieval would quote the savings rates
+        return Decision("refusal", top, "refusal", OUT_OF_SCOPE_TEXT)
     if followup:
         resolved = understood.resolved_ranking
         return Decision("retrieval", resolved[0] if resolved else top)

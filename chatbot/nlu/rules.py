@@ -127,6 +127,7 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 
 # Card emergencies the classifier knows too, in words it can miss ("someones using my card RIGHT NOW",
 # "uh oh my card's gone, i think someone grabbed it"): used only when it names no flow itself.
+_KIND = r"(?:(?:debit|credit|kestrel|visa|travel|cash rewards|rewards|secured)\s+)*"  # "my travel card"
 CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         CASH_WITHDRAWAL_NOT_RECOGNISED,
@@ -141,7 +142,7 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         COMPROMISED_CARD,
         re.compile(
             rf"\b(?:{_SOMEONE}|someones)\s+(?:\w+\s+)?(?:is using|are using|has been using|used|using|got|has|have|"
-            r"copied|cloned)\s+my\s+(?:(?:debit|credit|kestrel|visa|card)\s+)*card(?:'s)?(?:\s+(?:number|details|info))?\b",
+            rf"copied|cloned)\s+my\s+{_KIND}(?:card\s+)?card(?:'s)?(?:\s+(?:number|details|info))?\b",
             re.I,
         ),
     ),
@@ -151,7 +152,8 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         # debit or ACH is another flow, left to the classifier.
         CARD_PAYMENT_NOT_RECOGNISED,
         re.compile(
-            r"^(?=.*\b(?:cards?|statement)\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
+            # "a charge on my debit": the card, unless it says direct debit
+            r"^(?=.*\b(?:cards?|statement|debit)\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
             rf".*\b(?:charges?|payments?|transactions?|purchases?)\b{_SPAN}{{0,90}}?"
             rf"(?:\b(?:(?:i|we)\s+)?{_NOT_I}\s+(?:make|made|buy|bought|"
             r"authori[sz]ed?|order(?:ed)?|purchased?|recogni[sz]e|heard of|know)\b"
@@ -162,16 +164,19 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         LOST_OR_STOLEN_CARD,
         re.compile(
-            r"\bmy\s+(?:(?:debit|credit|kestrel|visa|travel)\s+)*(?:card|wallet|purse)(?:'s|s)?\s+"
+            rf"\bmy\s+{_KIND}(?:card|wallet|purse)(?:'s|s)?\s+"
             r"(?:was\s+|got\s+|has been\s+|is\s+|just\s+|been\s+)*(?:stolen|gone|nicked|snatched|pickpocketed)\b"
-            r"|\b(?:stole|grabbed|nicked|snatched|pickpocketed)\s+my\s+(?:(?:debit|credit|kestrel|visa)\s+)*"
+            rf"|\b(?:stole|grabbed|nicked|snatched|pickpocketed)\s+my\s+{_KIND}"
             r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))"
             # "i cant find my credit card anywhere", "lost my card somewhere in rome"
-            r"|\b(?:lost|can'?t find|cannot find|misplaced)\s+my\s+(?:(?:debit|credit|kestrel|visa|travel)\s+)*card\b"
+            rf"|\b(?:lost|can'?t find|cannot find|misplaced)\s+my\s+{_KIND}card\b"
             r"(?!\s+(?:numbers?|information|info|details|pin))"
             # "i think my card fell out of my pocket on the tram"
-            r"|\bmy\s+(?:(?:debit|credit|kestrel|visa|travel)\s+)*(?:card|wallet|purse)\s+"
-            r"(?:must have\s+|might have\s+|may have\s+)?(?:fell|fallen|dropped|slipped)\s+out\b",
+            rf"|\bmy\s+{_KIND}(?:card|wallet|purse)\s+"
+            r"(?:must have\s+|might have\s+|may have\s+)?(?:fell|fallen|dropped|slipped)\s+out\b"
+            # "i left my debit card at the bar last night, its not in my wallet and they dont have it"
+            rf"|\bleft\s+my\s+{_KIND}card\b{_SPAN}{{0,80}}?"
+            r"\b(?:not|don'?t have|can'?t find|cannot find|gone|missing)\b",
             re.I,
         ),
     ),
@@ -321,6 +326,26 @@ _PERSON = re.compile(
 def asks_for_person(text: str) -> bool:
     """Whether ``text`` asks to talk to a person."""
     return bool(_PERSON.search(text))
+
+
+# Investment advice, which a bank's assistant must not give ("should i put my savings in bitcoin or an
+# index fund"): retrieval would answer it with the savings rates it finds closest.
+_ASSETS = (
+    r"(?:bitcoin|btc|ethereum|crypto\w*|dogecoin|stocks?|shares|equities|index funds?|s&p(?: 500)?|etfs?|"
+    r"mutual funds?|bonds?|gold|nfts?|forex|options)"
+)
+_ADVICE = re.compile(
+    rf"\b(?:should|shall|would you|do you think i should)\s+(?:i|we)?\s*(?:put|invest|move|buy|sell|keep|park)\b"
+    rf"{_SPAN}{{0,60}}?\b{_ASSETS}\b"
+    rf"|\b(?:best|good|top|which)\s+{_ASSETS}\s+to\s+(?:buy|invest|get)\b"
+    rf"|\b(?:is|are)\s+{_ASSETS}\s+(?:a good|a safe|worth)\b",
+    re.I,
+)
+
+
+def asks_investment_advice(text: str) -> bool:
+    """Whether ``text`` asks what to invest in (refused: the bank's content does not advise)."""
+    return bool(_ADVICE.search(text))
 
 
 # A dispute already under way, asked about ("i disputed a charge 2 weeks ago, do i get the money back

@@ -269,6 +269,49 @@ def test_a_long_off_topic_turn_pointing_back_is_still_refused(shipped: tuple[Eng
     assert answer.kind == "refusal"
 
 
+def test_a_card_charge_the_classifier_reads_as_a_direct_debit_gets_the_card_procedure(
+    shipped: tuple[Engine, TurnService],
+) -> None:
+    answer = ask(shipped[1], "there is a $58.12 charge on my debit card from a website i never heard of")
+    assert answer.kind == "flow" and answer.intent is not None
+    assert answer.intent.name == "card_payment_not_recognised"
+    assert "freeze" in answer.text.lower() and "1-800-555-0199" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("text", "advice"),
+    [
+        ("should i put my emergency fund into crypto or stocks", True),
+        ("what are the best etfs to buy this year", True),
+        ("is gold a good investment right now", True),
+        ("should i put my money in a cd or high yield savings", False),
+        ("do you have any accounts that earn interest", False),
+    ],
+)
+def test_investment_advice_is_recognised(text: str, advice: bool) -> None:
+    assert rules.asks_investment_advice(text) is advice
+
+
+def test_investment_advice_is_refused_not_answered_with_savings_rates(shipped: tuple[Engine, TurnService]) -> None:
+    answer = ask(shipped[1], "should i move my savings into bitcoin or an index fund this year")
+    assert answer.kind == "refusal"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what happens if i buy something that costs more than what's in my checking",
+        "my account is sitting at -$12 after a bill came out, is there a fee",
+    ],
+)
+def test_an_overdraft_described_in_other_words_is_answered_from_the_overdraft_page(
+    shipped: tuple[Engine, TurnService], text: str
+) -> None:
+    answer = ask(shipped[1], text)
+    assert answer.kind in {"faq", "generated", "extractive"}, (answer.kind, answer.text[:80])
+    assert [s.id for s in answer.sources][:1] == ["overdraft"], [s.id for s in answer.sources]
+
+
 def test_hello_is_greeted_not_refused(shipped: tuple[Engine, TurnService]) -> None:
     for text in ["hi", "hello"]:
         answer = ask(shipped[1], text)
@@ -347,6 +390,12 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("lost my card somewhere in rome, what number do i call", rules.LOST_OR_STOLEN_CARD),
         ("i lost my card number, where do i find it", None),
         ("my debit card must have fallen out of my bag at the station", rules.LOST_OR_STOLEN_CARD),
+        ("a thief on the metro grabbed my travel card", rules.LOST_OR_STOLEN_CARD),
+        ("left my credit card at the restaurant and now its not there anymore", rules.LOST_OR_STOLEN_CARD),
+        ("i left my card at home, can i still pay with my phone", None),
+        # "on my debit" is the card; a direct debit is another flow
+        ("a $64 charge on my debit from a store i never heard of", rules.CARD_PAYMENT_NOT_RECOGNISED),
+        ("a direct debit on my account i never set up", None),
         ("pretty sure my card slipped out of my pocket in the taxi", rules.LOST_OR_STOLEN_CARD),
     ],
 )  # fmt: skip

@@ -1,0 +1,42 @@
+"""The bank's name for what customers describe in their own words, added to what retrieval reads.
+
+Customers rarely say "overdraft": they "spend more than what's in checking", are "sitting at -$30",
+"only short like $8", ask why the card "didn't just go through and let me go negative". The
+embedding and the reranker place those near the checking-account or card pages, which name the
+product but not the fee; four independent writers of the resolution sets described overdrafts this
+way. Naming the concept next to the customer's words lets retrieval find the page that answers.
+
+Only retrieval reads the expansion: the flows, the injection check and the sentences quoted read
+the message as typed (``chatbot.dialogue.engine.Engine.understand``).
+"""
+
+from __future__ import annotations
+
+import re
+
+_MORE_THAN_I_HAVE = (
+    r"\b(?:spen[dt]|spending|pay|paid|buy|bought|take out|took out|withdraw\w*|use|used|charge[ds]?)\s+"
+    r"(?:\w+\s+){0,3}more than\s+(?:what\s*'?s|what is|what i (?:have|had|got)|i (?:actually )?(?:have|had|got)|"
+    r"there'?s|there is|is in|my balance)"
+)
+TERMS: list[tuple[str, re.Pattern[str]]] = [
+    (
+        "overdraft",
+        re.compile(
+            rf"{_MORE_THAN_I_HAVE}|\boverspen[dt]\w*"
+            # the customer's money going negative, not "can interest rates go negative"
+            r"|\b(?:balance|account|checking|i|me|it)\b[^.?!]{0,30}?\b(?:go|goes|going|went|gone|be|is|am|sitting at|"
+            r"sits at|at)\s+(?:into\s+|in\s+)?(?:the\s+)?(?:negative|below zero|red)\b"
+            r"|(?:^|\s)-\$\s?\d|\bnegative (?:balance|\$)"
+            r"|\bshort (?:by )?(?:like |about |only )?\$?\d"
+            r"|\bnot enough (?:money |funds |cash )?(?:in|on) (?:my |the )?(?:account|checking|card)\b",
+            re.I,
+        ),
+    ),
+]
+
+
+def expand(text: str) -> str:
+    """``text`` with the bank's term for each concept it describes without naming, in parentheses."""
+    added = [term for term, pattern in TERMS if term not in text.lower() and pattern.search(text)]
+    return f"{text} ({', '.join(added)})" if added else text

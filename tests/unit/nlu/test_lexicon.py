@@ -1,0 +1,35 @@
+"""The bank's term added to what retrieval reads, for what customers describe in other words."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.nlu.lexicon import expand
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what do you charge if i pay for something with more than i have in checking",
+        "i overspent on my card at the mall, is there a fee",
+        "my balance is going to go negative tomorrow when rent comes out",
+        "account shows -$45 now, what happens",
+        "declined and i was only short by $6",
+        "not enough money in my account and the payment went through anyway",
+    ],
+)
+def test_an_overdraft_in_the_customers_words_gets_the_banks_term(text: str) -> None:
+    assert expand(text) == f"{text} (overdraft)"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "how do i pay more than the minimum on my credit card",
+        "can interest rates go negative",
+        "what is the overdraft fee",  # names it already
+        "how much is a wire to mexico",
+    ],
+)
+def test_other_messages_are_left_as_typed(text: str) -> None:
+    assert expand(text) == text
