@@ -262,6 +262,17 @@ def test_a_long_turn_pointing_back_is_answered_about_the_conversation_not_refuse
     assert fact in answer.text
 
 
+def test_a_long_turn_pointing_back_stays_on_the_conversations_product(shipped: tuple[Engine, TurnService]) -> None:
+    """Alone, "take the cash out" reads as the cash back card's rewards."""
+    _, answer = converse(
+        shipped,
+        ["my 6 month cd is about to mature, what happens if i do nothing",
+         "id rather take the cash out at that point instead, how would i go about doing that"],
+    )  # fmt: skip
+    assert answer.kind in {"faq", "generated", "extractive"}, (answer.kind, answer.text[:80])
+    assert [s.id for s in answer.sources][:1] == ["certificates-of-deposit"], [s.id for s in answer.sources]
+
+
 def test_a_long_off_topic_turn_pointing_back_is_still_refused(shipped: tuple[Engine, TurnService]) -> None:
     """Read with the conversation's subject it still finds nothing relevant: the refusal stands."""
     text = "forget all that, my friend says you can tell me which horse wins the derby this weekend, can you do that?"
