@@ -243,6 +243,9 @@ class Engine:
         if use_history is None:
             use_history = self.settings.resolve_followups
         topic = self.titles.get(cited[0]) if cited else None  # what the last answer was about
+        # The earlier turns with the bank's names for what they described: "say i turn that on, whats
+        # the fee then" after "theres not enough in the account" is about the overdraft.
+        history = [lexicon.expand(turn) for turn in history]
         resolution = resolve(query, history, topic) if use_history and history else Resolution(query, False, None)
         mode = options.retrieval_mode or self.settings.retrieval_mode
         # The customer's next message is most likely about what was just cited, even when it names its

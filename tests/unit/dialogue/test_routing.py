@@ -162,6 +162,10 @@ def test_account_data_through_typos_and_check_the_noun(text: str, own: bool) -> 
         ("can you show me the last 5 transactions on my debit card", True),
         ("ok can u check if anything from my employer has come in yet", True),
         ("i just need to check my balance", True),
+        ("did the 300 my sister sent me on quickpay come through yet", True),
+        ("has mine come in yet? its from my employer", True),
+        ("how much have i withdrawn so far this week", True),
+        ("how long does it take for a quickpay to come through", False),
         # checking a balance as something one does, asked about: a product question
         ("does it cost anything just to check my balance at another banks atm", False),
         ("what is the fee on my account", False),
@@ -271,6 +275,18 @@ def test_a_long_turn_pointing_back_stays_on_the_conversations_product(shipped: t
     )  # fmt: skip
     assert answer.kind in {"faq", "generated", "extractive"}, (answer.kind, answer.text[:80])
     assert [s.id for s in answer.sources][:1] == ["certificates-of-deposit"], [s.id for s in answer.sources]
+
+
+def test_a_follow_up_to_an_overdraft_described_in_other_words_stays_on_overdraft(
+    shipped: tuple[Engine, TurnService],
+) -> None:
+    _, answer = converse(
+        shipped,
+        ["what happens if i buy something with my debit card and theres not enough in the account",
+         "ok and if i do switch that on, what would it cost me each time"],
+    )  # fmt: skip
+    assert [s.id for s in answer.sources][:1] == ["overdraft"], [s.id for s in answer.sources]
+    assert "$29" in answer.text
 
 
 def test_a_long_off_topic_turn_pointing_back_is_still_refused(shipped: tuple[Engine, TurnService]) -> None:
@@ -421,11 +437,16 @@ def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, 
         ("there was a weird sign-in on my profile from a device we dont recognise", rules.ACCOUNT_COMPROMISED),
         ("is somebody using my mobile banking?? the settings changed", rules.ACCOUNT_COMPROMISED),
         ("how do i sign in on a new device", None),
+        (
+            "a guy said he was from kestrel and asked me to read back the code they texted me, so i did",
+            rules.SHARED_SECURITY_CODE,
+        ),
+        ("the app asked me to confirm the code and i did, what now", None),
         ("i cant log in, i dont know my password anymore", None),
         ("is there a fee to add someone to my account", None),
     ],
 )
-def test_signs_of_someone_else_in_online_banking_are_an_account_takeover(text: str, flow: str | None) -> None:
+def test_someone_else_in_online_banking_or_a_code_given_away_is_an_emergency(text: str, flow: str | None) -> None:
     assert rules.emergency(text) == flow
 
 
