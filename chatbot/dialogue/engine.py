@@ -254,7 +254,8 @@ class Engine:
         understood = await self._run(self.understand, query, resolution.query, mode, cited)
         decision = policy.decide(query, understood, self.settings, resolution.dependent)
         lean = bool(use_history and history) and not resolution.dependent and points_back(query)
-        if lean and (decision.route == "retrieval" or self._dead_end(decision, understood)):
+        off_topic = decision.route == "refusal" and decision.text == policy.OUT_OF_SCOPE_TEXT  # not an attack
+        if lean and (decision.route == "retrieval" or off_topic):
             # A turn too long for the follow-up rules that still points back with no subject of its own
             # ("i want the cash out instead, how do i do that" after a CD question; "after that how do
             # i kick off whatever phone they used"): read it with the conversation, and keep that
@@ -285,12 +286,6 @@ class Engine:
         answer = self._decided_answer(decision, answer_id, understood)
         yield DeltaEvent(id=answer_id, text=answer.text)
         yield answer
-
-    def _dead_end(self, decision: policy.Decision, understood: policy.Understanding) -> bool:
-        """Whether the decision refuses as off-topic, or retrieval would find nothing relevant."""
-        if decision.route == "refusal":
-            return decision.text == policy.OUT_OF_SCOPE_TEXT
-        return decision.route == "retrieval" and understood.best_score < self.settings.relevance_threshold
 
     def understand(
         self, raw: str, query: str, mode: str | None = None, prefer: Sequence[str] = ()

@@ -338,7 +338,8 @@ def resolve(text: str, history: Sequence[str], topic: str | None = None, lean: b
     """Resolve ``text`` against the previous user turns (oldest first, raw as the customer typed them);
     ``topic``: the title of what the assistant's last answer cited, if anything (see ``merge``).
     ``lean``: merge it with the previous turn even when ``is_dependent`` says it stands alone (the
-    engine asks for this when, read alone, the turn would be refused or answered with nothing)."""
+    engine asks for this reading of a turn that ``points_back``, and keeps it when it finds something
+    relevant)."""
     previous: str | None = None
     for turn in history:
         previous = merge(turn, previous) if previous is not None and is_dependent(turn) else turn

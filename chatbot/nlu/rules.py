@@ -337,8 +337,8 @@ def asks_for_person(text: str) -> bool:
 # Investment advice, which a bank's assistant must not give ("should i put my savings in bitcoin or an
 # index fund"): retrieval would answer it with the savings rates it finds closest.
 _ASSETS = (
-    r"(?:bitcoin|btc|ethereum|crypto\w*|dogecoin|stocks?|shares|equities|index funds?|s&p(?: 500)?|etfs?|"
-    r"mutual funds?|bonds?|gold|nfts?|forex|options)"
+    r"(?:bitcoin|btc|ethereum|crypto\w*|dogecoin|stocks?|equities|index funds?|s&p(?: 500)?|etfs?|"
+    r"mutual funds?|bonds?|nfts?|forex)"
 )
 _ADVICE = re.compile(
     rf"\b(?:should|shall|would you|do you think i should)\s+(?:i|we)?\s*(?:put|invest|move|buy|sell|keep|park)\b"

@@ -310,7 +310,8 @@ def test_a_card_charge_the_classifier_reads_as_a_direct_debit_gets_the_card_proc
     [
         ("should i put my emergency fund into crypto or stocks", True),
         ("what are the best etfs to buy this year", True),
-        ("is gold a good investment right now", True),
+        ("is bitcoin a safe bet right now", True),
+        ("should i put gold jewelry in a safe deposit box", False),
         ("should i put my money in a cd or high yield savings", False),
         ("do you have any accounts that earn interest", False),
     ],
