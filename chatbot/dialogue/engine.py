@@ -245,7 +245,7 @@ class Engine:
         topic = self.titles.get(cited[0]) if cited else None  # what the last answer was about
         # The earlier turns with the bank's names for what they described: "say i turn that on, whats
         # the fee then" after "theres not enough in the account" is about the overdraft.
-        history = [lexicon.expand(turn) for turn in history]
+        history = [lexicon.expand(turn) for turn in history] if use_history else []
         resolution = resolve(query, history, topic) if use_history and history else Resolution(query, False, None)
         mode = options.retrieval_mode or self.settings.retrieval_mode
         # The customer's next message is most likely about what was just cited, even when it names its
@@ -264,7 +264,7 @@ class Engine:
             # lost), res-k/l 109 → 112 of 155; only for turns that alone would be refused or answered
             # with nothing: dev and res-i/j the same, res-k/l 109.
             leaning = resolve(query, history, topic, lean=True)
-            again = await self._run(self.understand, query, leaning.query, mode, cited)
+            again = await self._run(self.understand, query, leaning.query, mode, cited, understood)
             if again.best_score >= self.settings.relevance_threshold:
                 resolution, understood = leaning, again
                 decision = policy.decide(query, understood, self.settings, True)
@@ -288,21 +288,34 @@ class Engine:
         yield answer
 
     def understand(
-        self, raw: str, query: str, mode: str | None = None, prefer: Sequence[str] = ()
+        self,
+        raw: str,
+        query: str,
+        mode: str | None = None,
+        prefer: Sequence[str] = (),
+        earlier: policy.Understanding | None = None,
     ) -> policy.Understanding:
         """Injection check on the raw message; intents and retrieval on the resolved query, with the
         bank's name for what it describes in other words (``chatbot.nlu.lexicon``: "spend more than
-        what's in my checking" is an overdraft)."""
+        what's in my checking" is an overdraft).
+
+        ``earlier``: this message's first reading, when ``query`` is a second one (the lean reading in
+        ``_route``); the message as typed is then not encoded, classified or checked again.
+        """
         self.warm_up()
         query = lexicon.expand(query)
         # One encode of the message serves the classifier, the injection check and retrieval; a
         # rewritten follow-up needs a second one, shared by its classification and its retrieval.
-        vector = self.embedder.encode([raw])[0]
+        if earlier is not None and earlier.raw_vector is not None:
+            vector, ranking, verdict = earlier.raw_vector, earlier.ranking, earlier.injection
+        else:
+            vector = self.embedder.encode([raw])[0]
+            ranking = list(self.nlu.parse(raw, embedding=vector).ranking)
+            verdict = self.guard.check(raw, vector) if self.guard is not None else None
         query_vector = vector if query == raw else self.embedder.encode([query])[0]
-        ranking = resolved = list(self.nlu.parse(raw, embedding=vector).ranking)
+        resolved = ranking
         if query != raw:
             resolved = list(self.nlu.parse(query, embedding=query_vector).ranking)
-        verdict = self.guard.check(raw, vector) if self.guard is not None else None
         # A rewritten follow-up is also checked as resolved (policy.decide weighs both verdicts).
         resolved_verdict = self.guard.check(query, query_vector) if self.guard is not None and query != raw else None
         hits = self.search(query, max(self.settings.retrieval_top_k, 10), mode, vector=query_vector, prefer=prefer)
@@ -310,7 +323,7 @@ class Engine:
         # "card" alone gets a clarifying question whose quick replies are the bank's FAQ questions
         # nearest to it (policy.common_questions); its closest passages may all be document sections.
         faq = self.search(query, 10, mode, vector=query_vector, kind="faq") if rules.vague(raw) else []
-        return policy.Understanding(ranking, resolved, verdict, hits, best, query_vector, resolved_verdict, faq)
+        return policy.Understanding(ranking, resolved, verdict, hits, best, query_vector, resolved_verdict, faq, vector)
 
     def _decided_answer(
         self, decision: policy.Decision, answer_id: str, understood: policy.Understanding

@@ -178,6 +178,7 @@ class Understanding:
     query_vector: np.ndarray | None = None  # the resolved query's embedding, for the flow's source score
     resolved_injection: InjectionVerdict | None = None  # the check on the resolved follow-up (None: not rewritten)
     faq_hits: list[Hit] = field(default_factory=list)  # the FAQ entries closest to a vague message ("card")
+    raw_vector: np.ndarray | None = None  # the message as typed, embedded (a second reading reuses it)
 
 
 @dataclass(frozen=True)

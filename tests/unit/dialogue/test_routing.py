@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -275,6 +277,36 @@ def test_a_long_turn_pointing_back_stays_on_the_conversations_product(shipped: t
     )  # fmt: skip
     assert answer.kind in {"faq", "generated", "extractive"}, (answer.kind, answer.text[:80])
     assert [s.id for s in answer.sources][:1] == ["certificates-of-deposit"], [s.id for s in answer.sources]
+
+
+def test_the_second_reading_of_a_turn_pointing_back_does_not_read_the_message_again(
+    shipped: tuple[Engine, TurnService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lean reading reuses the message's embedding, intents and injection verdict: only the
+    conversation's reading is new work."""
+    engine, _ = shipped
+    assert engine.guard is not None
+    calls: Counter[tuple[str, str]] = Counter()
+    encode, parse, check = engine.embedder.encode, engine.nlu.parse, engine.guard.check
+
+    def counted(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(first: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.update((name, text) for text in (first if isinstance(first, list) else [first]))
+            return function(first, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(engine.embedder, "encode", counted("encode", encode))
+    monkeypatch.setattr(engine.nlu, "parse", counted("parse", parse))
+    monkeypatch.setattr(engine.guard, "check", counted("check", check))
+    text = "id rather take the cash out at that point instead, how would i go about doing that"
+    answer = asyncio.run(
+        engine.answer(text, ["my 6 month cd is about to mature, what happens if i do nothing"],
+                      cited=["certificates-of-deposit"])
+    )  # fmt: skip
+    assert [s.id for s in answer.sources][:1] == ["certificates-of-deposit"]  # the lean reading was kept
+    assert sum(1 for name, said in calls if name == "encode" and said != text) >= 1  # the second reading ran
+    assert (calls["encode", text], calls["parse", text], calls["check", text]) == (1, 1, 1)
 
 
 def test_a_follow_up_to_an_overdraft_described_in_other_words_stays_on_overdraft(
