@@ -170,7 +170,9 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(
             rf"\bmy\s+{_KIND}(?:card|wallet|purse)(?:'s|s)?\s+"
             r"(?:was\s+|got\s+|has been\s+|is\s+|just\s+|been\s+)*(?:stolen|gone|nicked|snatched|pickpocketed)\b"
-            rf"|\b(?:stole|grabbed|nicked|snatched|pickpocketed)\s+my\s+{_KIND}"
+            rf"|\bmy\s+{_KIND}(?:card|wallet|purse)s?\s+(?:was|got|has been|have been|were)\s+taken\b"
+            r"(?!\s+(?:by|in|at)\s+(?:the|an|a)\s+(?:atm|machine|cash))"
+            rf"|\b(?:stole|grabbed|nicked|snatched|pickpocketed|took)\s+my\s+{_KIND}"
             r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))"
             # "i cant find my credit card anywhere", "lost my card somewhere in rome"
             rf"|\b(?:lost|can'?t find|cannot find|misplaced)\s+my\s+{_KIND}card\b"
@@ -185,6 +187,16 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
 ]
+# "my bag got stolen on the metro ... my debit card was in my wallet", "i got mugged, they took
+# everything": a theft of what the card was in, when the message says a card (or wallet) went with it.
+_THEFT = re.compile(
+    r"\bmy\s+(?:\w+\s+)?(?:bag|backpack|handbag|rucksack|jacket|coat|car)\s+"
+    r"(?:was\s+|got\s+|has been\s+|just\s+|been\s+)*(?:stolen|snatched|nicked|taken|broken into)\b"
+    r"|\b(?:stole|grabbed|snatched|nicked|took)\s+my\s+(?:\w+\s+)?(?:bag|backpack|handbag|rucksack)\b"
+    r"|\b(?:got|was|been|were)\s+(?:mugged|robbed|pickpocketed)\b",
+    re.I,
+)
+_CARRIED = re.compile(r"\b(?:cards?|wallet|purse)\b", re.I)
 _OVER = re.compile(r"\b(?:reported|found (?:it|my))\b", re.I)  # "reported my card stolen ... found it": not now
 _MACHINE = re.compile(r"\b(?:atm|machine|cash ?point)\b[^.?!]{0,20}\b(?:took|stole|kept|ate|swallowed)\b", re.I)
 # "the atm ATE my card", "cash machine kept my debit card": the kept-card procedure, whatever the classifier says.
@@ -315,6 +327,8 @@ def card_emergency(text: str) -> str | None:
     for name, pattern in CARD_PATTERNS:
         if pattern.search(text):
             return name
+    if _THEFT.search(text) and _CARRIED.search(text):
+        return LOST_OR_STOLEN_CARD
     return None
 
 

@@ -457,6 +457,13 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("a $64 charge on my debit from a store i never heard of", rules.CARD_PAYMENT_NOT_RECOGNISED),
         ("a direct debit on my account i never set up", None),
         ("pretty sure my card slipped out of my pocket in the taxi", rules.LOST_OR_STOLEN_CARD),
+        # a theft of what the card was in, when a card or wallet went with it
+        ("someone snatched my backpack at the station and both my cards were inside", rules.LOST_OR_STOLEN_CARD),
+        ("i was mugged walking home, they got my wallet and phone", rules.LOST_OR_STOLEN_CARD),
+        ("my purse was taken from my shopping cart", rules.LOST_OR_STOLEN_CARD),
+        ("my rucksack got stolen with my laptop in it, can i get a personal loan for a new one", None),
+        ("is my card taken at gas stations in canada", None),  # "taken" as accepted
+        ("my card was taken by the atm after the wrong pin", None),  # the kept-card procedure, not a theft
     ],
 )  # fmt: skip
 def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, flow: str | None) -> None:
