@@ -61,10 +61,13 @@ FIGURE_MONEY = (
     r"|\b(?:fees?|charges?)(?::| is| are| of)\s+(?:up to\s+)?(?:\$\s?\d|\d(?:\.\d+)?\s?%)"
 )
 FIGURE_PERCENT = r"\d(?:\.\d+)?\s?%|\bpercent\b"
-# "1 to 5 business days" is a duration; "up to $25,000 per business day" is a limit, not one.
+# "1 to 5 business days" is a duration; "up to $25,000 per business day" is a limit, not one, and so is
+# "$10,000 per rolling 30 days" ("how fast does she get it" is not answered by a sending limit).
+_PERIOD = r"(?<!per )(?<!rolling )"
 FIGURE_TIME = (
-    r"\b\d+\s+(?:to\s+\d+\s+)?(?:business|calendar)\s+days?\b|\b\d+\s+(?:to\s+\d+\s+)?(?:minutes?|hours?|days?|weeks?|"
-    r"months?|years?)\b|\bimmediately\b|\bsame (?:business )?day\b|\bnext business day\b|\bwithin\b"
+    rf"{_PERIOD}\b\d+\s+(?:to\s+\d+\s+)?(?:business|calendar)\s+days?\b|{_PERIOD}\b\d+\s+(?:to\s+\d+\s+)?"
+    r"(?:minutes?|hours?|days?|weeks?|months?|years?)\b|\bimmediately\b|\bsame (?:business )?day\b|"
+    r"\bnext business day\b|\bwithin\b"
 )
 ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     "amount": (
@@ -180,7 +183,12 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     # "the least I can start with" (a money market's $1,000), "the least we can put down" (3%): a
     # minimum, in dollars or as a share
     "minimum": (
-        re.compile(r"\bleast (?:i|we) (?:can|could|need|have|must)\b|\bleast you (?:need|have|must)\b", re.I),
+        re.compile(
+            r"\bleast (?:i|we) (?:can|could|need|have|must)\b|\bleast you (?:need|have|must)\b"
+            # "how much money need to open", "how much do i need to start one"
+            r"|\bhow much\b(?:\s+\w+){0,6}?\s+(?:to|for)\s+(?:open|start)\b",
+            re.I,
+        ),
         re.compile(
             r"\b(?:at least|minimum|as little as|needs?|takes|requires?)\b[^.;]{0,40}?(?:\$\s?\d|\d(?:\.\d+)?\s?%)"
             r"|(?:\$\s?\d[\d,.]*|\d(?:\.\d+)?\s?%)\s+(?:to open|down|minimum)\b|^[^.]{0,40}:\s*\$\s?\d|\bno minimum\b",
@@ -539,6 +547,17 @@ def passage_units(passage: Passage, catalogue: Catalogue, max_list_words: int = 
         if list_items == 0 and not named and heading_products and BULLET_MARK in text:
             label = " and ".join(sorted(heading_products))
             text = f"{label} — {text.replace(BULLET_MARK, '')}"
+        elif (
+            list_items == 0
+            and not (named or item)  # a bullet quoted with its lead-in says whose it is already
+            and heading.startswith("Kestrel ")  # a product's own section ("Kestrel Money Market account")
+            and BULLET_MARK in text
+            and LABEL_ROW.match(text[1:])
+            and "Kestrel" not in text
+        ):
+            # "Minimum opening deposit: $1,000." quoted alone says nothing of whose it is; under
+            # "Kestrel Money Market account" it is that account's, not the savings account asked about.
+            text = f"{heading} — {text.replace(BULLET_MARK, '')}"
         units.append(Unit(text.replace(BULLET_MARK, ""), passage.id, len(units), products, list_items, heading, item))
 
     lines = body.splitlines()
@@ -604,6 +623,8 @@ ABOUT_PAGE = re.compile(
 )
 
 
+# A row that is a label and its value ("Minimum opening deposit: $1,000", "$0 to $9,999.99: 1.50%").
+LABEL_ROW = re.compile(r"^(?:(?!\.\s)[^:;]){2,48}:\s+\S")
 BULLET_MARK = "\u2063"  # an invisible marker: "this unit was a bullet or a table row" while splitting
 
 

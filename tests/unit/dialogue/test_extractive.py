@@ -229,6 +229,38 @@ def test_a_bullet_belongs_to_its_sections_product_and_says_so() -> None:
     assert fee.text == "Kestrel Basic Savings — Monthly maintenance fee: $5."
 
 
+def test_a_labelled_row_of_a_products_section_is_quoted_with_the_section_it_belongs_to() -> None:
+    """The money market has no sibling product, so the catalogue does not know it: its row "Minimum
+    opening deposit: $1,000" quoted alone would read as the savings account the customer asked about."""
+    passage = Passage(
+        id="savings#money-market",
+        kind="chunk",
+        source_id="savings",
+        title="Savings",
+        url=None,
+        text="Savings — Kestrel Money Market account\nThe money market earns tiered interest.\n\n"
+        "| Balance | APY |\n|---|---|\n| $0 to $9,999.99 | 1.50% |\n\n- Minimum opening deposit: $1,000\n\n"
+        "You will need:\n- Photo ID: a passport or driver's license",
+    )
+    texts = [u.text for u in passage_units(passage, CATALOGUE)]
+    assert "Kestrel Money Market account — Minimum opening deposit: $1,000." in texts
+    assert "Kestrel Money Market account — $0 to $9,999.99: 1.50%." in texts
+    assert "The money market earns tiered interest." in texts  # a sentence says what it is about itself
+    assert "You will need: photo ID: a passport or driver's license." in texts  # a bullet with its lead-in
+    general = Passage(
+        id="fees#atm", kind="chunk", source_id="fees", title="Fees", url=None,
+        text="Fees — ATM fees at the bank\n- Out-of-network ATM: $3",
+    )  # fmt: skip
+    assert [u.text for u in passage_units(general, CATALOGUE)] == ["Out-of-network ATM: $3."]
+
+
+def test_how_much_to_open_asks_a_minimum_and_a_sending_limit_is_no_wait() -> None:
+    assert "minimum" in aspects_of("how much money need to open?")
+    assert "minimum" in aspects_of("how much do i have to put in to start one")
+    assert not answers_aspect("You can send up to $2,500 per day and $10,000 per rolling 30 days.", "duration")
+    assert answers_aspect("Standard external transfers arrive in 1 to 3 business days.", "duration")
+
+
 def test_a_list_with_its_lead_in_is_one_unit_and_abbreviations_do_not_split_sentences() -> None:
     texts = [u.text for u in passage_units(WIRES, CATALOGUE)]
     assert "Wires requested by 3:00 p.m. ET are sent the same business day." in texts
