@@ -293,8 +293,7 @@ def relevant(hits: list[Hit], settings: Settings) -> bool:
         return False
     top = settings.agreement_rank
     return any(
-        h.dense_rank is not None and h.bm25_rank is not None and h.dense_rank < top and h.bm25_rank < top
-        for h in hits
+        h.dense_rank is not None and h.bm25_rank is not None and h.dense_rank < top and h.bm25_rank < top for h in hits
     )
 
 

@@ -172,6 +172,9 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"(?:was\s+|got\s+|has been\s+|is\s+|just\s+|been\s+)*(?:stolen|gone|nicked|snatched|pickpocketed)\b"
             rf"|\bmy\s+{_KIND}(?:card|wallet|purse)s?\s+(?:was|got|has been|have been|were)\s+taken\b"
             r"(?!\s+(?:by|in|at)\s+(?:the|an|a)\s+(?:atm|machine|cash))"
+            # "card got stolen and i think they know my pin": the customer's own, said without "my"
+            rf"|^\W*(?:{_KIND})?(?:card|wallet|purse)\s+(?:was\s+|got\s+|has been\s+|just\s+)+"
+            r"(?:stolen|nicked|snatched|pickpocketed)\b"
             rf"|\b(?:stole|grabbed|nicked|snatched|pickpocketed|took)\s+my\s+{_KIND}"
             r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))"
             # "i cant find my credit card anywhere", "lost my card somewhere in rome"
@@ -235,7 +238,8 @@ _MY_DATA = rf"\bmy\s+(?:{_QUALIFIER}\s+){{0,3}}{_DATA}\b"
 _ASK = (
     r"(?:what(?:'s| is| are| was| were)|whats|tell me|show(?: me)?|give(?: me)?|"
     r"(?<!'s )(?<!\ba )(?<!\bthe )(?<!\bmy )(?<!\bof )(?<!\bcashier )(?<!\bto )check|(?<!\bto )see|(?<!\bto )view|"
-    r"list|read(?: me)?|display|look up|pull up|send me|"
+    # "can you send me my statements", not "he wants to send me my salary by wire" (someone else paying)
+    r"list|read(?: me)?|display|look up|pull up|(?<!\bto )(?<!\bwant )(?<!\bhe )(?<!\bshe )(?<!\bthey )send me|"
     r"i (?:\w+ )?(?:want|need|would like|'d like|wanna) to (?:know|see|check))"
 )
 _FILL = r"(?:\s+(?:me|up|out|on|at|please|pls|plz|again|quickly|now|all|of|for|just|the|current))*"
@@ -258,7 +262,7 @@ ACCOUNT_DATA_PATTERN = re.compile(
     # "can you check if my first one came in", "see whether the payment went thru"
     # "did the 1200 my dad sent me on quickpay come thru yet", "has mine come in yet"
     rf"|\b(?:(?:did|has|have)\s+(?:my|the|mine)|(?:is|was|were)\s+my"
-    rf"|(?:check|see|confirm|tell me|know|look)\s+(?:if|whether)\s+(?:my|the|anything|any money|any))"
+    rf"|(?:check|see|confirm|tell me|know|look)\s+(?:if|whether)\s+(?:my|the|anything|any money|any|it|mine))"
     rf"\s+(?:[\w'-]+\s+){{0,8}}?(?:go(?:ne)? (?:through|thru)|went (?:through|thru)|"
     r"arrived?|come in|came in|come (?:through|thru)|came (?:through|thru)|clear(?:ed)?|post(?:ed)?|land(?:ed)?|"
     r"hit|bounced?|(?:been|get|gotten) (?:paid|"

@@ -171,6 +171,10 @@ def test_account_data_through_typos_and_check_the_noun(text: str, own: bool) -> 
         # checking a balance as something one does, asked about: a product question
         ("does it cost anything just to check my balance at another banks atm", False),
         ("what is the fee on my account", False),
+        ("could you look at my checking and tell me if it arrived", True),
+        # someone else sending the customer money: what to give them, not the customer's data
+        ("my landlord wants to send me my deposit back by wire, what details does he need", False),
+        ("my mom will send me my allowance thru quickpay, is there a fee for her", False),
     ],
 )
 def test_account_data_asked_about_one_payment_or_the_latest_ones(text: str, own: bool) -> None:
@@ -457,6 +461,8 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("a $64 charge on my debit from a store i never heard of", rules.CARD_PAYMENT_NOT_RECOGNISED),
         ("a direct debit on my account i never set up", None),
         ("pretty sure my card slipped out of my pocket in the taxi", rules.LOST_OR_STOLEN_CARD),
+        ("debit card got stolen out of my car last night", rules.LOST_OR_STOLEN_CARD),
+        ("card got declined at the store", None),
         # a theft of what the card was in, when a card or wallet went with it
         ("someone snatched my backpack at the station and both my cards were inside", rules.LOST_OR_STOLEN_CARD),
         ("i was mugged walking home, they got my wallet and phone", rules.LOST_OR_STOLEN_CARD),
