@@ -1,5 +1,8 @@
 """The bank's name for what customers describe in their own words, added to what retrieval reads.
 
+The terms: an overdraft, a mobile wallet (the phone or watch named instead), the local currency
+(asked to pay "in usd or pesos" abroad) and phishing (a link in a message that claims to be the bank).
+
 Customers rarely say "overdraft": they "spend more than what's in checking", are "sitting at -$30",
 "only short like $8", ask why the card "didn't just go through and let me go negative". The
 embedding and the reranker place those near the checking-account or card pages, which name the
@@ -30,6 +33,37 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
             r"|(?:^|\s)-\$\s?\d|\bnegative (?:balance|\$)"
             r"|\bshort (?:by )?(?:like |about |only )?\$?\d"
             r"|\bnot enough (?:money |funds |cash )?(?:in|on) (?:my |the )?(?:account|checking|card)\b",
+            re.I,
+        ),
+    ),
+    (
+        # "how do i put my debit card on my apple watch", "can i pay with my phone till the card comes":
+        # the device named, not the wallet; "debit card" alone pulls the debit card page
+        "mobile wallet",
+        re.compile(
+            r"\b(?:apple|samsung|galaxy|pixel|garmin|fitbit)\s+(?:watch|wallet)\b"
+            r"|\b(?:pay|paying|tap|tapping|buy|purchases?)\s+(?:\w+\s+){0,2}?(?:with|using|on)\s+(?:my\s+)?"
+            r"(?:phone|watch|iphone|android|smartwatch)\b"
+            r"|\b(?:card|it)\s+(?:on|onto|to|in|into)\s+(?:my|her|his|the|a)\s+(?:[\w']+\s+)?"
+            r"(?:phone|watch|iphone|android|smartwatch)\b",
+            re.I,
+        ),
+    ),
+    (
+        # "the atm is asking if i want to be charged in usd or pesos": the bank says "local currency"
+        "local currency",
+        re.compile(
+            r"\b(?:in|to)\s+(?:usd|us dollars|dollars|us\$)\s+or\s+(?:in\s+)?(?:the\s+)?\w+"
+            r"|\b(?:in|to)\s+(?:euros?|pesos|pounds|yen|the local money)\s+or\s+(?:in\s+)?(?:usd|us dollars|dollars)\b",
+            re.I,
+        ),
+    ),
+    (
+        # "a text saying my acct is suspended and to click a link to verify": a link in a message
+        "phishing",
+        re.compile(
+            r"\b(?:click|clicked|clicking|tap|tapped|follow|followed|open|opened)\s+(?:on\s+)?(?:a|the|this|that|their)?"
+            r"\s*links?\b|\blinks?\s+to\s+(?:verify|sign in|log ?in|confirm|unlock|update|reactivate)\b",
             re.I,
         ),
     ),

@@ -33,3 +33,31 @@ def test_an_overdraft_in_the_customers_words_gets_the_banks_term(text: str) -> N
 )
 def test_other_messages_are_left_as_typed(text: str) -> None:
     assert expand(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("how do i get my debit card onto my galaxy watch", "mobile wallet"),
+        ("can i just tap with my phone at the register", "mobile wallet"),
+        ("set up the card on my wife's iphone", "mobile wallet"),
+        ("shop in spain asked if i want to pay in dollars or euros, which is better", "local currency"),
+        ("should i let the atm charge me in usd or in the local money", "local currency"),
+        ("got an email that says to click the link to unlock my account, real?", "phishing"),
+        ("a text with a link to verify my card, i tapped it", "phishing"),
+    ],
+)
+def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, term: str) -> None:
+    assert expand(text) == f"{text} ({term})"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "can i change my phone number in the app",
+        "where is the link to download my statements",  # a link asked for, not one in a message
+        "how many dollars can i wire to mexico",
+    ],
+)
+def test_nearby_wordings_are_left_as_typed(text: str) -> None:
+    assert expand(text) == text
