@@ -66,7 +66,8 @@ FIGURE_PERCENT = r"\d(?:\.\d+)?\s?%|\bpercent\b"
 _PERIOD = r"(?<!per )(?<!rolling )"
 FIGURE_TIME = (
     rf"{_PERIOD}\b\d+\s+(?:to\s+\d+\s+)?(?:business|calendar)\s+days?\b|{_PERIOD}\b\d+\s+(?:to\s+\d+\s+)?"
-    r"(?:minutes?|hours?|days?|weeks?|months?|years?)\b|\bimmediately\b|\bsame (?:business )?day\b|"
+    r"(?:minutes?|hours?|days?|weeks?|months?|years?|(?:pay|billing|statement) (?:cycles?|periods?))\b|"
+    r"\bimmediately\b|\bsame (?:business )?day\b|"
     r"\bnext business day\b|\bwithin\b"
 )
 ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {

@@ -259,6 +259,7 @@ def test_how_much_to_open_asks_a_minimum_and_a_sending_limit_is_no_wait() -> Non
     assert "minimum" in aspects_of("how much do i have to put in to start one")
     assert not answers_aspect("You can send up to $2,500 per day and $10,000 per rolling 30 days.", "duration")
     assert answers_aspect("Standard external transfers arrive in 1 to 3 business days.", "duration")
+    assert answers_aspect("It usually takes 1 to 2 pay cycles for your first direct deposit to arrive.", "duration")
 
 
 def test_a_list_with_its_lead_in_is_one_unit_and_abbreviations_do_not_split_sentences() -> None:
