@@ -112,19 +112,6 @@ class Settings(BaseSettings):
     relevance_threshold: float = Field(
         0.45, ge=0.0, le=1.0, description="Best cosine similarity below which nothing is relevant (fallback)."
     )
-    relevance_floor: float = Field(
-        0.35,
-        ge=0.0,
-        le=1.0,
-        description="Best cosine above which a passage both retrievers rank near the top is relevant "
-        "even under relevance_threshold (see agreement_rank).",
-    )
-    agreement_rank: int = Field(
-        6,
-        ge=0,
-        description="A passage in the top this many of both dense and BM25 retrieval is one they agree on "
-        "(0: never, so relevance_threshold alone decides).",
-    )
     confident_threshold: float = Field(
         0.60,
         ge=0.0,

@@ -265,7 +265,7 @@ class Engine:
             # with nothing: dev and res-i/j the same, res-k/l 109.
             leaning = resolve(query, history, topic, lean=True)
             again = await self._run(self.understand, query, leaning.query, mode, cited, understood)
-            if policy.relevant(again.hits, self.settings):
+            if again.best_score >= self.settings.relevance_threshold:
                 resolution, understood = leaning, again
                 decision = policy.decide(query, understood, self.settings, True)
         intent = decision.intent
@@ -375,6 +375,7 @@ class Engine:
         if hits is None:
             hits = await self._run(self.search, query, max(self.settings.retrieval_top_k, 10), mode)
         best_faq = max((h for h in hits if h.passage.kind == "faq"), key=lambda h: h.score, default=None)
+        best_score = max((h.score for h in hits), default=0.0)
 
         if (
             options.faq_route
@@ -387,7 +388,7 @@ class Engine:
             yield self._answer(answer_id, text, "faq", [best_faq])
             return
 
-        if not policy.relevant(hits, self.settings):
+        if not hits or best_score < self.settings.relevance_threshold:
             yield DeltaEvent(id=answer_id, text=self.settings.fallback_message)
             yield self._answer(answer_id, self.settings.fallback_message, "fallback", [])
             return
@@ -565,7 +566,7 @@ class Engine:
         if self.worker is None or not query.strip():
             return None
         hits = await self._run(self.search, query, max(self.settings.retrieval_top_k, 10))
-        if not policy.relevant(hits, self.settings):
+        if not hits or max(h.score for h in hits) < self.settings.relevance_threshold:
             return None
         final: AnswerObject | None = None
         async for item in self._generate(

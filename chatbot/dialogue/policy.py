@@ -29,9 +29,8 @@ Order (first match wins), documented in docs/architecture.md:
    transfer": ``chatbot.nlu.rules.vague``) → a clarifying question whose quick replies are the bank's
    own FAQ questions closest to it, one per document;
 6. ``out_of_scope`` above ``oos_refusal_confidence`` and nothing relevant in the knowledge base
-   (``relevant``: best cosine under ``relevance_threshold``, and no passage over ``relevance_floor``
-   that both retrievers rank near the top; retrieval would fall back anyway) → a refusal that says
-   what the assistant can help with;
+   (best cosine under ``relevance_threshold``, where retrieval would fall back anyway) → a refusal
+   that says what the assistant can help with;
 7. two close, unconfident intents where at least one would change the route, no FAQ answer close
    enough to send verbatim, and a short message (``clarify_max_words``) → a clarifying question
    (kind ``clarification``) with the options as quick replies;
@@ -266,7 +265,7 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
     if (
         top.name == OUT_OF_SCOPE
         and top.confidence >= settings.oos_refusal_confidence
-        and not relevant(understood.hits, settings)
+        and understood.best_score < settings.relevance_threshold
     ):
         return Decision("refusal", top, "refusal", OUT_OF_SCOPE_TEXT)
     # A long message whose intents are close is still specific enough to answer ("my bag got stolen
@@ -277,24 +276,6 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
     if options:
         return Decision("clarification", top, "clarification", CLARIFY_TEXT, quick_replies=options)
     return Decision("retrieval", top)
-
-
-def relevant(hits: list[Hit], settings: Settings) -> bool:
-    """Whether anything retrieved is about the message, so that it is answered, not refused or sent
-    the fallback: a passage close enough in meaning, or, a little less close, one that the dense and
-    the BM25 retriever both rank near the top. Casual or roundabout wording lowers the cosine of the
-    right passage ("r u guys open saturdays" → branch hours, 0.44; "my father is deaf ... how can he
-    get in touch with you" → accessibility support, 0.38) while the words still find it; off-topic
-    messages (weather, recipes, homework) stay under the floor."""
-    best = max((h.score for h in hits), default=0.0)
-    if best >= settings.relevance_threshold:
-        return True
-    if best < settings.relevance_floor:
-        return False
-    top = settings.agreement_rank
-    return any(
-        h.dense_rank is not None and h.bm25_rank is not None and h.dense_rank < top and h.bm25_rank < top for h in hits
-    )
 
 
 def common_questions(hits: list[Hit], limit: int = 4) -> tuple[str, ...]:

@@ -8,18 +8,16 @@ given the classifier rankings it would receive, so each routing rule is checked 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 
 from chatbot.config import PROJECT_ROOT, Settings
 from chatbot.dialogue.followup import is_dependent, points_back, resolve
-from chatbot.dialogue.policy import ACCOUNT_DATA_FLOW, FLOWS, HANDOFF_REPLY, Understanding, decide, relevant
+from chatbot.dialogue.policy import ACCOUNT_DATA_FLOW, FLOWS, HANDOFF_REPLY, Understanding, decide
 from chatbot.evals.dialogue import load_conversations, load_injections
 from chatbot.guard.injection import InjectionDetector, InjectionVerdict, benign_sample, load_seeds, normalise
 from chatbot.knowledge.embedder import Embedder
-from chatbot.knowledge.index import KnowledgeIndex, Passage
-from chatbot.knowledge.retriever import Hit
+from chatbot.knowledge.index import KnowledgeIndex
 from chatbot.schema import IntentRef
 
 DEFAULTS = Settings()
@@ -178,11 +176,6 @@ def test_the_dialogue_dev_set_is_well_formed() -> None:
         assert all(json.loads(line)["id"] for line in lines)
 
 
-def hit(passage_id: str, score: float, dense_rank: int | None, bm25_rank: int | None) -> Hit:
-    passage = Passage(id=passage_id, kind="chunk", source_id=passage_id.split("#")[0], title="t", url=None, text="t")
-    return Hit(passage=passage, score=score, fused=0.0, dense_rank=dense_rank, bm25_rank=bm25_rank)
-
-
 def understood(
     *ranking: tuple[str, float],
     attack: bool = False,
@@ -193,8 +186,7 @@ def understood(
     refs = [IntentRef(name=n, confidence=c) for n, c in ranking]
     verdict = InjectionVerdict(attack, reason if attack else "", 0.0)
     resolved = None if resolved_attack is None else InjectionVerdict(resolved_attack, "", 0.0)
-    hits = [hit("rates#best", best, 0, None)]  # the best passage, found by meaning alone
-    return Understanding(refs, refs, verdict, hits, best, resolved_injection=resolved)
+    return Understanding(refs, refs, verdict, [], best, resolved_injection=resolved)
 
 
 def test_policy_routes_in_order() -> None:
@@ -225,21 +217,6 @@ def test_a_long_message_between_two_intents_is_answered_not_asked_back() -> None
     story = "on holiday and somebody went through my things at the hostel, now i cant see my debit card anywhere"
     assert len(story.split()) > DEFAULTS.clarify_max_words
     assert decide(story, close, DEFAULTS).route == "retrieval"
-
-
-def test_a_passage_both_retrievers_rank_near_the_top_is_relevant_a_little_under_the_threshold() -> None:
-    s = DEFAULTS
-    agreed = [hit("branches-and-atms#hours", 0.40, 1, 0), hit("rates#cd", 0.42, 0, 30)]
-    assert relevant(agreed, s)
-    assert not relevant([hit("branches-and-atms#hours", 0.40, 1, 40), hit("rates#cd", 0.42, 0, 30)], s)
-    assert not relevant([hit("branches-and-atms#hours", s.relevance_floor - 0.01, 0, 0)], s)  # under the floor
-    assert relevant([hit("rates#cd", s.relevance_threshold, 9, None)], s)  # close enough in meaning alone
-    assert not relevant([], s)
-    assert not relevant(agreed, s.model_copy(update={"agreement_rank": 0}))
-    # The out-of-scope refusal needs nothing relevant: agreement is enough to answer instead.
-    oos = understood(("out_of_scope", 0.99), best=0.42)
-    assert decide("r u open sat", replace(oos, hits=agreed), s).route == "retrieval"
-    assert decide("r u open sat", replace(oos, hits=agreed[1:]), s).route == "refusal"
 
 
 def test_policy_emergencies_account_data_and_follow_ups_before_refusals() -> None:
