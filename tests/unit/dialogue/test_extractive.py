@@ -232,13 +232,14 @@ def test_a_bullet_belongs_to_its_sections_product_and_says_so() -> None:
 def test_a_labelled_row_of_a_products_section_is_quoted_with_the_section_it_belongs_to() -> None:
     """The money market has no sibling product, so the catalogue does not know it: its row "Minimum
     opening deposit: $1,000" quoted alone would read as the savings account the customer asked about."""
-    passage = Passage(
-        id="savings#money-market",
-        kind="chunk",
-        source_id="savings",
-        title="Savings",
-        url=None,
-        text="Savings — Kestrel Money Market account\nThe money market earns tiered interest.\n\n"
+
+    def chunk(passage_id: str, text: str) -> Passage:
+        source = passage_id.split("#")[0]
+        return Passage(id=passage_id, kind="chunk", source_id=source, title=source.title(), url=None, text=text)
+
+    passage = chunk(
+        "savings#money-market",
+        "Savings — Kestrel Money Market account\nThe money market earns tiered interest.\n\n"
         "| Balance | APY |\n|---|---|\n| $0 to $9,999.99 | 1.50% |\n\n- Minimum opening deposit: $1,000\n\n"
         "You will need:\n- Photo ID: a passport or driver's license",
     )
@@ -247,10 +248,7 @@ def test_a_labelled_row_of_a_products_section_is_quoted_with_the_section_it_belo
     assert "Kestrel Money Market account — $0 to $9,999.99: 1.50%." in texts
     assert "The money market earns tiered interest." in texts  # a sentence says what it is about itself
     assert "You will need: photo ID: a passport or driver's license." in texts  # a bullet with its lead-in
-    general = Passage(
-        id="fees#atm", kind="chunk", source_id="fees", title="Fees", url=None,
-        text="Fees — ATM fees at the bank\n- Out-of-network ATM: $3",
-    )  # fmt: skip
+    general = chunk("fees#atm", "Fees — ATM fees at the bank\n- Out-of-network ATM: $3")
     assert [u.text for u in passage_units(general, CATALOGUE)] == ["Out-of-network ATM: $3."]
 
 
