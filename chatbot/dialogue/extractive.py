@@ -552,8 +552,8 @@ def passage_units(passage: Passage, catalogue: Catalogue, max_list_words: int = 
             list_items == 0
             and not (named or item)  # a bullet quoted with its lead-in says whose it is already
             and heading.startswith("Kestrel ")  # a product's own section ("Kestrel Money Market account")
-            and BULLET_MARK in text
-            and LABEL_ROW.match(text[1:])
+            and BULLET_MARK in text  # a bullet or a table row
+            and LABEL_ROW.match(text.replace(BULLET_MARK, ""))
             and "Kestrel" not in text
         ):
             # "Minimum opening deposit: $1,000." quoted alone says nothing of whose it is; under
