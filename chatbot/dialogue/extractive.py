@@ -545,21 +545,19 @@ def passage_units(passage: Passage, catalogue: Catalogue, max_list_words: int = 
     def add(text: str, list_items: int = 0, item: str = "") -> None:
         named = catalogue.mentions(text)
         products = named or heading_products
-        if list_items == 0 and not named and heading_products and BULLET_MARK in text:
-            label = " and ".join(sorted(heading_products))
-            text = f"{label} — {text.replace(BULLET_MARK, '')}"
-        elif (
-            list_items == 0
-            and not (named or item)  # a bullet quoted with its lead-in says whose it is already
-            and heading.startswith("Kestrel ")  # a product's own section ("Kestrel Money Market account")
-            and BULLET_MARK in text  # a bullet or a table row
-            and LABEL_ROW.match(text.replace(BULLET_MARK, ""))
-            and "Kestrel" not in text
-        ):
-            # "Minimum opening deposit: $1,000." quoted alone says nothing of whose it is; under
-            # "Kestrel Money Market account" it is that account's, not the savings account asked about.
-            text = f"{heading} — {text.replace(BULLET_MARK, '')}"
-        units.append(Unit(text.replace(BULLET_MARK, ""), passage.id, len(units), products, list_items, heading, item))
+        row = text.replace(BULLET_MARK, "")
+        label = ""
+        if list_items == 0 and not named and BULLET_MARK in text:  # a bullet or a table row naming nothing
+            if heading_products:
+                label = " and ".join(sorted(heading_products))
+            elif not item and heading.startswith("Kestrel ") and LABEL_ROW.match(row) and "Kestrel" not in row:
+                # "Minimum opening deposit: $1,000." quoted alone says nothing of whose it is; under
+                # "Kestrel Money Market account" (a product's own section) it is that account's, not
+                # the savings account asked about. A bullet quoted with its lead-in says so already.
+                label = heading
+        units.append(
+            Unit(f"{label} — {row}" if label else row, passage.id, len(units), products, list_items, heading, item)
+        )
 
     lines = body.splitlines()
     i = 0
