@@ -246,14 +246,14 @@ class Engine:
         # The earlier turns with the bank's names for what they described: "say i turn that on, whats
         # the fee then" after "theres not enough in the account" is about the overdraft.
         history = [lexicon.expand(turn) for turn in history] if use_history else []
-        resolution = resolve(query, history, topic) if use_history and history else Resolution(query, False, None)
+        resolution = resolve(query, history, topic) if history else Resolution(query, False, None)
         mode = options.retrieval_mode or self.settings.retrieval_mode
         # The customer's next message is most likely about what was just cited, even when it names its
         # own subject ("how much do i need to put in to start? for everyday checking" after an answer
         # on opening an account); a different subject still wins on similarity (the bonus is small).
         understood = await self._run(self.understand, query, resolution.query, mode, cited)
         decision = policy.decide(query, understood, self.settings, resolution.dependent)
-        lean = bool(use_history and history) and not resolution.dependent and points_back(query)
+        lean = bool(history) and not resolution.dependent and points_back(query)
         off_topic = decision.route == "refusal" and decision.text == policy.OUT_OF_SCOPE_TEXT  # not an attack
         if lean and (decision.route == "retrieval" or off_topic):
             # A turn too long for the follow-up rules that still points back with no subject of its own
