@@ -71,6 +71,17 @@ CATALOGUE = Catalogue.from_texts(
 )
 
 
+def chunk(passage_id: str, text: str) -> Passage:
+    """A document section (``source#anchor``) titled after its document."""
+    source = passage_id.split("#")[0]
+    return Passage(id=passage_id, kind="chunk", source_id=source, title=source.title(), url=None, text=text)
+
+
+def section(source: str, n: int) -> Passage:
+    """The ``n``-th section of ``source``, saying only that."""
+    return chunk(f"{source}#{n}", f"{source} section {n}")
+
+
 def hit(passage: Passage, score: float) -> Hit:
     return Hit(passage=passage, score=score, fused=0.0, dense_rank=None, bm25_rank=None)
 
@@ -233,10 +244,6 @@ def test_a_labelled_row_of_a_products_section_is_quoted_with_the_section_it_belo
     """The money market has no sibling product, so the catalogue does not know it: its row "Minimum
     opening deposit: $1,000" quoted alone would read as the savings account the customer asked about."""
 
-    def chunk(passage_id: str, text: str) -> Passage:
-        source = passage_id.split("#")[0]
-        return Passage(id=passage_id, kind="chunk", source_id=source, title=source.title(), url=None, text=text)
-
     passage = chunk(
         "savings#money-market",
         "Savings — Kestrel Money Market account\nThe money market earns tiered interest.\n\n"
@@ -340,9 +347,6 @@ def test_the_banks_own_content_outranks_ask_cfpb_when_it_answers() -> None:
 
 
 def test_a_document_with_several_close_sections_beats_one_slightly_closer_passage(selector: SentenceSelector) -> None:
-    def section(source: str, n: int) -> Passage:
-        return Passage(f"{source}#{n}", "chunk", source, source.title(), None, f"{source} section {n}")
-
     spread = [hit(section("savings", n), score) for n, score in enumerate((0.62, 0.60, 0.59))]
     assert selector.best_document([hit(section("rates", 0), 0.64), *spread], frozenset())[0] == "savings"
     # A passage clearly closer than the rest still decides.
@@ -350,9 +354,6 @@ def test_a_document_with_several_close_sections_beats_one_slightly_closer_passag
 
 
 def test_a_documents_support_is_what_its_text_says_not_what_its_questions_echo(selector: SentenceSelector) -> None:
-    def section(source: str, n: int) -> Passage:
-        return Passage(f"{source}#{n}", "chunk", source, source.title(), None, f"{source} section {n}")
-
     def asked(passage: Passage, question: float, text: float) -> Hit:  # a section question scored higher
         return Hit(passage=passage, score=question, fused=0.0, dense_rank=None, bm25_rank=None, text_score=text)
 
