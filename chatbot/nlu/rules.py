@@ -146,7 +146,11 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         COMPROMISED_CARD,
         re.compile(
             rf"\b(?:{_SOMEONE}|someones)\s+(?:\w+\s+)?(?:is using|are using|has been using|used|using|got|has|have|"
-            rf"copied|cloned)\s+my\s+{_KIND}(?:card\s+)?card(?:'s)?(?:\s+(?:number|details|info))?\b",
+            rf"copied|cloned)\s+my\s+{_KIND}(?:card\s+)?card(?:'s)?(?:\s+(?:number|details|info))?\b"
+            # "someone just bought like 900 dollars of stuff with my card"
+            r"|\b(?:someone|somebody|some one|a stranger|a hacker|a scammer|a fraudster|a thief|thieves)\s+(?:\w+\s+)?"
+            r"(?:bought|spent|charged|ordered|paid for|made (?:purchases|charges))\b"
+            rf"{_SPAN}{{0,50}}?\b(?:with|on|using)\s+my\s+{_KIND}card\b",
             re.I,
         ),
     ),
@@ -161,7 +165,12 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             rf".*\b(?:charges?|payments?|transactions?|purchases?)\b{_SPAN}{{0,90}}?"
             rf"(?:\b(?:(?:i|we)\s+)?{_NOT_I}\s+(?:make|made|buy|bought|"
             r"authori[sz]ed?|order(?:ed)?|purchased?|recogni[sz]e|heard of|know)\b"
-            r"|\b(?:wasn'?t me|weren'?t me|not mine)\b|\bno idea what (?:that|this|it) (?:is|was)\b)",
+            r"|\b(?:wasn'?t me|weren'?t me|not mine)\b|\bno idea what (?:that|this|it) (?:is|was)\b)"
+            # the denial in the next sentence: "a $450 charge ... on my credit card. i didnt buy anything"
+            r"|^(?=.*\bcards?\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
+            r".*\b(?:charges?|payments?|transactions?|purchases?)\b.{0,160}?"
+            r"\b(?:(?:i|we)\s+)?(?:didn'?t|did not|never)\s+(?:buy|order|make|authori[sz]e)\s+"
+            r"(?:anything|this|that|them|those|these|any of (?:it|them|those))\b",
             re.I | re.S,
         ),
     ),
@@ -227,7 +236,8 @@ _QUALIFIER = (
 )
 _DATA = (
     r"(?:balances?|transac\w*|payments?|purchases?|deposits?|withdrawals?|spending|transfers?|activity|"
-    r"charges?|credit limit|available credit|payoff amount|pay-?off|amount due|minimum payment|due date|"
+    r"charges?|credit limit|available credit|payoff amount|pay-?off|amount due|minimum payment|min(?:imum)? due|"
+    r"due date|statement balance|"
     r"paycheck|pay ?check|salary|direct deposits?|refund)"
     # ...but not a product's terms: "my transfer limits", "my payment options"
     r"(?!\s+(?:limits?|fees?|times?|rates?|options?|methods?|settings?|alerts?|protection|coverage|schedule|"
@@ -263,7 +273,8 @@ ACCOUNT_DATA_PATTERN = re.compile(
     # "did the 1200 my dad sent me on quickpay come thru yet", "has mine come in yet"
     rf"|\b(?:(?:did|has|have)\s+(?:my|the|mine)|(?:is|was|were)\s+my"
     rf"|(?:check|see|confirm|tell me|know|look)\s+(?:if|whether)\s+(?:my|the|anything|any money|any|it|mine))"
-    rf"\s+(?:[\w'-]+\s+){{0,8}}?(?:go(?:ne)? (?:through|thru)|went (?:through|thru)|"
+    rf"\s+(?:[\w'$,.-]+\s+){{0,8}}?(?:go(?:ne)? (?:through|thru)|went (?:through|thru)|(?:is|was) still pending|"
+    r"(?:got|been|was) (?:sent back|returned)|"
     r"arrived?|come in|came in|come (?:through|thru)|came (?:through|thru)|clear(?:ed)?|post(?:ed)?|land(?:ed)?|"
     r"hit|bounced?|(?:been|get|gotten) (?:paid|"
     r"deposited|received|credited|processed|sent|posted)|show(?:n|ed)? up|gone out|went out|come out|reach(?:ed)?|"
@@ -342,7 +353,12 @@ def card_emergency(text: str) -> str | None:
 _PERSON = re.compile(
     r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|some\s+|one of (?:your|ur)\s+)?(?:real\s+|actual\s+|live\s+)?"
     r"(?:someone|somebody|person|people|human|agent|representative|rep|operator)\b"
-    r"|\b(?:connect|transfer|put)\s+me\s+(?:to|with|through)\b(?!\s+(?:my|your|the)\s+(?:savings|checking|account))",
+    r"|\b(?:connect|transfer|put)\s+me\s+(?:to|with|through)\b(?!\s+(?:my|your|the)\s+(?:savings|checking|account))"
+    # "get me an actual human on here", "i need a real person", "i want a human now"
+    r"|\b(?:(?:get|give|find)\s+me|(?<!\bdo )(?<!\bwould )(?<!\bwill )(?<!\bif )(?:i|we)\s+(?:just\s+)?"
+    r"(?:need|want|wanna))\s+(?:a\s+|an\s+)?"
+    r"(?:real\s+|actual\s+|live\s+)?(?:human|person|agent|representative)\b"
+    r"(?!\s*(?:'s|to\s+(?:co-?sign|sign|be)|who|that)\b)",
     re.I,
 )
 

@@ -172,6 +172,10 @@ def test_account_data_through_typos_and_check_the_noun(text: str, own: bool) -> 
         ("does it cost anything just to check my balance at another banks atm", False),
         ("what is the fee on my account", False),
         ("could you look at my checking and tell me if it arrived", True),
+        ("whats the minimum due on my card this month", True),
+        ("can you check if the $45.10 grocery charge from monday went through", True),
+        ("see if the transfer to my sister is still pending", True),
+        ("what is the minimum due on a secured card", False),
         # someone else sending the customer money: what to give them, not the customer's data
         ("my landlord wants to send me my deposit back by wire, what details does he need", False),
         ("my mom will send me my allowance thru quickpay, is there a fee for her", False),
@@ -187,6 +191,10 @@ def test_account_data_asked_about_one_payment_or_the_latest_ones(text: str, own:
         ("i want to talk to someone about getting those fees refunded pls", True),
         ("this isnt helping. connect me to an agent", True),
         ("can i speak with a real person", True),
+        ("ugh useless. get me a real human", True),
+        ("i just want an agent please", True),
+        ("do i need a representative to open a business account", False),
+        ("i need a person to cosign the loan", False),
         ("can i talk to my bank about a refund", False),
         ("how do i transfer money to my savings", False),
         ("can you transfer me to my savings account", False),
@@ -483,6 +491,14 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("my rucksack got stolen with my laptop in it, can i get a personal loan for a new one", None),
         ("is my card taken at gas stations in canada", None),  # "taken" as accepted
         ("my card was taken by the atm after the wrong pin", None),  # the kept-card procedure, not a theft
+        # purchases someone else made with the card
+        ("somebody spent $700 on my debit card at a mall i've never been to", rules.COMPROMISED_CARD),
+        ("a stranger apparently ordered a tv using my credit card", rules.COMPROMISED_CARD),
+        ("my son bought a game with my card, can i set a limit", None),
+        # the denial in the next sentence
+        ("there's a $210 purchase at a hardware store on my card. i didn't buy any of it",
+         rules.CARD_PAYMENT_NOT_RECOGNISED),
+        ("there's a charge on my card from the branch. i didn't make it there today", None),
     ],
 )  # fmt: skip
 def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, flow: str | None) -> None:
