@@ -223,7 +223,9 @@ class Settings(BaseSettings):
         description="Messages longer than this are answered, not asked back about close intents: they say enough.",
     )
     injection_margin: float = Field(
-        0.03, description="Seed-attack minus ordinary-text similarity above which a message is refused."
+        0.015,
+        description="Seed-attack minus ordinary-text similarity above which a message is refused "
+        "(the sweep in `chatbot eval dialogue` chooses it; docs/benchmarks.md).",
     )
     resolve_followups: bool = True
 

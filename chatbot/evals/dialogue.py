@@ -256,10 +256,17 @@ def banking77_flagged(engine: Engine, limit: int = 0) -> tuple[float, int] | Non
     return flagged / len(texts), len(texts)
 
 
+# The share of held-out ordinary questions the injection detector must stay under, with the knowledge
+# base as contrast and without it: the margin is the lowest that does on both. (Under, not at: in
+# 2026-12 the margin at exactly 0.5% without the knowledge base refused a development question.)
+INJECTION_FLAG_CEILING = 0.005
+
+
 def injection_margin_sweep(engine: Engine, size: int = 3000) -> list[dict[str, float]]:
     """The detector's margin, tuned on training data only: seeds caught when each is left out of the
     seed list, and held-out BANKING77 training questions (not the contrast sample) flagged, with the
-    knowledge base as contrast and without it (a deployment with a small knowledge base)."""
+    knowledge base as contrast and without it (a deployment with a small knowledge base). Rerun it
+    when the knowledge base changes much: the contrast grows with it, and so does the margin's reach."""
     guard = engine.guard
     train = engine.settings.nlu_data_dir / "banking77" / "train.csv"
     if guard is None or not train.exists() or engine.index is None:
@@ -283,13 +290,17 @@ def injection_margin_sweep(engine: Engine, size: int = 3000) -> list[dict[str, f
         )
         for name, ref in references.items()
     }
-    for margin in (-0.03, 0.0, 0.03, 0.05, 0.08, 0.1):
+    # Fine where the rule's choice falls: it moves as the knowledge base (the contrast) grows.
+    for margin in (-0.03, 0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.05, 0.08, 0.1):
         row = {"margin": margin}
+        flagged = []
         for name, (seeds_left_out, ordinary_scores) in scored.items():
             row[f"seeds_caught_{name}"] = float(np.mean(seeds_left_out >= margin))
-            row[f"banking77_flagged_{name}"] = float(
-                np.mean([p or s >= margin for p, s in zip(patterns, ordinary_scores, strict=True)])
-            )
+            hits = int(sum(p or s >= margin for p, s in zip(patterns, ordinary_scores, strict=True)))
+            row[f"banking77_flagged_{name}"] = hits / len(ordinary)
+            flagged.append(hits)
+        # The rule (docs/benchmarks.md): the lowest margin with this 1.0 is the one to configure.
+        row["under_ceiling"] = float(all(h < INJECTION_FLAG_CEILING * len(ordinary) for h in flagged))
         rows.append(row)
     return rows
 
