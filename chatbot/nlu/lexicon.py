@@ -1,7 +1,8 @@
 """The bank's name for what customers describe in their own words, added to what retrieval reads.
 
 The terms: an overdraft, a mobile wallet (the phone or watch named instead), the local currency
-(asked to pay "in usd or pesos" abroad) and phishing (a link in a message that claims to be the bank).
+(asked to pay "in usd or pesos" abroad), phishing (a link in a message that claims to be the bank)
+and QuickPay (used as a verb, "quickpayed", or called Zelle).
 
 Customers rarely say "overdraft": they "spend more than what's in checking", are "sitting at -$30",
 "only short like $8", ask why the card "didn't just go through and let me go negative". The
@@ -67,10 +68,17 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
             re.I,
         ),
     ),
+    (
+        # "i just quickpayed $800 to the wrong number", "zelled my landlord": the bank's service, used as a verb
+        # or called by a rival's name (the search reads "quickpayed" as a word of its own)
+        "QuickPay",
+        re.compile(r"\bquick\s?pa(?:yed|id|ying|ys)\b|\bzell(?:e|ed|ing)\b", re.I),
+    ),
 ]
 
 
 def expand(text: str) -> str:
     """``text`` with the bank's term for each concept it describes without naming, in parentheses."""
-    added = [term for term, pattern in TERMS if term not in text.lower() and pattern.search(text)]
+    named = [term for term, _ in TERMS if re.search(rf"\b{re.escape(term)}\b", text, re.I)]  # "quickpayed" is not
+    added = [term for term, pattern in TERMS if term not in named and pattern.search(text)]
     return f"{text} ({', '.join(added)})" if added else text

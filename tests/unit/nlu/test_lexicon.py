@@ -45,6 +45,8 @@ def test_other_messages_are_left_as_typed(text: str) -> None:
         ("should i let the atm charge me in usd or in the local money", "local currency"),
         ("got an email that says to click the link to unlock my account, real?", "phishing"),
         ("a text with a link to verify my card, i tapped it", "phishing"),
+        ("quickpayed my roommate the wrong amount, can i undo it", "QuickPay"),
+        ("can i zelle money to my mom from kestrel", "QuickPay"),
     ],
 )
 def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, term: str) -> None:
@@ -57,6 +59,7 @@ def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, ter
         "can i change my phone number in the app",
         "where is the link to download my statements",  # a link asked for, not one in a message
         "how many dollars can i wire to mexico",
+        "is there a limit on quickpay",  # names it already
     ],
 )
 def test_nearby_wordings_are_left_as_typed(text: str) -> None:
