@@ -705,6 +705,8 @@ QUESTION_WORDS = frozenset(
         "there any get have has u ur need want know tell about just like so also please pls thanks hi hey ok",
     )
 )
+# A unit stating the term a question asks in years (``_in_months``), like a named product's (0.12).
+TERM_BONUS = 0.1
 PASSAGE_WEIGHT = 0.35  # a unit's score: (1 - this) x its own similarity + this x its passage's
 # The passage's similarity is to its own text, not to a customer question indexed for it: a question
 # chooses the document and the section, but which sentences answer is read from the sentences
@@ -960,6 +962,9 @@ class SentenceSelector:
         part_vectors = vectors[len(texts) - len(parts) :] if len(parts) > 1 else whole[None, :]
         matrix = np.stack([s.vector for s in pool])
         prior = np.array([s.prior for s in pool])
+        terms = _in_months(said or question)
+        if terms:  # a term asked in years: the unit stating it in months ("one-year CD": "12-month CD")
+            prior = prior + TERM_BONUS * np.array([bool(terms & _month_terms(s.unit.text)) for s in pool])
         closeness = matrix @ whole
         overall = (1 - PASSAGE_WEIGHT) * closeness + prior
         # The customer's own words, which the embedding can miss ("authorized user", "purchase APR").
@@ -1088,6 +1093,25 @@ def _content_words(text: str) -> set[str]:
     text = CONTRACTION.sub(lambda m: " not" if m.group(0).lower() == "n't" else "", text)
     words = re.findall(r"[a-z0-9$%.:]+", text.lower())
     return {w.strip(".:") for w in words if w.strip(".:") and w.strip(".:") not in STOPWORDS}
+
+
+_NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "ten": 10}
+_YEARS = re.compile(r"\b(\d{1,2}|one|an?|two|three|four|five|six|seven|ten)[\s-]*(?:years?|yrs?)\b", re.I)
+_MONTHS = re.compile(r"\b(\d{1,3})[\s-]*months?\b", re.I)
+
+
+def _in_months(text: str) -> set[int]:
+    """The terms a question gives in years, in months: the bank states them so ("one-year CD" is
+    its "12-month CD"; a table's rows differ by the term alone, which the embedding barely reads)."""
+    months = set()
+    for match in _YEARS.finditer(text):
+        count = match.group(1).lower()
+        months.add(12 * (int(count) if count.isdigit() else _NUMBER_WORDS[count]))
+    return months
+
+
+def _month_terms(text: str) -> set[int]:
+    return {int(m.group(1)) for m in _MONTHS.finditer(text)}
 
 
 def _shared(words: set[str], text: str) -> float:

@@ -332,6 +332,19 @@ def test_each_part_of_a_question_gets_its_sentence(selector: SentenceSelector) -
     assert "coffee" not in selection.text
 
 
+def test_a_term_asked_in_years_finds_the_row_stated_in_months(embedder: Embedder) -> None:
+    """Table rows differ by the term alone; "one-year" is the "12-month" row, not the first."""
+    rows = chunk(
+        "cds#rates",
+        "Cds — Kestrel CD terms and rates\n\n| Term | APY |\n|---|---|\n| 3-month CD | 3.00% |\n"
+        "| 12-month CD | 4.10% |\n| 24-month CD | 3.70% |",
+    )
+    selector = SentenceSelector(embedder.encode, CATALOGUE, [rows])
+    for question, rate in (("whats the apy on a one-year cd", "4.10%"), ("rate for a 2 yr cd?", "3.70%")):
+        selection = selector.select(question, [hit(rows, 0.7)])
+        assert selection is not None and rate in selection.text, question
+
+
 def test_a_named_product_never_gets_its_siblings_figures(selector: SentenceSelector) -> None:
     selection = selector.select(
         "what is the monthly fee on high yield savings", [hit(SAVINGS, 0.7), hit(HIGH_YIELD, 0.6)]
