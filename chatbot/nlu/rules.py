@@ -51,7 +51,10 @@ _NOT_I = r"(?:don'?t|do not|didn'?t|did not|never)"  # how a customer denies hav
 _SPAN = r"(?:[^.?!]|(?<=\d)\.(?=\d))"
 _UNRECOGNISED = rf"{_NOT_I}\s+(?:recogni[sz]e|know|make|made|do|did)|wasn'?t me|not me"
 
-_GAVE = r"(?:gave|shared|told|sent|read|texted|typed|entered|provided|forwarded|put in|clicked)"
+_GAVE = (
+    r"(?:gave|shared|told|sent|read|texted|typed|entered|provided|forwarded|put in|clicked|"
+    r"(?:replied|responded|answered|wrote back|texted back)(?:\s+back)?\s+with)"
+)
 _CREDENTIAL = (
     r"(?:codes?|otp|one[- ]time (?:pass)?codes?|passcodes?|verification codes?|security codes?|passwords?|pins?|"
     r"card numbers?|card details|log-?ins?|log-?in details|credentials|username)\b"
@@ -389,10 +392,12 @@ def asks_investment_advice(text: str) -> bool:
 
 
 # A dispute already under way, asked about ("i disputed a charge 2 weeks ago, do i get the money back
-# while u look into it?"): the customer wants the process (its timing, provisional credit), not the
-# report procedure a second time.
+# while u look into it?", "how long does your investigation take"): the customer wants the process
+# (its timing, provisional credit), not the report procedure a second time.
 _DISPUTE_UNDERWAY = re.compile(
-    r"\b(?:disputed|disputing|(?:filed|opened|started|made) (?:a|the|my) (?:dispute|claim))\b", re.I
+    r"\b(?:disputed|disputing|(?:filed|opened|started|made) (?:a|the|my) (?:dispute|claim)|"
+    r"(?:your|the|an) investigation|investigating)\b",
+    re.I,
 )
 _ASKS_ABOUT = re.compile(r"\?|\b(?:how long|how soon|when|do i get|will i|would i|while|status|still have to)\b", re.I)
 

@@ -216,6 +216,7 @@ def test_a_person_asked_for_beside_another_topic_gets_a_handoff(shipped: tuple[E
         ("already filed a dispute on my debit card, how long does the investigation take?", True),
         ("there's a charge i don't recognise on my card, how do i dispute it", False),
         ("someone used my card, i want to dispute it", False),
+        ("it was on my debit card. how long will your investigation take, do i get money back meanwhile", True),
     ],
 )
 def test_a_question_about_a_dispute_already_made_is_not_a_new_report(text: str, underway: bool) -> None:
@@ -517,6 +518,8 @@ def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, 
             rules.SHARED_SECURITY_CODE,
         ),
         ("the app asked me to confirm the code and i did, what now", None),
+        ("ugh i already replied with the code they texted me", rules.SHARED_SECURITY_CODE),
+        ("i replied with my new address to your email", None),
         ("i cant log in, i dont know my password anymore", None),
         ("is there a fee to add someone to my account", None),
     ],
