@@ -212,6 +212,13 @@ class Settings(BaseSettings):
     oos_refusal_confidence: float = Field(
         0.7, ge=0.0, le=1.0, description="out_of_scope confidence above which (and no confident match) we refuse."
     )
+    oos_certain_confidence: float = Field(
+        0.99,
+        ge=0.0,
+        le=1.0,
+        description="out_of_scope confidence above which only a passage's own text, not a customer question "
+        "indexed for it, counts as a match ('is android better than iphone' resembles 'does the app work on android').",
+    )
     clarify_confidence: float = Field(
         0.7, ge=0.0, le=1.0, description="Below this best-intent confidence a close runner-up triggers a question."
     )

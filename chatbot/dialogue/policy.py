@@ -262,10 +262,19 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         questions = common_questions(understood.faq_hits or understood.hits)
         if len(questions) >= 2:
             return Decision("clarification", top, "clarification", VAGUE_TEXT, quick_replies=questions)
+    # Off-topic: nothing relevant found. A message the classifier is certain is off-topic must match
+    # a passage's own text: the customer questions indexed for a section ("does the app work on my
+    # iphone") also resemble off-topic chat ("is android better than iphone").
     if (
         top.name == OUT_OF_SCOPE
         and top.confidence >= settings.oos_refusal_confidence
-        and understood.best_score < settings.relevance_threshold
+        and (
+            understood.best_score < settings.relevance_threshold
+            or (
+                top.confidence >= settings.oos_certain_confidence
+                and max((h.text_cosine for h in understood.hits), default=0.0) < settings.relevance_threshold
+            )
+        )
     ):
         return Decision("refusal", top, "refusal", OUT_OF_SCOPE_TEXT)
     # A long message whose intents are close is still specific enough to answer ("my bag got stolen

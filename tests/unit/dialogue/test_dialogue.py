@@ -17,7 +17,8 @@ from chatbot.dialogue.policy import ACCOUNT_DATA_FLOW, FLOWS, HANDOFF_REPLY, Und
 from chatbot.evals.dialogue import load_conversations, load_injections
 from chatbot.guard.injection import InjectionDetector, InjectionVerdict, benign_sample, load_seeds, normalise
 from chatbot.knowledge.embedder import Embedder
-from chatbot.knowledge.index import KnowledgeIndex
+from chatbot.knowledge.index import KnowledgeIndex, Passage
+from chatbot.knowledge.retriever import Hit
 from chatbot.schema import IntentRef
 
 DEFAULTS = Settings()
@@ -195,6 +196,23 @@ def understood(
     verdict = InjectionVerdict(attack, reason if attack else "", 0.0)
     resolved = None if resolved_attack is None else InjectionVerdict(resolved_attack, "", 0.0)
     return Understanding(refs, refs, verdict, [], best, resolved_injection=resolved)
+
+
+def test_a_certainly_off_topic_message_must_match_a_passages_own_text() -> None:
+    """A section's customer questions lift its score ("does the app work on android"); for a message the
+    classifier is certain is off-topic ("is android better than iphone"), only the section's text counts."""
+    devices = Passage("app#devices", "chunk", "app", "App", None, "App — Supported devices\nThe app runs on iOS 16+.")
+    lifted = Hit(passage=devices, score=0.54, fused=0.0, dense_rank=0, bm25_rank=0, text_score=0.31)
+    text = "is android better than iphone"
+
+    def read(confidence: float, hit: Hit) -> Understanding:
+        refs = [IntentRef(name="out_of_scope", confidence=confidence)]
+        return Understanding(refs, refs, InjectionVerdict(False, "", 0.0), [hit], hit.score)
+
+    assert decide(text, read(0.995, lifted), DEFAULTS).route == "refusal"
+    assert decide(text, read(0.9, lifted), DEFAULTS).route == "retrieval"  # not certain: the question counts
+    own = Hit(passage=devices, score=0.54, fused=0.0, dense_rank=0, bm25_rank=0)  # its own text is that close
+    assert decide(text, read(0.995, own), DEFAULTS).route == "retrieval"
 
 
 def test_policy_routes_in_order() -> None:
