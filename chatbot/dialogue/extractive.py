@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chatbot.dialogue.grounding import NUMBER_WORDS
 from chatbot.knowledge.index import Passage
 from chatbot.knowledge.retriever import Hit
 
@@ -1095,7 +1096,6 @@ def _content_words(text: str) -> set[str]:
     return {w.strip(".:") for w in words if w.strip(".:") and w.strip(".:") not in STOPWORDS}
 
 
-_NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "ten": 10}
 _YEARS = re.compile(r"\b(\d{1,2}|one|an?|two|three|four|five|six|seven|ten)[\s-]*(?:years?|yrs?)\b", re.I)
 _MONTHS = re.compile(r"\b(\d{1,3})[\s-]*months?\b", re.I)
 
@@ -1106,7 +1106,7 @@ def _in_months(text: str) -> set[int]:
     months = set()
     for match in _YEARS.finditer(text):
         count = match.group(1).lower()
-        months.add(12 * (int(count) if count.isdigit() else _NUMBER_WORDS[count]))
+        months.add(12 * int(count if count.isdigit() else NUMBER_WORDS.get(count, "1")))  # "a year": 1
     return months
 
 
