@@ -157,7 +157,9 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     ),
     "limit": (
         re.compile(
+            # "how much cash can i pull out", "how much money am i allowed to send": what one may move
             r"\b(?:limits?|maximum|max|most|up to|how much (?:can|could|would|will)|how many|how often|cap|restrict\w*|"
+            r"how much (?:\w+ ){1,2}(?:can|could|may) (?:i|we|u|you|one)|how much (?:\w+ )?(?:am i|are we) allowed|"
             r"smallest|biggest|largest)\b",
             re.I,
         ),
@@ -235,11 +237,21 @@ PART_SPLIT = re.compile(
 FEE_NOUNS = re.compile(r"\b(?:fees?|costs?|price|penalt(?:y|ies)|bucks|dollars?)\b", re.I)
 
 
+# The words of the amount aspect that ask a price; "how much" alone may ask a limit.
+PRICE_ASKED = re.compile(
+    r"\b(?:fees?|costs?|charged?|charges|price|pay|paying|penalt(?:y|ies)|expensive|cheap|free|bucks|dollars?|"
+    r"minimum (?:deposit|opening|balance))\b",
+    re.I,
+)
+
+
 def aspects_of(text: str) -> frozenset[str]:
     """The aspects a question (or a part of one) asks for."""
     found = frozenset(name for name, (asks, _) in ASPECTS.items() if asks.search(text))
     if ({"rate", "amount"} <= found or {"liability", "amount"} <= found) and not FEE_NOUNS.search(text):
         found -= {"amount"}
+    if {"limit", "amount"} <= found and not PRICE_ASKED.search(text):
+        found -= {"amount"}  # "how much can i send a day" asks the limit; its "how much" is no price
     return found
 
 

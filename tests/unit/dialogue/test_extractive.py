@@ -123,6 +123,20 @@ def test_aspects_are_read_from_the_question(question: str, aspect: str) -> None:
     assert aspect in aspects_of(question)
 
 
+@pytest.mark.parametrize(
+    ("question", "aspects"),
+    [
+        # "how much" asks what one may move, not a price: a fee quoted for it is the wrong fact
+        ("how much cash can i pull from the atm in one day", {"limit"}),
+        ("how much money am i allowed to deposit with the app", {"limit", "eligibility"}),
+        ("how much can i withdraw and is there a fee", {"limit", "amount"}),
+        ("how much does a wire cost", {"amount"}),
+    ],
+)
+def test_how_much_one_may_move_is_a_limit_not_a_price(question: str, aspects: set[str]) -> None:
+    assert aspects_of(question) == aspects
+
+
 def test_sentences_answer_aspects_by_their_figures_and_wording() -> None:
     assert answers_aspect("Wires requested by 3:00 p.m. ET go out the same day.", "clock")
     assert answers_aspect("An outgoing wire costs $45.", "amount")
