@@ -37,7 +37,8 @@ _WORD = r"[\w'’-]+"
 _ANY = rf"(?:\s+{_WORD}){{0,4}}\s+"  # up to four words in between
 PATTERNS: dict[str, re.Pattern[str]] = {
     "override": re.compile(
-        r"\b(?:ignore|disregard|forget|drop|cancel|override|bypass|skip|stop following|don'?t follow)"
+        # "forget to give any instructions" is a customer who might not give the bank any: not an order
+        r"\b(?:ignore|disregard|forget(?!\s+to\b)|drop|cancel|override|bypass|skip|stop following|don'?t follow)"
         rf"{_ANY}(?:instructions?|directives?|rules|guidelines|guidance|prompts?|restrictions|constraints|"
         r"programming|polic(?:y|ies)|system message)\b",
         re.I,

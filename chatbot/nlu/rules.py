@@ -164,11 +164,16 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         CARD_PAYMENT_NOT_RECOGNISED,
         re.compile(
             # "a charge on my debit": the card, unless it says direct debit
-            r"^(?=.*\b(?:cards?|statement|debit)\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
+            # "3 charges from some website i have never used on my debit card", "a text asking if a
+            # purchase of $640 was me. it was NOT me"
+            r"^(?=.*\b(?:cards?|statement|debit|purchases?)\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
             rf".*\b(?:charges?|payments?|transactions?|purchases?)\b{_SPAN}{{0,90}}?"
-            rf"(?:\b(?:(?:i|we)\s+)?{_NOT_I}\s+(?:make|made|buy|bought|"
-            r"authori[sz]ed?|order(?:ed)?|purchased?|recogni[sz]e|heard of|know)\b"
+            rf"(?:\b(?:(?:i|we)\s+)?(?:have\s+|had\s+)?{_NOT_I}\s+(?:make|made|buy|bought|"
+            r"authori[sz]ed?|order(?:ed)?|purchased?|recogni[sz]e|heard of|know|used|shopped (?:at|with)|been to)\b"
             r"|\b(?:wasn'?t me|weren'?t me|not mine)\b|\bno idea what (?:that|this|it) (?:is|was)\b)"
+            r"|^(?=.*\b(?:cards?|statement|debit|purchases?)\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
+            r".*\b(?:charges?|transactions?|purchases?)\b.{0,120}?\b(?:it|that|this|they|those)\s+"
+            r"(?:was|were|is|are)\s+not\s+me\b"
             # the denial in the next sentence: "a $450 charge ... on my credit card. i didnt buy anything"
             r"|^(?=.*\bcards?\b)(?!.*\b(?:ach|direct debit|standing order|atm|cash)\b)"
             r".*\b(?:charges?|payments?|transactions?|purchases?)\b.{0,160}?"
@@ -271,6 +276,10 @@ ACCOUNT_DATA_PATTERN = re.compile(
     # "is my paycheck in my account", "has my refund hit my card"
     r"|\b(?:is|are|has|have)\s+my\s+(?:[\w'-]+\s+){0,2}?(?:in|on|hit|reached)\s+my\s+(?:acc?ount|acct|checking|"
     r"savings|card)\b"
+    # "i deposited $300 at the atm this morning, is it showing in my account yet"
+    r"|\b(?:is|has|did)\s+(?:it|that|they|the (?:money|deposit|cash|check|transfer|payment|refund))\s+"
+    r"(?:\w+\s+)?(?:showing|shown|showed|posted|show(?:n|ing)? up|hit|reached|land(?:ed)?)\s+(?:up\s+)?"
+    r"(?:in\s+|on\s+|into\s+)?my\s+(?:acc?ount|acct|checking|savings|balance|card)\b"
     # "did my rent go through", "has my paycheck arrived", "did the transfer to my landlord clear"
     # "can you check if my first one came in", "see whether the payment went thru"
     # "did the 1200 my dad sent me on quickpay come thru yet", "has mine come in yet"
@@ -378,7 +387,8 @@ _ASSETS = (
     r"mutual funds?|bonds?|nfts?|forex)"
 )
 _ADVICE = re.compile(
-    rf"\b(?:should|shall|would you|do you think i should)\s+(?:i|we)?\s*(?:put|invest|move|buy|sell|keep|park)\b"
+    rf"\b(?:should|shall|would you|do you think i should)\s+(?:i|we)?\s*"
+    r"(?:put|invest|move|buy|sell|keep|park|dump|throw|sink|pour|stick|stash)\b"
     rf"{_SPAN}{{0,60}}?\b{_ASSETS}\b"
     rf"|\b(?:best|good|top|which)\s+{_ASSETS}\s+to\s+(?:buy|invest|get)\b"
     rf"|\b(?:is|are)\s+{_ASSETS}\s+(?:a good|a safe|worth)\b",

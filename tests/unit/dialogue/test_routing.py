@@ -179,6 +179,10 @@ def test_account_data_through_typos_and_check_the_noun(text: str, own: bool) -> 
         # someone else sending the customer money: what to give them, not the customer's data
         ("my landlord wants to send me my deposit back by wire, what details does he need", False),
         ("my mom will send me my allowance thru quickpay, is there a fee for her", False),
+        # "it": the deposit the message told of
+        ("i deposited $300 cash at the atm this morning, is it showing in my account yet?", True),
+        ("has the refund hit my card yet", True),
+        ("how long before a cash deposit is showing in my account", False),
     ],
 )
 def test_account_data_asked_about_one_payment_or_the_latest_ones(text: str, own: bool) -> None:
@@ -369,7 +373,9 @@ def test_a_card_charge_the_classifier_reads_as_a_direct_debit_gets_the_card_proc
         ("should i put my emergency fund into crypto or stocks", True),
         ("what are the best etfs to buy this year", True),
         ("is bitcoin a safe bet right now", True),
+        ("should i dump my savings into bitcoin or nvidia right now", True),
         ("should i put gold jewelry in a safe deposit box", False),
+        ("should i stick my tax refund in savings or a cd", False),
         ("should i put my money in a cd or high yield savings", False),
         ("do you have any accounts that earn interest", False),
     ],
@@ -500,6 +506,10 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("there's a $210 purchase at a hardware store on my card. i didn't buy any of it",
          rules.CARD_PAYMENT_NOT_RECOGNISED),
         ("there's a charge on my card from the branch. i didn't make it there today", None),
+        # the denial without "buy": a website never used, a purchase that "was NOT me"
+        ("3 charges from some website i have never used on my debit card, fix this", rules.CARD_PAYMENT_NOT_RECOGNISED),
+        ("you texted me asking if a purchase of $640 was me. it was NOT me", rules.CARD_PAYMENT_NOT_RECOGNISED),
+        ("is there a fee on purchases abroad? i have never used my card outside the us", None),
     ],
 )  # fmt: skip
 def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, flow: str | None) -> None:
