@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.nlu.lexicon import expand
+from chatbot.nlu.lexicon import expand, spell_out
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,11 @@ def test_other_messages_are_left_as_typed(text: str) -> None:
         ("a text with a link to verify my card, i tapped it", "phishing"),
         ("quickpayed my roommate the wrong amount, can i undo it", "QuickPay"),
         ("can i zelle money to my mom from kestrel", "QuickPay"),
+        ("i want to pay my roommate using just his phone number", "QuickPay"),
+        ("can i send money to my mom with her email address", "QuickPay"),
+        ("is the branch open on christmas eve", "branch hours"),
+        ("what time does the one on broad st close", "branch hours"),
+        ("what are your hours", "branch hours"),
     ],
 )
 def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, term: str) -> None:
@@ -60,7 +65,27 @@ def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, ter
         "where is the link to download my statements",  # a link asked for, not one in a message
         "how many dollars can i wire to mexico",
         "is there a limit on quickpay",  # names it already
+        "i paid a bill by phone",
+        "is walmart open on sundays",  # another business's hours
+        "what time does the restaurant close",
+        "can i close my account on saturday",
     ],
 )
 def test_nearby_wordings_are_left_as_typed(text: str) -> None:
     assert expand(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "spelled"),
+    [
+        ("r u guys open saturdays", "are you guys open saturdays"),
+        ("whats ur routing number pls", "whats your routing number please"),
+        ("thank u.", "thank you."),
+        # letters that are not shorthand: an abbreviation, a name
+        ("can i wire money to the U.S. from abroad", "can i wire money to the U.S. from abroad"),
+        ("R&D tax credit", "R&D tax credit"),
+    ],
+)
+def test_chat_shorthand_is_spelled_out_for_retrieval(text: str, spelled: str) -> None:
+    assert spell_out(text) == spelled
+    assert expand(text).startswith(spelled)
