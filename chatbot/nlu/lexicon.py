@@ -2,9 +2,10 @@
 
 The terms: an overdraft, a mobile wallet (the phone or watch named instead), the local currency
 (asked to pay "in usd or pesos" abroad), phishing (a link in a message that claims to be the bank),
-branch hours (asked whether "u guys" are open) and QuickPay (used as a verb, "quickpayed", called
-Zelle, or described: "pay my roommate with just his phone number"). Chat shorthand ("r u", "ur",
-"pls") is spelled out first: the embedding was trained on written English.
+a balance transfer ("move my other card debt to it"), branch hours (asked whether "u guys" are
+open) and QuickPay (used as a verb, "quickpayed", called Zelle, or described: "pay my roommate with
+just his phone number"). Chat shorthand ("r u", "ur", "pls") is spelled out first: the embedding
+was trained on written English.
 
 Customers rarely say "overdraft": they "spend more than what's in checking", are "sitting at -$30",
 "only short like $8", ask why the card "didn't just go through and let me go negative". The
@@ -73,6 +74,18 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(
             r"\b(?:click|clicked|clicking|tap|tapped|follow|followed|open|opened)\s+(?:on\s+)?(?:a|the|this|that|their)?"
             r"\s*links?\b|\blinks?\s+to\s+(?:verify|sign in|log ?in|confirm|unlock|update|reactivate)\b",
+            re.I,
+        ),
+    ),
+    (
+        # "can i move my other card debt to it", "move the balance from my capital one card over": the
+        # bank's balance transfer (and not "move the balance to another account" when closing one)
+        "balance transfer",
+        re.compile(
+            r"\b(?:move|moving|transfer\w*|put|shift\w*|roll\w*|bring|consolidat\w*)\s+(?:\w+\s+){0,3}?"
+            r"(?:card\s+)?debts?\b"
+            r"|\b(?:move|moving|transfer\w*|shift\w*|bring)\s+(?:\w+\s+){0,2}?balances?\s+(?:from|off)\s+"
+            r"(?:\w+\s+){0,4}?cards?\b",
             re.I,
         ),
     ),

@@ -52,6 +52,8 @@ def test_other_messages_are_left_as_typed(text: str) -> None:
         ("is the branch open on christmas eve", "branch hours"),
         ("what time does the one on broad st close", "branch hours"),
         ("what are your hours", "branch hours"),
+        ("I can move my other card debt to it?", "balance transfer"),
+        ("can i move the balance from my capital one card over to the cash rewards", "balance transfer"),
     ],
 )
 def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, term: str) -> None:
@@ -69,6 +71,7 @@ def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, ter
         "is walmart open on sundays",  # another business's hours
         "what time does the restaurant close",
         "can i close my account on saturday",
+        "when i close it can you move the balance to my other account",
     ],
 )
 def test_nearby_wordings_are_left_as_typed(text: str) -> None:
