@@ -351,7 +351,9 @@ CONTRASTS = (
             re.compile(  # "the recipient has not received your wire" is about an outgoing one: not here
                 r"\bincoming\b|\breceiv(?:e|ing) (?:a |an |the )?(?:\w+ )?(?:wires?|money|payments?|transfers?)\b|"
                 r"\b(?:wires?|payments?|transfers?) (?:you )?received\b|\b(?:send|sending) (?:and|or) receiv\w*|"
-                r"\b(?:what )?you (?:can )?receive\b",  # "there's no limit on what you can receive"
+                r"\b(?:what )?you (?:can )?receive\b"  # "there's no limit on what you can receive"
+                # money put in, not sent: "you can deposit up to $5,000 per day" answers no "how much can i send"
+                r"|\bdeposit up to\b|\bmobile (?:check )?deposits?\b",
                 re.I,
             ),
         ),
@@ -978,6 +980,8 @@ class SentenceSelector:
         terms = _in_months(said or question)
         if terms:  # a term asked in years: the unit stating it in months ("one-year CD": "12-month CD")
             prior = prior + TERM_BONUS * np.array([bool(terms & _month_terms(s.unit.text)) for s in pool])
+        if _HIGHEST.search(said or question):  # "which term pays the most": the highest rate's row
+            prior = prior + HIGHEST_BONUS * np.array(_states_highest(pool))
         closeness = matrix @ whole
         overall = (1 - PASSAGE_WEIGHT) * closeness + prior
         # The customer's own words, which the embedding can miss ("authorized user", "purchase APR").
@@ -1120,6 +1124,30 @@ def _in_months(text: str) -> set[int]:
         count = match.group(1).lower()
         months.add(12 * int(count if count.isdigit() else NUMBER_WORDS.get(count, "1")))  # "a year": 1
     return months
+
+
+# "which term pays the most", "your highest cd rate": the highest rate asked. (Not "the lowest apr on
+# a car loan": the lowest percent on a loan page is its AutoPay discount, and the dev set lost a turn.)
+_HIGHEST = re.compile(
+    r"\b(?:highest|best|top|biggest|most)\b(?:\s+\w+){0,2}?\s+(?:rates?|apy|yield|interest|returns?)\b"
+    r"|\b(?:pays?|earns?|gives?|yields?|offers?)\s+(?:you\s+|me\s+)?(?:the\s+)?(?:most|highest|best|more)\b"
+    r"|\b(?:highest|best)[\s-]+(?:yield|paying|earning)\b",
+    re.I,
+)
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s?%")
+# A question for the highest rate prefers the unit stating the highest rate among its passage's
+# units, like a named product's unit (0.12): the closest table row is whichever the embedding likes.
+HIGHEST_BONUS = 0.1
+
+
+def _states_highest(pool: list[_Scored]) -> list[bool]:
+    """Whether each unit states the highest rate among its passage's units."""
+    rates = [[float(r) for r in _PERCENT.findall(s.unit.text)] if "rate" in s.aspects else [] for s in pool]
+    best: dict[str, float] = {}
+    for scored, found in zip(pool, rates, strict=True):
+        if found:
+            best[scored.unit.passage_id] = max(best.get(scored.unit.passage_id, 0.0), *found)
+    return [bool(found) and best[s.unit.passage_id] in found for s, found in zip(pool, rates, strict=True)]
 
 
 def _month_terms(text: str) -> set[int]:

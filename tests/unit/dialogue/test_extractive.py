@@ -18,6 +18,7 @@ import pytest
 from chatbot.config import PROJECT_ROOT, Settings
 from chatbot.dialogue.engine import Engine, EngineOptions
 from chatbot.dialogue.extractive import (
+    _HIGHEST,
     Catalogue,
     SentenceSelector,
     _restates,
@@ -738,3 +739,24 @@ def test_the_same_figure_for_another_product_is_not_a_restatement(shipped: Engin
 
 def test_a_limit_on_what_one_receives_is_not_an_answer_about_sending() -> None:
     assert kinds_about("There's no limit on what you can receive.") == {"direction": "incoming"}
+
+
+@pytest.mark.parametrize(
+    ("question", "highest"),
+    [
+        ("which term currently pays the most", True),
+        ("which cd presently offers the highest yield", True),
+        ("whats your best savings rate", True),
+        ("whats the lowest apr on a car loan", False),
+        ("what is the most i can send a day", False),  # a limit, not a rate
+        ("which card has the best rewards", False),
+    ],
+)
+def test_the_highest_rate_is_read_from_the_question(question: str, highest: bool) -> None:
+    assert bool(_HIGHEST.search(question)) is highest
+
+
+def test_a_question_for_the_highest_rate_gets_the_row_that_has_it(shipped: Engine) -> None:
+    """The closest table row is whichever the embedding likes; the customer asked for the highest."""
+    answer = ask(shipped, "thinking of a cd, which term pays the most right now?")
+    assert "4.10%" in answer.text, answer.text
