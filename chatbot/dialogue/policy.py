@@ -110,6 +110,19 @@ FLOWS: dict[str, Flow] = {
             True,
         ),
         Flow(
+            rules.PAYMENT_SCAM,
+            "fraud-and-disputes#scams-and-payments-you-authorized",
+            "I paid a scammer",
+            True,
+        ),
+        # BANKING77's intent; the bank's procedure is on its ATM page
+        Flow(
+            "wrong_amount_of_cash_received",
+            "branches-and-atms#kestrel-atm-didn-t-give-you-your-cash",
+            "The ATM didn't give me my cash",
+            False,
+        ),
+        Flow(
             rules.SHARED_SECURITY_CODE,
             "urgent-help#you-shared-a-code-or-password-with-a-scammer",
             "I shared a code or password with a scammer",
@@ -236,8 +249,10 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
     if top is not None and (wants_person or (top.name == "human_agent" and chosen)):
         return Decision("handoff", top, "handoff", HANDOFF_TEXT, handoff=True)
     card = rules.card_emergency(raw) if chosen is None else None
-    if top is not None and top.name == DIRECT_DEBIT and card == rules.CARD_PAYMENT_NOT_RECOGNISED:
+    if top is not None and top.name == DIRECT_DEBIT and card is not None:
         top = IntentRef(name=card, confidence=1.0)  # "a charge on my debit card": the card, not a direct debit
+    elif top is not None and top.name == DIRECT_DEBIT and rules.debit_card_only(raw):
+        top = None if len(ranking) < 2 else ranking[1]  # "left my debit card at the bar": not a direct debit
     if (
         top is not None
         and top.name in FLOWS

@@ -1,9 +1,10 @@
 """Routing through the real engine and the customer WebSocket: flows, handoff, refusals, injection
 refusals, clarification with quick replies, and follow-ups resolved from the stored turns.
 
-The app runs over the fixture knowledge base plus the real ``urgent-help`` document the flows
-quote, with the real MiniLM, the shipped intent classifier and SQLite. Generation is off: every
-route asserted here is decided before the generator would run, and it keeps this file fast.
+The app runs over the fixture knowledge base plus the real documents the flows quote
+(``urgent-help`` and the pages with the scam and ATM procedures), with the real MiniLM, the
+shipped intent classifier and SQLite. Generation is off: every route asserted here is decided
+before the generator would run, and it keeps this file fast.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from chatbot.schema import AnswerObject
 from tests.api.test_server import receive_answer, started
 from tests.conftest import FIXTURE_KB
 
-URGENT_HELP = PROJECT_ROOT / "knowledge_base" / "documents" / "urgent-help.md"
+FLOW_DOCUMENTS = sorted({flow.passage_id.split("#")[0] for flow in FLOWS.values()})
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def flow_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, 
     root = tmp_path_factory.mktemp("flows")
     kb = root / "kb"
     shutil.copytree(FIXTURE_KB, kb)
-    shutil.copy(URGENT_HELP, kb / "documents" / URGENT_HELP.name)
+    for name in FLOW_DOCUMENTS:
+        shutil.copy(PROJECT_ROOT / "knowledge_base" / "documents" / f"{name}.md", kb / "documents" / f"{name}.md")
     project_data = Path(os.environ.get("CHATBOT_DATA_DIR", PROJECT_ROOT / "var"))
     settings = Settings(
         data_dir=root / "data",
@@ -97,6 +99,8 @@ CUSTOMER_SAYS = {
     # recognised by chatbot.nlu.rules (BANKING77 has no such intent)
     "account_compromised": "I think someone got into my online banking",
     "shared_security_code": "a guy from 'the bank' called and i gave him the code from my text",
+    "payment_scam": "i paid a guy $300 on zelle for concert tickets and now he blocked me, i got scammed",
+    "wrong_amount_of_cash_received": "the atm didn't give me any cash but my account was still charged",
 }
 
 
@@ -112,7 +116,7 @@ def test_action_intents_state_the_procedure_from_the_knowledge_base(engine: Engi
     answer = ask(engine, CUSTOMER_SAYS[intent])
     flow = FLOWS[intent]
     assert answer.kind == "flow" and answer.intent is not None and answer.intent.name == intent
-    assert [s.id for s in answer.sources] == ["urgent-help"]
+    assert [s.id for s in answer.sources] == [flow.passage_id.split("#")[0]]
     assert engine.index is not None
     procedure = flow_body(engine.index.passages[engine.index.by_id[flow.passage_id]].text)
     assert answer.text.startswith(procedure)

@@ -374,6 +374,8 @@ def test_a_card_charge_the_classifier_reads_as_a_direct_debit_gets_the_card_proc
         ("what are the best etfs to buy this year", True),
         ("is bitcoin a safe bet right now", True),
         ("should i dump my savings into bitcoin or nvidia right now", True),
+        ("I have 20 thousand saved. Is better I buy bitcoin or Nvidia stock now?", True),
+        ("is it better to put my bonus in a cd or savings", False),
         ("should i put gold jewelry in a safe deposit box", False),
         ("should i stick my tax refund in savings or a cd", False),
         ("should i put my money in a cd or high yield savings", False),
@@ -510,6 +512,9 @@ def test_a_broad_subject_after_an_answer_is_a_follow_up_not_a_clarification(
         ("3 charges from some website i have never used on my debit card, fix this", rules.CARD_PAYMENT_NOT_RECOGNISED),
         ("you texted me asking if a purchase of $640 was me. it was NOT me", rules.CARD_PAYMENT_NOT_RECOGNISED),
         ("is there a fee on purchases abroad? i have never used my card outside the us", None),
+        # misplaced, maybe: the lost-card procedure (freeze it first), not a direct debit
+        ("think i left my debit card at the bar last nite?? not sure", rules.LOST_OR_STOLEN_CARD),
+        ("i think i left my card at home, can i pay with my phone today", None),
     ],
 )  # fmt: skip
 def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, flow: str | None) -> None:
@@ -546,3 +551,36 @@ def test_charges_i_never_made_on_my_card_get_the_unrecognised_payment_procedure(
     assert answer.kind == "flow" and answer.intent is not None, answer
     assert answer.intent.name == rules.CARD_PAYMENT_NOT_RECOGNISED, answer.intent
     assert answer.sources and answer.sources[0].id == "urgent-help", answer.sources
+
+
+@pytest.mark.parametrize(
+    ("text", "card_only"),
+    [
+        ("think i left my debit card at the bar, dont want to cancel it", True),
+        ("my debit card was charged by a gym i cancelled last year", False),
+        ("a direct debit i never set up took money from my debit card account", False),
+        ("what is a direct debit", False),
+    ],
+)
+def test_a_debit_card_is_not_a_direct_debit(text: str, card_only: bool) -> None:
+    """The classifier can read "debit" as a direct debit; the direct-debit procedure is then skipped."""
+    assert rules.debit_card_only(text) is card_only
+
+
+@pytest.mark.parametrize(
+    ("text", "flow"),
+    [
+        # a payment the customer made to a scammer who is not the bank: the scam procedure
+        ("paid a guy $300 on quickpay for concert tickets and now he blocked me. pretty sure i got scammed",
+         rules.PAYMENT_SCAM),
+        ("i think i got scammed, i zelled a landlord a deposit and the listing was fake", rules.PAYMENT_SCAM),
+        # a caller posing as the bank, or a code given away: the shared-code procedure
+        ("a man said he was from kestrel and i sent him $2000, i got scammed", rules.SHARED_SECURITY_CODE),
+        ("i got scammed and gave them my password", rules.SHARED_SECURITY_CODE),
+        # nothing paid yet, or no scam: a question, not a procedure
+        ("is this a scam? a buyer wants me to send money back", None),
+        ("i sent my cousin money and she never got it", None),
+    ],
+)  # fmt: skip
+def test_paying_a_scammer_is_the_scam_procedure(text: str, flow: str | None) -> None:
+    assert rules.emergency(text) == flow
