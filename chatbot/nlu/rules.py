@@ -87,8 +87,8 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             rf"|\b(?:they|he|she|someone|somebody|caller|guy|scammer|fraudster)\b[^.?!]{{0,80}}?"
             rf"\b(?:asked|told|wanted|got)\s+me\s+to\s+(?:read|give|send|share|tell|text|forward|confirm)\b"
             rf"[^.?!]{{0,60}}?\b{_CREDENTIAL}[^.?!]{{0,40}}?\b(?:so|and|which)\s+i\s+did\b"
-            # "i got phished and they have my password" (a scam with nothing given away is answered from the
-            # knowledge base: "i got scammed on marketplace" is about the payment, not the account)
+            # "i got phished and they have my password" (a scam with nothing given away is not this: "i got
+            # scammed on marketplace and sent money by quickpay" is about the payment, ``payment_scam``)
             r"|\b(?:scammed|phished|conned|tricked|defrauded)\b[^.?!]{0,60}?\b(?:codes?|otp|passwords?|pins?|"
             r"card (?:numbers?|details)|log-?in|credentials)\b"
             r"|\b(?:scammer|fraudster|fake (?:bank|kestrel)\w*|"
