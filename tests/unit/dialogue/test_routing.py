@@ -241,8 +241,10 @@ def test_the_rules_leave_the_product_questions_of_the_dev_set_alone() -> None:
         questions = [json.loads(line)["question"] for line in lines if line.strip()]
     assert len(questions) > 100
     assert [q for q in questions if rules.asks_for_account_data(q)] == []
-    # The emergencies among them are real ones: a password given to a caller, a lost phone with the app.
+    # The emergencies among them are real ones: a scam paid by QuickPay, a password given to a caller,
+    # a lost phone with the app.
     assert [q for q in questions if rules.emergency(q)] == [
+        "i got scammed on marketplace and sent money by quickpay what can i do",
         "i accidentally gave my password to someone on the phone",
         "left my phone in an uber and my banking app is on it",
     ]
