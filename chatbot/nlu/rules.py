@@ -60,11 +60,13 @@ _CREDENTIAL = (
     r"(?:codes?|otp|one[- ]time (?:pass)?codes?|passcodes?|verification codes?|security codes?|passwords?|pins?|"
     r"card numbers?|card details|log-?ins?|log-?in details|credentials|username)\b"
 )
+# What only an impostor of the bank asks for: money moved to a "safe account", remote access.
+_SCAMMERS_ASK = r"\b(?:safe|protected|secure) account\b|\bremote (?:access|into|in)\b"
 # Signs of a scam (security.md: what Kestrel Bank never asks): with something the customer did.
 _SCAM = re.compile(
     r"\b(?:claim(?:ed|ing)|pretend(?:ed|ing)|said|saying|says)\b[^.?!]{0,20}?\b(?:from|to be|was|were|is|are)\b"
     r"[^.?!]{0,15}?\b(?:kestrel|the bank|your bank|fraud (?:team|department)|security team|tech support)\b"
-    r"|\b(?:safe|protected|secure) account\b|\bremote (?:access|into|in)\b|\bscam(?:med|mer)?\b",
+    rf"|{_SCAMMERS_ASK}|\bscam(?:med|mer)?\b",
     re.I,
 )
 _DID = re.compile(
@@ -348,7 +350,7 @@ _PAID = re.compile(  # done, not asked about
 _POSING = re.compile(
     r"\b(?:claim(?:ed|ing)|pretend(?:ed|ing)|said|saying|says|posing|posed)\b[^.?!]{0,30}?\b(?:kestrel|the bank|"
     r"your bank|fraud (?:team|department)|security team|tech support|irs|police)\b"
-    r"|\b(?:safe|protected|secure) account\b|\bremote (?:access|into|in)\b",
+    rf"|{_SCAMMERS_ASK}",
     re.I,
 )
 
