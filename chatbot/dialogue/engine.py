@@ -318,7 +318,11 @@ class Engine:
             resolved = list(self.nlu.parse(query, embedding=query_vector).ranking)
         # A rewritten follow-up is also checked as resolved (policy.decide weighs both verdicts).
         resolved_verdict = self.guard.check(query, query_vector) if self.guard is not None and query != raw else None
-        hits = self.search(query, max(self.settings.retrieval_top_k, 10), mode, vector=query_vector, prefer=prefer)
+        # "…in a day? i have everyday checking": the product held is not what to search for (the
+        # sentences chosen still favour it: the extractive answer reads the query as typed).
+        searched = self.selector.catalogue.without_holdings(query) if self.selector is not None else query
+        search_vector = query_vector if searched == query else self.embedder.encode([searched])[0]
+        hits = self.search(searched, max(self.settings.retrieval_top_k, 10), mode, vector=search_vector, prefer=prefer)
         best = max((h.score for h in hits), default=0.0)
         # "card" alone gets a clarifying question whose quick replies are the bank's FAQ questions
         # nearest to it (policy.common_questions); its closest passages may all be document sections.

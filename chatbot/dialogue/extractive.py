@@ -487,6 +487,57 @@ class Catalogue:
     def family_of(self, name: str) -> str:
         return next((p.family for p in self.products if p.name == name), "")
 
+    def without_holdings(self, text: str) -> str:
+        """``text`` less the clauses that only say which product the customer holds ("…in a day? i have
+        everyday checking", "I have Premier.", "and i have premier checking if that changes anything"),
+        for choosing the document to quote: such a clause names the product, not the subject, and to the
+        embedding it makes the product's own page the closest ("whats the most i can quickpay someone in
+        a day" went to the checking page). The product still counts where sentences are chosen, from the
+        text as typed. ``text`` as it is when nothing else would be left to search with."""
+        clauses = CLAUSE.split(text)
+        kept = [c for c in clauses if not self._holding(c)]
+        if len(kept) == len(clauses):
+            return text
+        rest = " ".join(c.strip() for c in kept if c.strip())
+        if ABOUT_THE_HOLDING.search(rest):  # "i have premier checking tho, does that change the cost?"
+            return text
+        return rest if len(_content_words(rest)) >= MIN_REST_WORDS else text
+
+    def _holding(self, clause: str) -> bool:
+        match = HOLDING.match(clause)
+        if match is None:
+            return False
+        held = FILLER_AFTER.sub("", match.group("held")).strip()
+        words = held.split()
+        if not words or len(words) > 5:
+            return False
+        if self.mentions(held):
+            return True
+        modifiers = {p.modifier for p in self.products}
+        return any(" ".join(words[:n]).lower() in modifiers for n in (1, 2, 3) if n <= len(words))
+
+
+# A clause that only says what the customer holds: "i have (the regular) everyday checking", "im on premier",
+# "ive got the student account"; see ``Catalogue.without_holdings``.
+CLAUSE = re.compile(r"(?<=[.,;!?])\s+")  # not at "and": "i have a travel card and i lost it" is about the card
+HOLDING = re.compile(
+    r"^\s*(?:(?:and|but|also|btw|oh|ok|okay|wait|so)[\s,]+)*"
+    r"(?:i\s*(?:'ve|ve| have)?\s*got|i\s*(?:have|use)|i\s*(?:'m|m| am)\s+on|my (?:account|acct) is)\s+"
+    r"(?:(?:the|a|an|just|only|regular|basic|plain|kestrel)\s+)*(?P<held>[^.,;!?]+?)[.,;!?\s]*$",
+    re.I,
+)
+FILLER_AFTER = re.compile(
+    r"\s+(?:(?:if|in case) (?:that|it|this) (?:changes?|matters?|helps?)\b.*|tho|though|actually|btw|too|as well)$",
+    re.I,
+)
+MIN_REST_WORDS = 2
+# The rest asks about the product held: then the holding is the subject.
+ABOUT_THE_HOLDING = re.compile(
+    r"\b(?:that|it|this|which)\s+(?:\w+\s+)?(?:change|changes|matter|matters|make a difference|makes a difference|"
+    r"affect|affects|differ|differs)\b|\b(?:what|how) about\b|\bwhat if\b|\bdoes (?:that|it) count\b",
+    re.I,
+)
+
 
 def _product(name: str, modifier: str, family: str) -> Product:
     words = r"[\s-]*".join(re.escape(w) for w in modifier.split())
@@ -980,6 +1031,11 @@ class SentenceSelector:
         terms = _in_months(said or question)
         if terms:  # a term asked in years: the unit stating it in months ("one-year CD": "12-month CD")
             prior = prior + TERM_BONUS * np.array([bool(terms & _month_terms(s.unit.text)) for s in pool])
+        # A term or a balance the customer gives, and the tier holding it ("an 18-month cd" → "terms of 18
+        # months up to 36 months"; "if i keep around 50k" → "$10,000 to $99,999.99").
+        months, dollars = _asked_months(said or question), _asked_dollars(said or question)
+        if months or dollars:
+            prior = prior + TERM_BONUS * np.array([_holds(s.unit.text, months, dollars) for s in pool])
         if _HIGHEST.search(said or question):  # "which term pays the most": the highest rate's row
             prior = prior + HIGHEST_BONUS * np.array(_states_highest(pool))
         closeness = matrix @ whole
@@ -1152,6 +1208,64 @@ def _states_highest(pool: list[_Scored]) -> list[bool]:
 
 def _month_terms(text: str) -> set[int]:
     return {int(m.group(1)) for m in _MONTHS.finditer(text)}
+
+
+# A term the customer gives in months ("my 18-month cd", "a 6 mo cd"), and one the knowledge base
+# states as a range of them ("12 months or less", "18 months up to 36 months", "more than 12 months").
+_ASKED_MONTHS = re.compile(r"\b(\d{1,3})[\s-]*(?:months?|mos?)\b", re.I)
+_MONTHS_AT_MOST = re.compile(r"\b(\d{1,3})[\s-]*months? or (?:less|shorter|fewer)\b", re.I)
+_MONTHS_BETWEEN = re.compile(r"\b(\d{1,3})(?:[\s-]*months?)?\s+(?:up )?to\s+(\d{1,3})[\s-]*months?\b", re.I)
+_MONTHS_OVER = re.compile(r"\b(?:more|longer) than (\d{1,3})[\s-]*months?\b", re.I)
+# A balance the customer gives ("around 50k", "$50,000", "50 grand") and the tiers of a rate table
+# ("$10,000 to $99,999.99", "$100,000 and above", "under $2,500").
+_AMOUNT = r"\$?\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?"
+_ASKED_DOLLARS = re.compile(
+    rf"(?<![\w.,])({_AMOUNT})\s?(k|grand|thousand)?\b(?!\s*(?:yen|euros?|pesos|pounds|francs|won|rupees|yuan))", re.I
+)
+_DOLLARS_BETWEEN = re.compile(r"\$(\d[\d,]*(?:\.\d+)?)\s*(?:to|-|–)\s*\$(\d[\d,]*(?:\.\d+)?)")
+_DOLLARS_ABOVE = re.compile(r"\$(\d[\d,]*(?:\.\d+)?)\s*(?:and (?:above|over|up)|or more|\+)")
+_DOLLARS_BELOW = re.compile(r"\b(?:under|below|less than)\s+\$(\d[\d,]*(?:\.\d+)?)", re.I)
+
+
+def _asked_months(text: str) -> set[int]:
+    return {int(m.group(1)) for m in _ASKED_MONTHS.finditer(text)}
+
+
+def _asked_dollars(text: str) -> set[float]:
+    """Dollar amounts the customer gives: with a "$", a thousands suffix or thousands separators (not
+    "2019", "3 days")."""
+    found = set()
+    for match in _ASKED_DOLLARS.finditer(text):
+        whole, suffix = match.group(1), match.group(4)
+        if not (whole.lstrip().startswith("$") or suffix or "," in whole):
+            continue
+        value = float(re.sub(r"[$,\s]", "", whole))
+        found.add(value * 1000 if suffix else value)
+    return found
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _holds(text: str, months: set[int], dollars: set[float]) -> bool:
+    """Whether ``text`` states one of the terms asked, or a tier of terms or balances holding one."""
+    if months:
+        if months & _month_terms(text):
+            return True
+        spans = [(0.0, float(m.group(1))) for m in _MONTHS_AT_MOST.finditer(text)]
+        spans += [(float(m.group(1)), float(m.group(2))) for m in _MONTHS_BETWEEN.finditer(text)]
+        spans += [(float(m.group(1)) + 1, float("inf")) for m in _MONTHS_OVER.finditer(text)]
+        if any(low <= month <= high for month in months for low, high in spans):
+            return True
+    if dollars and "%" in text:  # a rate's tier, not "Loan amounts: $3,000 to $50,000"
+        tiers = [(_number(m.group(1)), _number(m.group(2))) for m in _DOLLARS_BETWEEN.finditer(text)]
+        tiers += [(_number(m.group(1)), float("inf")) for m in _DOLLARS_ABOVE.finditer(text)]
+        tiers += [(0.0, _number(m.group(1)) - 0.01) for m in _DOLLARS_BELOW.finditer(text)]
+        # "around 100k" is in "$100,000 and above", not "$10,000 to $99,999.99"; a bound's cents are kept
+        if any(low <= amount <= high + 0.01 for amount in dollars for low, high in tiers):
+            return True
+    return False
 
 
 def _shared(words: set[str], text: str) -> float:

@@ -360,6 +360,48 @@ def test_a_term_asked_in_years_finds_the_row_stated_in_months(embedder: Embedder
         assert selection is not None and rate in selection.text, question
 
 
+def test_a_term_or_balance_given_finds_the_tier_holding_it(embedder: Embedder) -> None:
+    """A tier's row holds the customer's figure without stating it: "a 9-month cd" is in "12 months
+    or less", "about 40k" in "$10,000 to $99,999.99"; a loan's amounts are no tier of a rate."""
+    penalties = chunk(
+        "cds#penalty",
+        "Cds — Early withdrawal penalty\n\nWe charge an early withdrawal penalty:\n\n"
+        "- CD terms of 12 months or less: 90 days of interest\n- CD terms of 18 months up to 36 months: "
+        "180 days of interest\n- 60-month CD: 365 days of interest",
+    )
+    tiers = chunk(
+        "mm#rates",
+        "Mm — Money market rates\n\n| Balance | APY |\n|---|---|\n| $0 to $9,999.99 | 1.50% |\n"
+        "| $10,000 to $99,999.99 | 3.25% |\n| $100,000 and above | 3.75% |",
+    )
+    selector = SentenceSelector(embedder.encode, CATALOGUE, [penalties, tiers])
+    for question, passage, right in (
+        ("penalty for cashing out my 9-month cd early?", penalties, "90 days"),
+        ("i have a 24 month cd, what does it cost to break it", penalties, "180 days"),
+        ("what apy would i get with about 40k in the money market", tiers, "3.25%"),
+        ("rate if i put $150,000 in the money market", tiers, "3.75%"),
+    ):
+        selection = selector.select(question, [hit(passage, 0.7)])
+        assert selection is not None and right in selection.text, (question, selection and selection.text)
+
+
+@pytest.mark.parametrize(
+    ("question", "searched"),
+    [
+        ("whats the daily quickpay limit? i have everyday checking", "whats the daily quickpay limit?"),
+        ("I have Premier. How much can I take out of an ATM abroad?", "How much can I take out of an ATM abroad?"),
+        ("fee to wire money to canada, i have the premier account if that matters", "fee to wire money to canada,"),
+        # the held product is the subject: kept
+        ("i have premier checking, does that change the fee?", None),
+        ("oh i have everyday checking", None),
+        ("i have a question, whats the atm fee", None),  # not a product
+        ("i have everyday checking and i lost my debit card", None),  # one clause
+    ],
+)
+def test_a_clause_saying_which_product_is_held_is_not_searched_for(question: str, searched: str | None) -> None:
+    assert CATALOGUE.without_holdings(question) == (searched or question)
+
+
 def test_a_named_product_never_gets_its_siblings_figures(selector: SentenceSelector) -> None:
     selection = selector.select(
         "what is the monthly fee on high yield savings", [hit(SAVINGS, 0.7), hit(HIGH_YIELD, 0.6)]
