@@ -255,6 +255,13 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         top = None if len(ranking) < 2 else ranking[1]  # "left my debit card at the bar": not a direct debit
     if (
         top is not None
+        and top.name in REPORT_FLOWS
+        and card == rules.LOST_OR_STOLEN_CARD
+        and not rules.names_a_transaction(raw)
+    ):
+        top = IntentRef(name=card, confidence=1.0)  # "someone stole my wallet, my debit card was in it": no payment
+    if (
+        top is not None
         and top.name in FLOWS
         and top.confidence >= settings.flow_threshold
         and not (top.name in REPORT_FLOWS and rules.dispute_underway(raw))

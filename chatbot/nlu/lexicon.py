@@ -42,7 +42,10 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
             r"sits at|at)\s+(?:into\s+|in\s+)?(?:the\s+)?(?:negative|below zero|red)\b"
             r"|(?:^|\s)-\$\s?\d|\bnegative (?:balance|\$)"
             r"|\bshort (?:by )?(?:like |about |only )?\$?\d"
-            r"|\bnot enough (?:money |funds |cash )?(?:in|on) (?:my |the )?(?:account|checking|card)\b",
+            r"|\bnot enough (?:money |funds |cash )?(?:in|on) (?:my |the )?(?:account|checking|card)\b"
+            # "i thought the bank covers you when youre short"
+            r"|\bcover(?:s|ed|ing)?\s+(?:you|me|it|us)\s+(?:\w+\s+)?(?:when|if)\s+(?:you|i|we)\s*(?:'re|re|'m|m|are|am)?\s*"
+            r"(?:short|low|broke)\b",
             re.I,
         ),
     ),

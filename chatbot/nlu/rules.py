@@ -313,12 +313,15 @@ ACCOUNT_DATA_PATTERN = re.compile(
 _EXPLAIN = re.compile(
     r"^\s*(?:why|what(?:'s| is) the difference|difference between|what does|what do|what happens|is it normal|"
     r"how do(?:es)? .{0,30}work|explain)\b"
-    r"|\b(?:why|how come|what (?:is )?the reason|how long|how soon|when (?:will|should|would|can|do|does))\b",
+    r"|\b(?:why|how come|what (?:is )?the reason|how long|how soon|when (?:will|should|would|can|do|does))\b"
+    # "what's the minimum payment on my card, how do you calculate it": the rule, not the figure
+    r"|\bhow (?:do|does|is|are)\s+(?:you|u|kestrel|the bank|it|that|they|this|the \w+)\s+"
+    r"(?:calculated?|figured?|determined?|worked? out|computed?|decided?)\b",
     re.I,
 )
 # A problem report ("I can't see my latest transfer", "my balance hasn't updated") is answered from the
 # knowledge base (timings, holds), not told where to look.
-_PROBLEM = re.compile(r"n't\b|\bnot\b(?! sure)|\bwrong\b|\bmissing\b|\bnever\b|\bcannot\b", re.I)
+_PROBLEM = re.compile(r"n't\b|(?<!\bor )\bnot\b(?! sure)|\bwrong\b|\bmissing\b|\bnever\b|\bcannot\b", re.I)
 # The classifier's intents about balances and pending money: with "my <balance/transactions>" in a
 # short message ("my balance pls", "current balance on my checking?") they read as a request for it.
 BALANCE_INTENTS = frozenset(
@@ -392,6 +395,19 @@ def debit_card_only(text: str) -> bool:
     """The message names a debit card and nothing a direct debit is ("left my debit card at the bar"):
     the classifier can read "debit" as a direct debit."""
     return bool(re.search(r"\bdebit\s+card\b", text, re.I)) and not _DIRECT_DEBIT_WORDS.search(text)
+
+
+# A payment or withdrawal the message reports, beside a card's theft: "my wallet was stolen and someone took
+# out $400" is the withdrawal's procedure; "someone stole my wallet, my debit card was in it" the card's.
+_TRANSACTION = re.compile(
+    r"\b(?:withdr\w*|atms?|cash|took out|taken out|charges?|charged|transactions?|purchases?|payments?|"
+    r"debits?(?!\s+cards?)|spent|bought|transfers?|transferred)\b",
+    re.I,
+)
+
+
+def names_a_transaction(text: str) -> bool:
+    return _TRANSACTION.search(text) is not None
 
 
 def card_emergency(text: str) -> str | None:

@@ -253,6 +253,16 @@ def test_a_long_message_between_two_intents_is_answered_not_asked_back() -> None
     assert decide(story, close, DEFAULTS).route == "retrieval"
 
 
+def test_a_stolen_card_with_no_payment_reported_is_the_card_procedure_whatever_payment_flow_is_guessed() -> None:
+    """The classifier reads "stole my wallet … debit card" as a withdrawal not recognised; nothing was
+    withdrawn, so the card comes first. A theft with a withdrawal keeps the withdrawal's procedure."""
+    guessed = understood(("cash_withdrawal_not_recognised", 0.8), ("lost_or_stolen_card", 0.15))
+    theft = decide("a guy snatched my wallet on the train and my visa debit card was in it, help", guessed, DEFAULTS)
+    assert theft.route == "flow" and theft.flow == FLOWS["lost_or_stolen_card"]
+    taken = "my wallet was stolen and someone took out $300 at an atm"
+    assert decide(taken, guessed, DEFAULTS).flow == FLOWS["cash_withdrawal_not_recognised"]
+
+
 def test_policy_emergencies_account_data_and_follow_ups_before_refusals() -> None:
     s = DEFAULTS
     # An emergency the classifier has no intent for runs its flow, even when it only resembles an attack...

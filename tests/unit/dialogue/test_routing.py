@@ -183,6 +183,11 @@ def test_account_data_through_typos_and_check_the_noun(text: str, own: bool) -> 
         ("i deposited $300 cash at the atm this morning, is it showing in my account yet?", True),
         ("has the refund hit my card yet", True),
         ("how long before a cash deposit is showing in my account", False),
+        # "or not" asks yes or no; it is not a problem report
+        ("did my car payment go through on monday or not", True),
+        # how a figure is worked out is the bank's rule, not the customer's figure
+        ("whats the minimum payment on my travel card and how is it calculated", False),
+        ("how does kestrel figure out the interest on my savings", False),
     ],
 )
 def test_account_data_asked_about_one_payment_or_the_latest_ones(text: str, own: bool) -> None:
