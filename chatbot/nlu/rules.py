@@ -398,9 +398,10 @@ def debit_card_only(text: str) -> bool:
 
 
 # A payment or withdrawal the message reports, beside a card's theft: "my wallet was stolen and someone took
-# out $400" is the withdrawal's procedure; "someone stole my wallet, my debit card was in it" the card's.
+# out $400" is the withdrawal's procedure; "someone stole my wallet, my debit card was in it" the card's
+# (and so is a wallet stolen "with $80 cash and my card": cash carried is no payment).
 _TRANSACTION = re.compile(
-    r"\b(?:withdr\w*|atms?|cash|took out|taken out|charges?|charged|transactions?|purchases?|payments?|"
+    r"\b(?:withdr\w*|atms?|took out|taken out|charges?|charged|transactions?|purchases?|payments?|"
     r"debits?(?!\s+cards?)|spent|bought|transfers?|transferred)\b",
     re.I,
 )

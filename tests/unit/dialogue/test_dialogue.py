@@ -259,6 +259,8 @@ def test_a_stolen_card_with_no_payment_reported_is_the_card_procedure_whatever_p
     guessed = understood(("cash_withdrawal_not_recognised", 0.8), ("lost_or_stolen_card", 0.15))
     theft = decide("a guy snatched my wallet on the train and my visa debit card was in it, help", guessed, DEFAULTS)
     assert theft.route == "flow" and theft.flow == FLOWS["lost_or_stolen_card"]
+    carried = "someone grabbed my purse with like $80 cash and my credit card in it"
+    assert decide(carried, guessed, DEFAULTS).flow == FLOWS["lost_or_stolen_card"]
     taken = "my wallet was stolen and someone took out $300 at an atm"
     assert decide(taken, guessed, DEFAULTS).flow == FLOWS["cash_withdrawal_not_recognised"]
 
