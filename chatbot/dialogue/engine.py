@@ -385,7 +385,7 @@ class Engine:
             options.faq_route
             and best_faq is not None
             and best_faq.score >= self.settings.faq_threshold
-            and self._verbatim(query, best_faq, hits)
+            and self._verbatim(query, best_faq, hits, said)
         ):
             text = best_faq.passage.answer or ""
             yield DeltaEvent(id=answer_id, text=text)
@@ -409,12 +409,12 @@ class Engine:
         yield self._answer(answer_id, text, "extractive", sources)
 
     # -- which answer serves the question (the rules are in chatbot/dialogue/extractive.py) ----------
-    def _verbatim(self, query: str, faq: Hit, hits: list[Hit]) -> bool:
+    def _verbatim(self, query: str, faq: Hit, hits: list[Hit], said: str | None = None) -> bool:
         """A curated answer is returned verbatim only when it answers what was asked, for the product
         named, and (an Ask CFPB entry) only where the bank's own content does not answer instead."""
         if self.selector is None:
             return True
-        return self.selector.verbatim_fits(query, faq, hits)
+        return self.selector.verbatim_fits(query, faq, hits, said)
 
     def _worth_generating(self, query: str, hits: list[Hit]) -> bool:
         """False where the generator's text would be thrown away (see ``SentenceSelector.generator_fits``):

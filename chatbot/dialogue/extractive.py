@@ -175,7 +175,10 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
         re.compile(
             r"\b(?:stuck|on the hook|eat (?:the|those|these|that) (?:charges?|costs?|money))\b"
             r"|\b(?:am i|are we|i'?m|i am|be held|be) (?:still )?(?:responsible|liable)\b"
-            r"|\b(?:have|need) to pay (?:for )?(?:it|them|that|those|these|the (?:charges?|disputed|amount))\b",
+            r"|\b(?:have|need) to pay (?:for )?(?:it|them|that|those|these|the (?:charges?|disputed|amount))\b"
+            # "am i going to lose that money", "or am i just out 400 bucks"
+            r"|\b(?:lose|lost)\s+(?:that|the|my|this|all (?:that|my|the))\s+(?:money|cash|funds)\b"
+            r"|\b(?:am i|i'?m|im)\s+(?:just\s+)?out\s+(?:\$\s?\d|\d)",
             re.I,
         ),
         re.compile(
@@ -436,6 +439,11 @@ class Catalogue:
 
     def __init__(self, products: Sequence[Product]) -> None:
         self.products = list(products)
+        # A modifier alone ("premier"), which names its product only beside a sibling: "everyday checking vs premier"
+        self._bare = {
+            p.name: re.compile(r"\b" + r"[\s-]*".join(map(re.escape, p.modifier.split())) + r"\b", re.I)
+            for p in self.products
+        }
 
     @classmethod
     def from_texts(cls, source: Iterable[str]) -> Catalogue:
@@ -476,6 +484,19 @@ class Catalogue:
 
     def mentions(self, text: str) -> frozenset[str]:
         return frozenset(p.name for p in self.products if p.pattern.search(text))
+
+    def asked(self, question: str, context: str = "") -> frozenset[str]:
+        """The products a customer's ``question`` names: as the knowledge base does ("premier checking"),
+        or by modifier alone beside a sibling named in it or in ``context`` (the conversation so far):
+        "the monthly fee on everyday checking vs premier", "ok and premier?" after Everyday Checking."""
+        named = [p for p in self.products if p.pattern.search(question)]
+        families = {p.family for p in named} | {
+            p.family for p in self.products if context and p.pattern.search(context)
+        }
+        bare = [
+            p for p in self.products if p.family in families and p not in named and self._bare[p.name].search(question)
+        ]
+        return frozenset(p.name for p in named + bare)
 
     def aspects_of(self, question: str) -> frozenset[str]:
         """The aspects a question asks for, its product names left out: "high yield savings" names a
@@ -955,19 +976,26 @@ class SentenceSelector:
         return scored
 
     # ------------------------------------------------------------------ which route serves the question
-    def verbatim_fits(self, question: str, faq: Hit, hits: Sequence[Hit]) -> bool:
+    def named(self, question: str, said: str | None = None) -> frozenset[str]:
+        """The products asked about; a follow-up naming its own ("ok and premier?" after Everyday Checking)
+        is about that one, not the earlier one its rewrite ``question`` still names."""
+        own = self.catalogue.asked(said, question) if said and said.strip() != question.strip() else frozenset()
+        return own or self.catalogue.asked(question)
+
+    def verbatim_fits(self, question: str, faq: Hit, hits: Sequence[Hit], said: str | None = None) -> bool:
         """Whether a curated FAQ answer, close enough to be returned verbatim, answers *this* question.
 
         Not when it is an Ask CFPB entry and the bank's own content answers the question (the bank's
         policy, not federal generalities); not when it is about a sibling of the product the customer
         named; not when the question asks several things and the entry answers only some of them.
+        ``said``: a follow-up as typed, when ``question`` is its rewrite (its own product counts).
         """
         if is_external(faq.passage) and bank_answers(hits, self.bank_floor, self.bank_margin):
             return False
         entry = faq.passage.text + "\n" + (faq.passage.answer or "")
         if conflicts(asked_kinds(question), kinds_about(faq.passage.text, faq.passage.answer or "")):
             return False  # about the other kind: a domestic limit for a wire abroad
-        if _sibling_only(self.catalogue, self.catalogue.mentions(question), self.catalogue.mentions(entry)):
+        if _sibling_only(self.catalogue, self.named(question, said), self.catalogue.mentions(entry)):
             return False
         parts = [self.catalogue.aspects_of(p) for p in question_parts(question)]
         if len(parts) > 1:
@@ -992,7 +1020,7 @@ class SentenceSelector:
             return False
         if sum(1 for aspects in map(self.catalogue.aspects_of, question_parts(question)) if aspects) > 1:
             return False
-        return len(self.catalogue.mentions(question)) <= 1
+        return len(self.catalogue.asked(question)) <= 1
 
     def select(
         self,
@@ -1007,7 +1035,7 @@ class SentenceSelector:
         question). The rewrite chooses the document; what the customer asks *now* chooses the
         sentences: its aspects (the rewrite's where it names none), and ``SAID_WEIGHT`` of the
         closeness (the rewrite alone is mostly the previous question, whose answer was already given)."""
-        named = self.catalogue.mentions(question) if named is None else named
+        named = self.named(question, said) if named is None else named
         pool = self.candidates(hits, named, prefer, asked_kinds(question))
         if not pool:
             return None
@@ -1033,9 +1061,14 @@ class SentenceSelector:
             prior = prior + TERM_BONUS * np.array([bool(terms & _month_terms(s.unit.text)) for s in pool])
         # A term or a balance the customer gives, and the tier holding it ("an 18-month cd" → "terms of 18
         # months up to 36 months"; "if i keep around 50k" → "$10,000 to $99,999.99").
-        months, dollars = _asked_months(said or question), _asked_dollars(said or question)
-        if months or dollars:
-            prior = prior + TERM_BONUS * np.array([_holds(s.unit.text, months, dollars) for s in pool])
+        asked_text = said or question
+        months, dollars, ages = _asked_months(asked_text), _asked_dollars(asked_text), _asked_ages(asked_text)
+        # (The tier's row is preferred, but the other close units still fill the answer: their bar is set
+        # without this bonus. "can my 15 yr old get a card" keeps "Yes, you can add authorized users".)
+        tier = np.zeros(len(pool))
+        if months or dollars or ages:
+            tier = TERM_BONUS * np.array([_holds(s.unit.text, months, dollars, ages) for s in pool])
+            prior = prior + tier
         if _HIGHEST.search(said or question):  # "which term pays the most": the highest rate's row
             prior = prior + HIGHEST_BONUS * np.array(_states_highest(pool))
         closeness = matrix @ whole
@@ -1080,7 +1113,7 @@ class SentenceSelector:
         for index in ranking:  # fill with the closest units, as the answer's context
             if len(chosen) >= FILL_UNITS or _words(pool, chosen) >= FILL_WORDS:
                 break
-            if overall[index] >= overall.max() - 0.15 and not _unasked_figures(pool[index].aspects, asked):
+            if overall[index] >= (overall - tier).max() - 0.15 and not _unasked_figures(pool[index].aspects, asked):
                 take(index)
         chosen = _capped(pool, chosen, self.max_units, self.max_words)
         chosen.sort(key=lambda i: (self._position.get(pool[i].unit.passage_id, 1 << 30), pool[i].unit.order))
@@ -1168,7 +1201,7 @@ def _content_words(text: str) -> set[str]:
     return {w.strip(".:") for w in words if w.strip(".:") and w.strip(".:") not in STOPWORDS}
 
 
-_YEARS = re.compile(r"\b(\d{1,2}|one|an?|two|three|four|five|six|seven|ten)[\s-]*(?:years?|yrs?)\b", re.I)
+_YEARS = re.compile(r"\b(\d{1,2}|one|an?|two|three|four|five|six|seven|ten)[\s-]*(?:years?|yrs?)\b(?![\s-]*old)", re.I)
 _MONTHS = re.compile(r"\b(\d{1,3})[\s-]*months?\b", re.I)
 
 
@@ -1227,6 +1260,23 @@ _DOLLARS_ABOVE = re.compile(r"\$(\d[\d,]*(?:\.\d+)?)\s*(?:and (?:above|over|up)|
 _DOLLARS_BELOW = re.compile(r"\b(?:under|below|less than)\s+\$(\d[\d,]*(?:\.\d+)?)", re.I)
 
 
+# An age the customer gives ("my 15 yr old", "I'm 23") and the ages a rule holds ("at least 13 years old",
+# "under age 25", "ages 17 to 24").
+_ASKED_AGE = re.compile(
+    r"\b(\d{1,2})[\s-]*(?:years?|yrs?|y/?o)?[\s-]*old\b|\b(\d{1,2})\s*y/?o\b"
+    r"|\b(?:i'?m|i am|he'?s|hes|she'?s|shes|turning|turned|aged?)\s+(?:only\s+|just\s+)?(\d{1,2})\b"
+    r"(?!\s*(?:%|\$|k\b|[,.:]\d|days?|months?|weeks?|hours?|minutes?|mins?|dollars?|bucks|grand|[ap]\.?m\b))",
+    re.I,
+)
+_AGE_AT_LEAST = re.compile(r"\bat least (\d{1,2}) years? old\b|\b(\d{1,2}) (?:years old )?or older\b", re.I)
+_AGE_UNDER = re.compile(r"\bunder (?:age |the age of )?(\d{1,2})\b", re.I)
+_AGE_BETWEEN = re.compile(r"\bages? (\d{1,2}) (?:to|through|-|–) (\d{1,2})\b", re.I)
+
+
+def _asked_ages(text: str) -> set[int]:
+    return {int(next(g for g in m.groups() if g)) for m in _ASKED_AGE.finditer(text)}
+
+
 def _asked_months(text: str) -> set[int]:
     return {int(m.group(1)) for m in _ASKED_MONTHS.finditer(text)}
 
@@ -1248,10 +1298,16 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def _holds(text: str, months: set[int], dollars: set[float]) -> bool:
-    """Whether ``text`` states one of the terms asked, or a tier of terms or balances holding one."""
+def _holds(text: str, months: Collection[int], dollars: Collection[float], ages: Collection[int] = ()) -> bool:
+    """Whether ``text`` states one of the terms asked, or a tier of terms, balances or ages holding one."""
+    if ages:
+        spans = [(float(next(g for g in m.groups() if g)), float("inf")) for m in _AGE_AT_LEAST.finditer(text)]
+        spans += [(0.0, float(m.group(1)) - 1) for m in _AGE_UNDER.finditer(text)]
+        spans += [(float(m.group(1)), float(m.group(2))) for m in _AGE_BETWEEN.finditer(text)]
+        if any(low <= age <= high for age in ages for low, high in spans):
+            return True
     if months:
-        if months & _month_terms(text):
+        if set(months) & _month_terms(text):
             return True
         spans = [(0.0, float(m.group(1))) for m in _MONTHS_AT_MOST.finditer(text)]
         spans += [(float(m.group(1)), float(m.group(2))) for m in _MONTHS_BETWEEN.finditer(text)]

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chatbot.config import PROJECT_ROOT, Settings
@@ -118,6 +119,8 @@ def test_a_two_part_question_splits_into_its_parts_with_their_aspects() -> None:
         ("how soon do i get the money", "funding"),
         ("whats the latest i can send it today", "clock"),
         ("do you get any cash back with the secured card", "rate"),
+        ("so did i just lose all that money??", "liability"),
+        ("or am i out $250 for good", "liability"),
     ],
 )
 def test_aspects_are_read_from_the_question(question: str, aspect: str) -> None:
@@ -248,6 +251,22 @@ def test_products_and_their_siblings_are_learnt_from_the_text() -> None:
     assert CATALOGUE.mentions("what about savings in general") == frozenset()
 
 
+def test_a_modifier_alone_names_its_product_beside_a_sibling_in_the_question_or_the_conversation() -> None:
+    both = {"Kestrel Everyday Checking", "Kestrel Premier Checking"}
+    assert CATALOGUE.asked("is there a monthly fee on everyday checking or premier") == both
+    assert CATALOGUE.asked("and premier?", context="whats the fee on everyday checking") == {"Kestrel Premier Checking"}
+    assert CATALOGUE.asked("is premier worth it") == frozenset()  # alone, "premier" is just a word
+    # a follow-up's rewrite still names the earlier product; the follow-up as typed says which one it is about
+    selector = SentenceSelector(lambda texts: np.zeros((len(texts), 1)), CATALOGUE, [])
+    rewrite = "whats the monthly fee on everyday checking premier checking"
+    assert selector.named(rewrite, said="ok and premier?") == {"Kestrel Premier Checking"}
+    assert selector.named(rewrite) == both
+    # the knowledge base's own text names products in full: a bare word there names none
+    assert CATALOGUE.mentions("Kestrel Everyday Checking is our most popular choice, even over premier") == {
+        "Kestrel Everyday Checking"
+    }
+
+
 def test_a_bullet_belongs_to_its_sections_product_and_says_so() -> None:
     units = passage_units(SAVINGS, CATALOGUE)
     fee = next(u for u in units if "$5" in u.text)
@@ -360,9 +379,9 @@ def test_a_term_asked_in_years_finds_the_row_stated_in_months(embedder: Embedder
         assert selection is not None and rate in selection.text, question
 
 
-def test_a_term_or_balance_given_finds_the_tier_holding_it(embedder: Embedder) -> None:
+def test_a_term_balance_or_age_given_finds_the_tier_holding_it(embedder: Embedder) -> None:
     """A tier's row holds the customer's figure without stating it: "a 9-month cd" is in "12 months
-    or less", "about 40k" in "$10,000 to $99,999.99"; a loan's amounts are no tier of a rate."""
+    or less", "about 40k" in "$10,000 to $99,999.99", a 14-year-old in "at least 13 years old"."""
     penalties = chunk(
         "cds#penalty",
         "Cds — Early withdrawal penalty\n\nWe charge an early withdrawal penalty:\n\n"
@@ -383,6 +402,15 @@ def test_a_term_or_balance_given_finds_the_tier_holding_it(embedder: Embedder) -
     ):
         selection = selector.select(question, [hit(passage, 0.7)])
         assert selection is not None and right in selection.text, (question, selection and selection.text)
+    ages = chunk(
+        "accounts#who-can-open",
+        "Accounts — Who can open one\nThe primary owner of a checking account must be at least 18 years old. "
+        "Customers under 18 can open a savings account with a parent as joint owner.",
+    )
+    selection = SentenceSelector(embedder.encode, CATALOGUE, [ages], max_units=1).select(
+        "my 17 yo wants her own account, can she open one", [hit(ages, 0.7)]
+    )
+    assert selection is not None and "under 18" in selection.text, selection
 
 
 @pytest.mark.parametrize(
