@@ -54,7 +54,7 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
         # the device named, not the wallet; "debit card" alone pulls the debit card page
         "mobile wallet",
         re.compile(
-            r"\b(?:apple|samsung|galaxy|pixel|garmin|fitbit)\s+(?:watch|wallet)\b"
+            r"\b(?:apple|samsung|galaxy|pixel|garmin|fitbit|google)\s+(?:watch|wallet|pay)\b"
             r"|\b(?:pay|paying|tap|tapping|buy|purchases?)\s+(?:\w+\s+){0,2}?(?:with|using|on)\s+(?:my\s+)?"
             r"(?:phone|watch|iphone|android|smartwatch)\b"
             r"|\b(?:card|it)\s+(?:on|onto|to|in|into)\s+(?:my|her|his|the|a)\s+(?:[\w']+\s+)?"
