@@ -260,6 +260,8 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         and not rules.names_a_transaction(raw)
     ):
         top = IntentRef(name=card, confidence=1.0)  # "someone stole my wallet, my debit card was in it": no payment
+    if top is not None and top.name == rules.LOST_OR_STOLEN_PHONE and not rules.reports_a_loss(raw):
+        top = None if len(ranking) < 2 else ranking[1]  # "it's $80k, can I just do it from my phone?": nothing lost
     if (
         top is not None
         and top.name in FLOWS

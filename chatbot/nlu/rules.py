@@ -66,7 +66,19 @@ _SCAMMERS_ASK = r"\b(?:safe|protected|secure) account\b|\bremote (?:access|into|
 _SCAM = re.compile(
     r"\b(?:claim(?:ed|ing)|pretend(?:ed|ing)|said|saying|says)\b[^.?!]{0,20}?\b(?:from|to be|was|were|is|are)\b"
     r"[^.?!]{0,15}?\b(?:kestrel|the bank|your bank|fraud (?:team|department)|security team|tech support)\b"
-    rf"|{_SCAMMERS_ASK}|\bscam(?:med|mer)?\b",
+    rf"|{_SCAMMERS_ASK}|\bscam(?:med|mer)?\b"
+    # "a man called me, caller ID said Kestrel Bank": a spoofed number is how impostors start
+    r"|\bcaller[- ]?id\b[^.?!]{0,20}?\b(?:kestrel|the bank|your bank|your number|the bank'?s number)\b",
+    re.I,
+)
+# Credentials typed into a site that turned out fake: "clicked the link and typed in my online banking login
+# and password... then realized the site was fake" (the bank's phishing procedure, not a how-to).
+_ENTERED = re.compile(
+    rf"\b(?:typed|entered|put|filled)\s+(?:in\s+|out\s+)?(?:all\s+)?(?:my\s+)?(?:[\w-]+\s+){{0,3}}?{_CREDENTIAL}",
+    re.I,
+)
+_DECEIVED = re.compile(
+    r"\b(?:fake|phish\w*|scam\w*|bogus|spoof\w*|not (?:real|legit|you|kestrel)|wasn'?t (?:real|legit|you|kestrel))\b",
     re.I,
 )
 _DID = re.compile(
@@ -373,6 +385,8 @@ def emergency(text: str) -> str | None:
         return PAYMENT_SCAM
     if _SCAM.search(text) and _DID.search(text):  # "he said he was from kestrel ... i already sent $2000"
         return SHARED_SECURITY_CODE
+    if _ENTERED.search(text) and _DECEIVED.search(text):
+        return SHARED_SECURITY_CODE
     for name, pattern in EMERGENCY_PATTERNS:
         match = pattern.search(text)
         if match is None:
@@ -409,6 +423,19 @@ _TRANSACTION = re.compile(
 
 def names_a_transaction(text: str) -> bool:
     return _TRANSACTION.search(text) is not None
+
+
+# Words of a loss or theft: a lost-phone procedure needs one ("can I just do it from my phone?" names a
+# phone and loses nothing).
+_LOSS = re.compile(
+    r"\b(?:lost|lose|losing|stolen|stole|steal|missing|gone|nicked|taken|took|snatched|grabbed|left|dropped|"
+    r"misplaced|robbed|mugged|pickpocket\w*|thief|theft|can'?t find|cannot find|can not find|disappeared)\b",
+    re.I,
+)
+
+
+def reports_a_loss(text: str) -> bool:
+    return _LOSS.search(text) is not None
 
 
 def card_emergency(text: str) -> str | None:

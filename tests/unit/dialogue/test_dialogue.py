@@ -265,6 +265,15 @@ def test_a_stolen_card_with_no_payment_reported_is_the_card_procedure_whatever_p
     assert decide(taken, guessed, DEFAULTS).flow == FLOWS["cash_withdrawal_not_recognised"]
 
 
+def test_the_lost_phone_procedure_needs_something_lost() -> None:
+    """The classifier reads any phone as a lost one; "can I do it from my phone" loses nothing."""
+    guessed = understood(("lost_or_stolen_phone", 0.9), ("transfer_timing", 0.05))
+    assert decide("its 40k, can i do the whole thing from my phone", guessed, DEFAULTS).route != "flow"
+    assert (
+        decide("left my phone in an uber and the app is on it", guessed, DEFAULTS).flow == FLOWS["lost_or_stolen_phone"]
+    )
+
+
 def test_policy_emergencies_account_data_and_follow_ups_before_refusals() -> None:
     s = DEFAULTS
     # An emergency the classifier has no intent for runs its flow, even when it only resembles an attack...

@@ -544,8 +544,15 @@ def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, 
         ("i replied with my new address to your email", None),
         ("i cant log in, i dont know my password anymore", None),
         ("is there a fee to add someone to my account", None),
+        # credentials typed into a page that turned out fake; a spoofed caller ID and a code read out
+        ("an email said my card was locked, i entered my username and password there, now i think it was phishing",
+         rules.SHARED_SECURITY_CODE),
+        ("caller id showed kestrel so i trusted it and read him the passcode from my texts, i just gave it",
+         rules.SHARED_SECURITY_CODE),
+        ("i typed in my new password and the app says its not strong enough", None),
+        ("typed my password wrong three times, am i locked out", None),
     ],
-)
+)  # fmt: skip
 def test_someone_else_in_online_banking_or_a_code_given_away_is_an_emergency(text: str, flow: str | None) -> None:
     assert rules.emergency(text) == flow
 

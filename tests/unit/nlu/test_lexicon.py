@@ -41,6 +41,7 @@ def test_other_messages_are_left_as_typed(text: str) -> None:
         ("how do i get my debit card onto my galaxy watch", "mobile wallet"),
         ("can i just tap with my phone at the register", "mobile wallet"),
         ("set up the card on my wife's iphone", "mobile wallet"),
+        ("how do i get my debit card into google pay", "mobile wallet"),
         ("shop in spain asked if i want to pay in dollars or euros, which is better", "local currency"),
         ("should i let the atm charge me in usd or in the local money", "local currency"),
         ("got an email that says to click the link to unlock my account, real?", "phishing"),
