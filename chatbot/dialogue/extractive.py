@@ -381,6 +381,31 @@ CONTRASTS = (
             re.compile(r"\b(?:international|foreign|abroad|SWIFT|IBAN|countries)\b", re.I),
         ),
     ),
+    # A PIN forgotten is reset (with a code, in the app); a PIN known is changed (in the app or at a Kestrel
+    # ATM): "forgot my pin lol how do i get a new one" is not answered by "Change your PIN …".
+    Contrast(
+        "pin",
+        ("forgotten", "known"),
+        (
+            re.compile(
+                r"\b(?:forg[oe]t\w*|don'?t (?:remember|know)|can'?t remember|cannot remember)\b[^.?!]{0,25}?\bpin\b"
+                r"|\bpin\b[^.?!]{0,25}?\b(?:forg[oe]t\w*|don'?t remember|can'?t remember)\b",
+                re.I,
+            ),
+            re.compile(
+                r"\bchange\b[^.?!]{0,25}?\bpin\b|\bpin\b[^.?!]{0,15}?\bchange\b|\bpin\b[\s\S]{0,120}?\bchange it\b",
+                re.I,
+            ),
+        ),
+        (
+            re.compile(r"\b(?:forg[oe]t\w*|reset\w*)\b", re.I),
+            re.compile(
+                r"\bchange (?:your |the |a )?(?:kestrel )?(?:debit card |credit card |card )?pin\b"
+                r"|\bchange it at (?:any |a )?(?:kestrel )?atm",
+                re.I,
+            ),
+        ),
+    ),
 )
 # A document is chosen by its closest passage plus this share of its next two: a document whose
 # several sections are near the question covers it better than one close entry ("moving my car loan

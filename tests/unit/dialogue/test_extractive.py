@@ -167,6 +167,10 @@ def test_a_card_named_for_its_cash_back_is_not_a_question_about_the_rate() -> No
         ("whats the fee to send or receive a wire", {}),  # both directions: no side taken
         ("my employer is wiring my bonus to my checking account", {"direction": "incoming"}),
         ("what is the overdraft fee", {}),
+        # a PIN forgotten is reset; one known is changed
+        ("i cant remember my card pin, what now", {"pin": "forgotten"}),
+        ("can i change my pin to something easier", {"pin": "known"}),
+        ("forgot my pin. or can i just change it at the atm", {}),  # both: no side taken
     ],
 )
 def test_the_kind_of_payment_asked_is_read_from_the_question(question: str, kinds: dict[str, str]) -> None:
@@ -484,6 +488,11 @@ def test_a_curated_answer_is_verbatim_only_when_it_answers_the_question(selector
     basic = Passage("kb-2", "faq", "savings", "Savings", None, "Fee on Kestrel Basic Savings?", "It is $5.")
     assert not selector.verbatim_fits("fee on high yield savings?", hit(basic, 0.9), [hit(basic, 0.9)])
     assert not selector.verbatim_fits("when can i use a deposit", external(0.9), [external(0.9), hit(WIRES, 0.8)])
+    change = Passage(
+        "kb-3", "faq", "pins", "PINs", None, "How do I change my PIN?", "Change your PIN in the app under Change PIN."
+    )
+    assert selector.verbatim_fits("how can i change my pin", hit(change, 0.9), [hit(change, 0.9)])
+    assert not selector.verbatim_fits("forgot my pin, how do i get a new one", hit(change, 0.9), [hit(change, 0.9)])
 
 
 # ------------------------------------------------------------------ the shipped knowledge base, end to end
