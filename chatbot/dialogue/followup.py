@@ -89,6 +89,15 @@ CONNECTIVE = re.compile(
 PRONOUN = re.compile(r"\b(?:it|that|this|they|them|those|these|ones?)\b", re.I)
 # Words that only make sense after something was said: "i have premier checking tho", "my husband too?"
 BACK_REFERENCE = re.compile(r"\b(?:tho|though)\b|\b(?:too|either|instead|then|also)\b[\s?.!,]*$", re.I)
+# "oh wait i have premier checking", "actually im on student": only which product the customer holds, said
+# after a question, asks that question again for it.
+HOLDING_ONLY = re.compile(
+    r"^\s*(?:(?:oh|wait|ok(?:ay)?|actually|sorry|btw|well|hmm|um|but|and|also|fyi)[\s,.!]+)*"
+    r"(?:i\s*(?:'ve|ve| have)?\s*got|i\s*(?:have|use)|i\s*(?:'m|m| am)\s+on)\s+(?:the\s+|a\s+|an\s+)?"
+    r"(?:(?!(?:and|but|so|i|it|is|was|to|for|with)\b)[\w'-]+\s*){1,4}?"
+    r"(?:\s+(?:actually|tho|though|btw|too|if that (?:changes|matters)\b[\w ]*))?[\s.!?]*$",
+    re.I,
+)
 SHORT_FOLLOWUP_WORDS = 10  # a turn with nothing of its own to be about leans on the previous one up to this long
 LONG_FOLLOWUP_WORDS = 18  # a turn that points back can be this long and still lean on the previous one
 LONG_CONNECTED_WORDS = 24  # ...or this long when it also opens with "and", "ok and", "what about"...
@@ -196,7 +205,7 @@ def is_dependent(text: str) -> bool:
     for mention in sorted((m for m in found if m.slot == "aspect"), key=lambda m: -m.start):
         rest = rest[: mention.start] + " " + rest[mention.end :]
     if subjects:
-        return False
+        return len(words) <= SHORT_FOLLOWUP_WORDS and HOLDING_ONLY.match(text) is not None
     if TOPIC_WORDS.search(rest):
         # "can i just pick it up from the branch tomorrow?" after the ATM kept the card (8 words: 585
         # of 677 dev turns; 10: 586, none lost)

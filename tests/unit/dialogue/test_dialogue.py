@@ -47,6 +47,8 @@ DEFAULTS = Settings()
         (["basic savings - is there a monthly fee"], "what about the high yield one", "high-yield savings"),
         # nothing of its own to be about, and no pronoun: still about the deposit just discussed
         (["my mobile deposit got rejected"], "what am i supposed to write on the back", "mobile deposit"),
+        # only which product the customer holds: the question before, for that product
+        (["whats the daily atm limit"], "oh sorry i have the premier checking", "daily atm limit premier checking"),
     ],
 )
 def test_follow_ups_become_standalone_queries(history: list[str], text: str, expected: str) -> None:
@@ -58,7 +60,8 @@ def test_follow_ups_become_standalone_queries(history: list[str], text: str, exp
 @pytest.mark.parametrize(
     "text",
     ["how do I reset my pin", "my card was stolen", "What is the cut-off time for domestic wires?",
-     "I want to open a premier checking account for my daughter"],
+     "I want to open a premier checking account for my daughter",
+     "i have a travel card and i lost it", "i have premier checking, whats the wire cutoff"],
 )  # fmt: skip
 def test_standalone_questions_are_left_alone(text: str) -> None:
     assert not is_dependent(text)
