@@ -56,6 +56,7 @@ def test_other_messages_are_left_as_typed(text: str) -> None:
         ("I can move my other card debt to it?", "balance transfer"),
         ("can i move the balance from my capital one card over to the cash rewards", "balance transfer"),
         ("doesnt the bank cover me if im short on a purchase", "overdraft"),
+        ("why wont you let my account go a bit negative like other banks", "overdraft"),
     ],
 )
 def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, term: str) -> None:
