@@ -46,6 +46,7 @@ import numpy as np
 from chatbot.dialogue.grounding import NUMBER_WORDS
 from chatbot.knowledge.index import Passage
 from chatbot.knowledge.retriever import Hit
+from chatbot.nlu.lexicon import PLACES_PATTERN
 
 Encode = Callable[[list[str]], np.ndarray]
 log = logging.getLogger(__name__)
@@ -280,31 +281,7 @@ def question_parts(question: str) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------- contrasts
-# Places abroad a customer names when they mean an international payment ("wire 5k to my brother in
-# mexico"): countries, regions and large cities, comma-separated, matched as whole words.
-PLACES_ABROAD = """
-afghanistan, albania, algeria, angola, argentina, armenia, australia, austria, azerbaijan, bahamas, bangladesh,
-barbados, belarus, belgium, belize, bolivia, bosnia, brazil, bulgaria, cambodia, cameroon, canada, chile, china,
-colombia, congo, costa rica, croatia, cuba, cyprus, czechia, denmark, dominican republic, ecuador, egypt,
-el salvador, estonia, ethiopia, fiji, finland, france, germany, ghana, greece, guatemala, guyana, haiti, honduras,
-hong kong, hungary, iceland, india, indonesia, iran, iraq, ireland, israel, italy, ivory coast, jamaica, japan,
-jordan, kazakhstan, kenya, korea, kosovo, kuwait, laos, latvia, lebanon, liberia, libya, lithuania, luxembourg,
-madagascar, malawi, malaysia, mali, malta, mexico, moldova, mongolia, montenegro, morocco, mozambique, myanmar,
-namibia, nepal, netherlands, holland, new zealand, nicaragua, nigeria, north korea, norway, pakistan, panama,
-paraguay, peru, philippines, poland, portugal, qatar, romania, russia, rwanda, saudi arabia, senegal, serbia,
-sierra leone, singapore, slovakia, slovenia, somalia, south africa, spain, sri lanka, sudan, sweden, switzerland,
-syria, taiwan, tanzania, thailand, trinidad, tunisia, turkey, uganda, ukraine, united kingdom, england, scotland,
-uruguay, uzbekistan, venezuela, vietnam, yemen, zambia, zimbabwe, europe, asia, africa, latin america,
-south america, central america, caribbean, middle east, london, paris, berlin, madrid, rome, milan, tokyo,
-beijing, shanghai, delhi, mumbai, manila, lagos, nairobi, cairo, dubai, toronto, vancouver, montreal, sydney,
-seoul, bangkok, karachi, dhaka, istanbul, moscow, kyiv, lima, bogota, havana, tehran
-"""
-PLACES_PATTERN = "|".join(
-    r"\s+".join(map(re.escape, name.split()))
-    for name in sorted({" ".join(n.split()) for n in PLACES_ABROAD.split(",")} - {""}, key=len, reverse=True)
-)
-
-
+# (Places abroad a customer names, "wire 5k to my brother in mexico": ``chatbot.nlu.lexicon.PLACES_ABROAD``.)
 @dataclass(frozen=True)
 class Contrast:
     """Two kinds of one thing whose facts differ and that a customer means one of: a wire is outgoing

@@ -3,9 +3,10 @@
 The terms: an overdraft, a mobile wallet (the phone or watch named instead), the local currency
 (asked to pay "in usd or pesos" abroad), phishing (a link in a message that claims to be the bank),
 a balance transfer ("move my other card debt to it"), branch hours (asked whether "u guys" are
-open) and QuickPay (used as a verb, "quickpayed", called Zelle, or described: "pay my roommate with
-just his phone number"). Chat shorthand ("r u", "ur", "pls") is spelled out first: the embedding
-was trained on written English.
+open), QuickPay (used as a verb, "quickpayed", called Zelle, or described: "pay my roommate with
+just his phone number") and an international wire (money sent to or from a place abroad without
+saying how: "send money to my daughter, who banks in Germany"). Chat shorthand ("r u", "ur", "pls")
+is spelled out first: the embedding was trained on written English.
 
 Customers rarely say "overdraft": they "spend more than what's in checking", are "sitting at -$30",
 "only short like $8", ask why the card "didn't just go through and let me go negative". The
@@ -32,6 +33,33 @@ _BANK = (
     r"(?:you|u|ya|y'?all|kestrel|(?:the|your|ur) (?:bank|branch(?:es)?|office|location)|"
     r"the one\b[^?.!]{0,30}?)"
 )
+# Places abroad a customer names when they mean an international payment ("wire 5k to my brother in
+# mexico"): countries, regions and large cities, comma-separated, matched as whole words.
+PLACES_ABROAD = """
+afghanistan, albania, algeria, angola, argentina, armenia, australia, austria, azerbaijan, bahamas, bangladesh,
+barbados, belarus, belgium, belize, bolivia, bosnia, brazil, bulgaria, cambodia, cameroon, canada, chile, china,
+colombia, congo, costa rica, croatia, cuba, cyprus, czechia, denmark, dominican republic, ecuador, egypt,
+el salvador, estonia, ethiopia, fiji, finland, france, germany, ghana, greece, guatemala, guyana, haiti, honduras,
+hong kong, hungary, iceland, india, indonesia, iran, iraq, ireland, israel, italy, ivory coast, jamaica, japan,
+jordan, kazakhstan, kenya, korea, kosovo, kuwait, laos, latvia, lebanon, liberia, libya, lithuania, luxembourg,
+madagascar, malawi, malaysia, mali, malta, mexico, moldova, mongolia, montenegro, morocco, mozambique, myanmar,
+namibia, nepal, netherlands, holland, new zealand, nicaragua, nigeria, north korea, norway, pakistan, panama,
+paraguay, peru, philippines, poland, portugal, qatar, romania, russia, rwanda, saudi arabia, senegal, serbia,
+sierra leone, singapore, slovakia, slovenia, somalia, south africa, spain, sri lanka, sudan, sweden, switzerland,
+syria, taiwan, tanzania, thailand, trinidad, tunisia, turkey, uganda, ukraine, united kingdom, england, scotland,
+uruguay, uzbekistan, venezuela, vietnam, yemen, zambia, zimbabwe, europe, asia, africa, latin america,
+south america, central america, caribbean, middle east, london, paris, berlin, madrid, rome, milan, tokyo,
+beijing, shanghai, delhi, mumbai, manila, lagos, nairobi, cairo, dubai, toronto, vancouver, montreal, sydney,
+seoul, bangkok, karachi, dhaka, istanbul, moscow, kyiv, lima, bogota, havana, tehran
+"""
+PLACES_PATTERN = "|".join(
+    r"\s+".join(map(re.escape, name.split()))
+    for name in sorted({" ".join(n.split()) for n in PLACES_ABROAD.split(",")} - {""}, key=len, reverse=True)
+)
+
+_SEND = r"(?:send|sending|sent|transfer|transferring|transferred|move (?:the )?money|get (?:the )?money)"
+_THERE_NOW = r"(?:i'?m|im|i am|we'?re|we are|while|staying|travel+ing)"
+_ABROAD = rf"(?:in|to|into|from)\s+(?:the\s+)?(?:{PLACES_PATTERN}|another country|abroad|overseas)"
 TERMS: list[tuple[str, re.Pattern[str]]] = [
     (
         "overdraft",
@@ -90,6 +118,20 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
             r"(?:card\s+)?debts?\b"
             r"|\b(?:move|moving|transfer\w*|shift\w*|bring)\s+(?:\w+\s+){0,2}?balances?\s+(?:from|off)\s+"
             r"(?:\w+\s+){0,4}?cards?\b",
+            re.I,
+        ),
+    ),
+    (
+        # "send money to my daughter, who holds an account with a bank in Germany": the bank sends money
+        # abroad by international wire only (a message naming a wire, or QuickPay, which is for US accounts,
+        # is left alone)
+        "international wire",
+        re.compile(
+            r"^(?![\s\S]*\b(?:quick\s?pa\w*|zell\w*|venmo|wir(?:e|es|ed|ing))\b)"
+            # the customer abroad ("im in paris and need to transfer money to checking") sends nothing abroad
+            rf"(?![\s\S]*\b{_THERE_NOW}\s+(?:\w+\s+)?in\s+(?:{PLACES_PATTERN})\b)"
+            r"[\s\S]*?"
+            rf"(?:\b{_SEND}\b[^.?!]{{0,100}}?\b{_ABROAD}\b|\b{_ABROAD}\b[^.?!]{{0,100}}?\b{_SEND}\b)",
             re.I,
         ),
     ),
