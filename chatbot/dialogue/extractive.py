@@ -46,7 +46,7 @@ import numpy as np
 from chatbot.dialogue.grounding import NUMBER_WORDS
 from chatbot.knowledge.index import Passage
 from chatbot.knowledge.retriever import Hit
-from chatbot.nlu.lexicon import PLACES_PATTERN
+from chatbot.nlu.lexicon import HOLDS, PLACES_PATTERN
 
 Encode = Callable[[list[str]], np.ndarray]
 log = logging.getLogger(__name__)
@@ -545,7 +545,7 @@ class Catalogue:
 CLAUSE = re.compile(r"(?<=[.,;!?])\s+")  # not at "and": "i have a travel card and i lost it" is about the card
 HOLDING = re.compile(
     r"^\s*(?:(?:and|but|also|btw|oh|ok|okay|wait|so)[\s,]+)*"
-    r"(?:i\s*(?:'ve|ve| have)?\s*got|i\s*(?:have|use)|i\s*(?:'m|m| am)\s+on|my (?:account|acct) is)\s+"
+    rf"(?:{HOLDS}|my (?:account|acct) is)\s+"
     r"(?:(?:the|a|an|just|only|regular|basic|plain|kestrel)\s+)*(?P<held>[^.,;!?]+?)[.,;!?\s]*$",
     re.I,
 )

@@ -26,6 +26,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from chatbot.nlu.lexicon import HOLDS
+
 # Slot name → alternatives (regex, longest first). A value found in a follow-up replaces the value
 # of the same slot in the previous query.
 SLOTS: dict[str, list[str]] = {
@@ -93,7 +95,7 @@ BACK_REFERENCE = re.compile(r"\b(?:tho|though)\b|\b(?:too|either|instead|then|al
 # after a question, asks that question again for it.
 HOLDING_ONLY = re.compile(
     r"^\s*(?:(?:oh|wait|ok(?:ay)?|actually|sorry|btw|well|hmm|um|but|and|also|fyi)[\s,.!]+)*"
-    r"(?:i\s*(?:'ve|ve| have)?\s*got|i\s*(?:have|use)|i\s*(?:'m|m| am)\s+on)\s+(?:the\s+|a\s+|an\s+)?"
+    rf"{HOLDS}\s+(?:the\s+|a\s+|an\s+)?"
     r"(?:(?!(?:and|but|so|i|it|is|was|to|for|with)\b)[\w'-]+\s*){1,4}?"
     r"(?:\s+(?:actually|tho|though|btw|too|if that (?:changes|matters)\b[\w ]*))?[\s.!?]*$",
     re.I,

@@ -33,6 +33,10 @@ _BANK = (
     r"(?:you|u|ya|y'?all|kestrel|(?:the|your|ur) (?:bank|branch(?:es)?|office|location)|"
     r"the one\b[^?.!]{0,30}?)"
 )
+# How a customer says which product they hold: "i have", "ive got", "im on" (chatbot.dialogue.extractive
+# leaves such a clause out of the search; chatbot.dialogue.followup reads a turn of nothing else as a follow-up).
+HOLDS = r"(?:i\s*(?:'ve|ve| have)?\s*got|i\s*(?:have|use)|i\s*(?:'m|m| am)\s+on)"
+
 # Places abroad a customer names when they mean an international payment ("wire 5k to my brother in
 # mexico"): countries, regions and large cities, comma-separated, matched as whole words.
 PLACES_ABROAD = """
