@@ -18,7 +18,9 @@ Order (first match wins), documented in docs/architecture.md:
    flows for reporting an unrecognised payment: "i disputed it 2 weeks ago, do i get the money back
    while you look into it" asks how the process works);
    then a card emergency in words the classifier missed (``chatbot.nlu.rules.card_emergency``: "someones
-   using my card RIGHT NOW") → that flow;
+   using my card RIGHT NOW") → that flow; it comes first where the classifier guesses a payment report
+   for a stolen card with no payment named ("someone stole my wallet, my debit card was in it"), and the
+   classifier's lost-phone flow needs something lost ("can I just do it from my phone?" skips it);
    then a request for the customer's own balances, transactions or payments (``chatbot.nlu.rules``)
    → the ``account_data`` flow: the assistant cannot see accounts, here is where to look (quoted
    from ``online-and-mobile-banking``), and the offer of a person;
