@@ -14,7 +14,9 @@ $5" under Basic Savings for a question about High-Yield Savings). This module ch
    Checking", "Kestrel High-Yield Savings": a modifier and a family noun shared by sibling
    products). A candidate sentence is about the products it names or, naming none, about those of
    its section heading, so a bullet under "Kestrel Basic Savings" belongs to Basic Savings. When
-   the customer names a product, sentences about a sibling product are not quoted.
+   the customer names a product, sentences about a sibling product are not quoted. A clause that
+   only says which product the customer holds ("…in a day? i have everyday checking") is left out of
+   what retrieval searches for (``Catalogue.without_holdings``): it names the product, not the subject.
    **Which kind.** Some things come in kinds whose figures differ and whose sentences read alike:
    a wire is outgoing or incoming ($30 / $15), domestic or international (5:00 / 3:00 p.m. ET).
    When the question takes a side ("wire me money", "to my brother in mexico"), a sentence about
@@ -27,7 +29,9 @@ $5" under Basic Savings for a question about High-Yield Savings). This module ch
    best document does not answer.
 4. **Scoring.** Similarity to the question part (MiniLM, the retriever's embedder; sentence
    vectors are cached per passage) + aspect match + product match; one best unit per part, then
-   any aspect still uncovered, then the closest remaining units up to a short cap. Units are
+   any aspect still uncovered, then the closest remaining units up to a short cap. A unit stating
+   the term, balance or age the customer gives, or the tier holding it ("an 18-month CD" → "18
+   months up to 36 months", "my 15 yr old" → "at least 13 years old"), is preferred. Units are
    quoted in the document's order. A bullet quoted alone is prefixed with its product ("Kestrel
    Basic Savings — Monthly maintenance fee: $5."), a table row becomes "cell: cell".
 """
