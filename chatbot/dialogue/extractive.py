@@ -369,8 +369,10 @@ CONTRASTS = (
         ("forgotten", "known"),
         (
             re.compile(
-                r"\b(?:forg[oe]t\w*|don'?t (?:remember|know)|can'?t remember|cannot remember)\b[^.?!]{0,25}?\bpin\b"
-                r"|\bpin\b[^.?!]{0,25}?\b(?:forg[oe]t\w*|don'?t remember|can'?t remember)\b",
+                r"\b(?:forg[oe]t\w*|don'?t remember|can'?t remember|cannot remember)\b[^.?!]{0,25}?\bpin\b"
+                r"|\bdon'?t know (?:my|the|what my|what the) (?:\w+ )?pin\b"
+                r"|\bpin\b[^.?!]{0,25}?\b(?:forg[oe]t\w*|don'?t remember|can'?t remember|locked|blocked)\b"
+                r"|\b(?:locked|blocked)\b[^.?!]{0,15}?\bpin\b",
                 re.I,
             ),
             re.compile(
@@ -446,10 +448,18 @@ class Catalogue:
     def __init__(self, products: Sequence[Product]) -> None:
         self.products = list(products)
         # A modifier alone ("premier"), which names its product only beside a sibling: "everyday checking vs premier"
-        self._bare = {
-            p.name: re.compile(r"\b" + r"[\s-]*".join(map(re.escape, p.modifier.split())) + r"\b", re.I)
-            for p in self.products
-        }
+        # ...and, in a standalone question, only as an alternative: "everyday checking vs premier", not
+        # "is the travel card secured?" (a plain word) or "can i use my card everyday"
+        self._bare: dict[str, re.Pattern[str]] = {}
+        self._alternative: dict[str, re.Pattern[str]] = {}
+        for p in self.products:
+            words = r"[\s-]*".join(map(re.escape, p.modifier.split()))
+            self._bare[p.name] = re.compile(rf"\b{words}\b", re.I)
+            self._alternative[p.name] = re.compile(
+                rf"\b(?:vs\.?|versus|or|and|than|about|compared (?:to|with)|instead of)\s+(?:the\s+)?{words}\b"
+                rf"|\b{words}\s+(?:vs\.?|versus|or)\b",
+                re.I,
+            )
 
     @classmethod
     def from_texts(cls, source: Iterable[str]) -> Catalogue:
@@ -499,9 +509,8 @@ class Catalogue:
         families = {p.family for p in named} | {
             p.family for p in self.products if context and p.pattern.search(context)
         }
-        bare = [
-            p for p in self.products if p.family in families and p not in named and self._bare[p.name].search(question)
-        ]
+        alone = self._bare if context else self._alternative  # a follow-up is short: its modifier is its subject
+        bare = [p for p in self.products if p.family in families and p not in named and alone[p.name].search(question)]
         return frozenset(p.name for p in named + bare)
 
     def aspects_of(self, question: str) -> frozenset[str]:
@@ -521,14 +530,18 @@ class Catalogue:
         embedding it makes the product's own page the closest ("whats the most i can quickpay someone in
         a day" went to the checking page). The product still counts where sentences are chosen, from the
         text as typed. ``text`` as it is when nothing else would be left to search with."""
-        clauses = CLAUSE.split(text)
+        added = EXPANSION.search(text)  # the bank's terms the lexicon added, "… (QuickPay)": kept
+        typed = text[: added.start()] if added else text
+        clauses = CLAUSE.split(typed)
         kept = [c for c in clauses if not self._holding(c)]
         if len(kept) == len(clauses):
             return text
         rest = " ".join(c.strip() for c in kept if c.strip())
         if ABOUT_THE_HOLDING.search(rest):  # "i have premier checking tho, does that change the cost?"
             return text
-        return rest if len(_content_words(rest)) >= MIN_REST_WORDS else text
+        if len(_content_words(rest)) < MIN_REST_WORDS:
+            return text
+        return rest + (added.group(0) if added else "")
 
     def _holding(self, clause: str) -> bool:
         match = HOLDING.match(clause)
@@ -538,10 +551,9 @@ class Catalogue:
         words = held.split()
         if not words or len(words) > 5:
             return False
-        if self.mentions(held):
-            return True
-        modifiers = {p.modifier for p in self.products}
-        return any(" ".join(words[:n]).lower() in modifiers for n in (1, 2, 3) if n <= len(words))
+        # a product ("everyday checking", "the premier account") or its modifier alone ("I have Premier."),
+        # not a modifier starting something else ("i have student loans")
+        return bool(self.mentions(held)) or _norm(held) in {p.modifier for p in self.products}
 
 
 # A clause that only says what the customer holds: "i have (the regular) everyday checking", "im on premier",
@@ -550,7 +562,7 @@ CLAUSE = re.compile(r"(?<=[.,;!?])\s+")  # not at "and": "i have a travel card a
 HOLDING = re.compile(
     r"^\s*(?:(?:and|but|also|btw|oh|ok|okay|wait|so)[\s,]+)*"
     rf"(?:{HOLDS}|my (?:account|acct) is)\s+"
-    r"(?:(?:the|a|an|just|only|regular|basic|plain|kestrel)\s+)*(?P<held>[^.,;!?]+?)[.,;!?\s]*$",
+    r"(?:(?:the|a|an|just|only|regular|basic|plain|kestrel)\s+)*(?P<held>[^\s.,;!?](?:[^.,;!?]*[^\s.,;!?])?)[.,;!?\s]*$",
     re.I,
 )
 FILLER_AFTER = re.compile(
@@ -558,6 +570,7 @@ FILLER_AFTER = re.compile(
     re.I,
 )
 MIN_REST_WORDS = 2
+EXPANSION = re.compile(r"\s\([^()]*\)$")  # what ``chatbot.nlu.lexicon.expand`` appends
 # The rest asks about the product held: then the holding is the subject.
 ABOUT_THE_HOLDING = re.compile(
     r"\b(?:that|it|this|which)\s+(?:\w+\s+)?(?:change|changes|matter|matters|make a difference|makes a difference|"
@@ -1102,7 +1115,7 @@ class SentenceSelector:
             for index in np.argsort(-own).tolist():
                 if take(index):
                     break
-        floor = overall.max() - ASPECT_FLOOR
+        floor = (overall - tier).max() - ASPECT_FLOOR
         for aspect in sorted(asked):  # an aspect asked that nothing chosen answers yet
             if not any(aspect in pool[i].aspects for i in chosen):
                 covering = [i for i in range(len(pool)) if aspect in pool[i].aspects and overall[i] >= floor]
@@ -1259,7 +1272,9 @@ _MONTHS_OVER = re.compile(r"\b(?:more|longer) than (\d{1,3})[\s-]*months?\b", re
 # ("$10,000 to $99,999.99", "$100,000 and above", "under $2,500").
 _AMOUNT = r"\$?\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?"
 _ASKED_DOLLARS = re.compile(
-    rf"(?<![\w.,])({_AMOUNT})\s?(k|grand|thousand)?\b(?!\s*(?:yen|euros?|pesos|pounds|francs|won|rupees|yuan))", re.I
+    rf"(?<![\w.,])(?!40[13]\s?[kb]\b)({_AMOUNT})\s?(k|grand|thousand)?\b"
+    r"(?!\s*(?:yen|euros?|pesos|pounds|francs|won|rupees|yuan))",
+    re.I,
 )
 _DOLLARS_BETWEEN = re.compile(r"\$(\d[\d,]*(?:\.\d+)?)\s*(?:to|-|–)\s*\$(\d[\d,]*(?:\.\d+)?)")
 _DOLLARS_ABOVE = re.compile(r"\$(\d[\d,]*(?:\.\d+)?)\s*(?:and (?:above|over|up)|or more|\+)")
@@ -1271,7 +1286,8 @@ _DOLLARS_BELOW = re.compile(r"\b(?:under|below|less than)\s+\$(\d[\d,]*(?:\.\d+)
 _ASKED_AGE = re.compile(
     r"\b(\d{1,2})[\s-]*(?:years?|yrs?|y/?o)?[\s-]*old\b|\b(\d{1,2})\s*y/?o\b"
     r"|\b(?:i'?m|i am|he'?s|hes|she'?s|shes|turning|turned|aged?)\s+(?:only\s+|just\s+)?(\d{1,2})\b"
-    r"(?!\s*(?:%|\$|k\b|[,.:]\d|days?|months?|weeks?|hours?|minutes?|mins?|dollars?|bucks|grand|[ap]\.?m\b))",
+    r"(?!\s*(?:%|\$|k\b|[,.:]\d|days?|months?|weeks?|years?|yrs?|hours?|minutes?|mins?|dollars?|bucks|grand|"
+    r"[ap]\.?m\b))",
     re.I,
 )
 _AGE_AT_LEAST = re.compile(r"\bat least (\d{1,2}) years? old\b|\b(\d{1,2}) (?:years old )?or older\b", re.I)

@@ -92,14 +92,16 @@ PRONOUN = re.compile(r"\b(?:it|that|this|they|them|those|these|ones?)\b", re.I)
 # Words that only make sense after something was said: "i have premier checking tho", "my husband too?"
 BACK_REFERENCE = re.compile(r"\b(?:tho|though)\b|\b(?:too|either|instead|then|also)\b[\s?.!,]*$", re.I)
 # "oh wait i have premier checking", "actually im on student": only which product the customer holds, said
-# after a question, asks that question again for it.
+# after a question, asks that question again for it (``holds_only``).
+_NOT_HELD = r"(?!(?:and|but|so|i|it|is|was|to|for|with)\b)"
 HOLDING_ONLY = re.compile(
     r"^\s*(?:(?:oh|wait|ok(?:ay)?|actually|sorry|btw|well|hmm|um|but|and|also|fyi)[\s,.!]+)*"
-    rf"{HOLDS}\s+(?:the\s+|a\s+|an\s+)?"
-    r"(?:(?!(?:and|but|so|i|it|is|was|to|for|with)\b)[\w'-]+\s*){1,4}?"
+    rf"{HOLDS}\s+(?:(?:the|a|an|just|only|regular|plain)\s+)*"
+    rf"(?P<held>{_NOT_HELD}[\w'-]+(?:\s+{_NOT_HELD}[\w'-]+){{0,3}})"
     r"(?:\s+(?:actually|tho|though|btw|too|if that (?:changes|matters)\b[\w ]*))?[\s.!?]*$",
     re.I,
 )
+_HELD_WORDS = frozenset({"kestrel", "account", "accounts", "acct", "card", "one", "visa", "debit", "credit"})
 SHORT_FOLLOWUP_WORDS = 10  # a turn with nothing of its own to be about leans on the previous one up to this long
 LONG_FOLLOWUP_WORDS = 18  # a turn that points back can be this long and still lean on the previous one
 LONG_CONNECTED_WORDS = 24  # ...or this long when it also opens with "and", "ok and", "what about"...
@@ -207,7 +209,7 @@ def is_dependent(text: str) -> bool:
     for mention in sorted((m for m in found if m.slot == "aspect"), key=lambda m: -m.start):
         rest = rest[: mention.start] + " " + rest[mention.end :]
     if subjects:
-        return len(words) <= SHORT_FOLLOWUP_WORDS and HOLDING_ONLY.match(text) is not None
+        return len(words) <= SHORT_FOLLOWUP_WORDS and holds_only(text)
     if TOPIC_WORDS.search(rest):
         # "can i just pick it up from the branch tomorrow?" after the ATM kept the card (8 words: 585
         # of 677 dev turns; 10: 586, none lost)
@@ -215,6 +217,19 @@ def is_dependent(text: str) -> bool:
     # Nothing of its own to be about: short, or longer but pointing back ("how far back does it go? i
     # need one from 2016", "does that cover my husband too?").
     return len(words) <= SHORT_FOLLOWUP_WORDS or (refers_back and len(words) <= LONG_FOLLOWUP_WORDS)
+
+
+def holds_only(text: str) -> bool:
+    """Whether ``text`` only says which account or card the customer holds ("oh wait i have premier
+    checking"), not "i got scammed on zelle" or "i got a new debit card"."""
+    match = HOLDING_ONLY.match(text)
+    if match is None:
+        return False
+    held = match.group("held")
+    owned = [m for m in mentions(held) if m.slot in {"account", "card"}]
+    for mention in sorted(owned, key=lambda m: -m.start):
+        held = held[: mention.start] + " " + held[mention.end :]
+    return bool(owned) and set(held.lower().split()) <= _HELD_WORDS
 
 
 def _topic(previous: str) -> str:

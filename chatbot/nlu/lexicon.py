@@ -61,8 +61,9 @@ PLACES_PATTERN = "|".join(
     for name in sorted({" ".join(n.split()) for n in PLACES_ABROAD.split(",")} - {""}, key=len, reverse=True)
 )
 
-_SEND = r"(?:send|sending|sent|transfer|transferring|transferred|move (?:the )?money|get (?:the )?money)"
-_THERE_NOW = r"(?:i'?m|im|i am|we'?re|we are|while|staying|travel+ing)"
+_SEND = r"(?:send|sending|sent|transfer|transferring|transferred|move (?:the )?money)"
+# the customer going or being abroad: "im traveling to mexico, can i still transfer money in the app?"
+_THERE_NOW = r"(?:i'?m|im|i am|we'?re|we are|while|staying|travel+ing|going|moving|flying|heading|headed|visiting)"
 _ABROAD = rf"(?:in|to|into|from)\s+(?:the\s+)?(?:{PLACES_PATTERN}|another country|abroad|overseas)"
 TERMS: list[tuple[str, re.Pattern[str]]] = [
     (
@@ -133,7 +134,7 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(
             r"^(?![\s\S]*\b(?:quick\s?pa\w*|zell\w*|venmo|wir(?:e|es|ed|ing))\b)"
             # the customer abroad ("im in paris and need to transfer money to checking") sends nothing abroad
-            rf"(?![\s\S]*\b{_THERE_NOW}\s+(?:\w+\s+)?in\s+(?:{PLACES_PATTERN})\b)"
+            rf"(?![\s\S]*\b{_THERE_NOW}\s+(?:\w+\s+)?(?:in|to)\s+(?:{PLACES_PATTERN})\b)"
             r"[\s\S]*?"
             rf"(?:\b{_SEND}\b[^.?!]{{0,100}}?\b{_ABROAD}\b|\b{_ABROAD}\b[^.?!]{{0,100}}?\b{_SEND}\b)",
             re.I,

@@ -66,7 +66,7 @@ _SCAMMERS_ASK = r"\b(?:safe|protected|secure) account\b|\bremote (?:access|into|
 _SCAM = re.compile(
     r"\b(?:claim(?:ed|ing)|pretend(?:ed|ing)|said|saying|says)\b[^.?!]{0,20}?\b(?:from|to be|was|were|is|are)\b"
     r"[^.?!]{0,15}?\b(?:kestrel|the bank|your bank|fraud (?:team|department)|security team|tech support)\b"
-    rf"|{_SCAMMERS_ASK}|\bscam(?:med|mer)?\b"
+    rf"|{_SCAMMERS_ASK}|(?<!\bno )(?<!\bnot a )\bscam(?:med|mer)?\b"
     # "a man called me, caller ID said Kestrel Bank": a spoofed number is how impostors start
     r"|\bcaller[- ]?id\b[^.?!]{0,20}?\b(?:kestrel|the bank|your bank|your number|the bank'?s number)\b",
     re.I,
@@ -74,11 +74,15 @@ _SCAM = re.compile(
 # Credentials typed into a site that turned out fake: "clicked the link and typed in my online banking login
 # and password... then realized the site was fake" (the bank's phishing procedure, not a how-to).
 _ENTERED = re.compile(
-    rf"\b(?:typed|entered|put|filled)\s+(?:in\s+|out\s+)?(?:all\s+)?(?:my\s+)?(?:[\w-]+\s+){{0,3}}?{_CREDENTIAL}",
+    rf"\b(?:typed|entered|filled)\s+(?:in\s+|out\s+)?(?:all\s+)?(?:my\s+)?(?:[\w-]+\s+){{0,3}}?{_CREDENTIAL}",
     re.I,
 )
+# ...that the customer found out was not the bank: "then realized the site was fake", "i think it was phishing"
+# (not a question, "is the atm fake?", nor a denial, "no scam, i just forgot it")
 _DECEIVED = re.compile(
-    r"\b(?:fake|phish\w*|scam\w*|bogus|spoof\w*|not (?:real|legit|you|kestrel)|wasn'?t (?:real|legit|you|kestrel))\b",
+    r"\b(?:was|were|turned out(?: to be)?|realiz\w*|realis\w*|must have been|it'?s|its)\s+(?:\w+\s+){0,3}?"
+    r"(?:an?\s+)?(?:fake|phish\w*|scam\w*|bogus|spoof\w*|not (?:real|legit|you|kestrel))\b"
+    r"|\bwasn'?t (?:real|legit|you|kestrel)\b|\b(?:got|been|was) (?:phished|scammed)\b",
     re.I,
 )
 _DID = re.compile(
@@ -328,7 +332,9 @@ _EXPLAIN = re.compile(
     r"|\b(?:why|how come|what (?:is )?the reason|how long|how soon|when (?:will|should|would|can|do|does))\b"
     # "what's the minimum payment on my card, how do you calculate it": the rule, not the figure
     r"|\bhow (?:do|does|is|are)\s+(?:you|u|kestrel|the bank|it|that|they|this|the \w+)\s+"
-    r"(?:calculated?|figured?|determined?|worked? out|computed?|decided?)\b",
+    r"(?:calculated?|figured?|determined?|worked? out|computed?|decided?)\b"
+    r"|\bhow (?:is|are) (?:my |the |your )?(?:\w+ ){0,3}?"
+    r"(?:calculated|figured|determined|worked out|computed|decided)\b",
     re.I,
 )
 # A problem report ("I can't see my latest transfer", "my balance hasn't updated") is answered from the
@@ -416,7 +422,7 @@ def debit_card_only(text: str) -> bool:
 # (and so is a wallet stolen "with $80 cash and my card": cash carried is no payment).
 _TRANSACTION = re.compile(
     r"\b(?:withdr\w*|atms?|took out|taken out|charges?|charged|transactions?|purchases?|payments?|"
-    r"debits?(?!\s+cards?)|spent|bought|transfers?|transferred)\b",
+    r"debits?(?!\s+cards?)|spent|spending|bought|buying|order\w*|paid|swip\w*|using|used|transfers?|transferred)\b",
     re.I,
 )
 
@@ -429,7 +435,8 @@ def names_a_transaction(text: str) -> bool:
 # phone and loses nothing).
 _LOSS = re.compile(
     r"\b(?:lost|lose|losing|stolen|stole|steal|missing|gone|nicked|taken|took|snatched|grabbed|left|dropped|"
-    r"misplaced|robbed|mugged|pickpocket\w*|thief|theft|can'?t find|cannot find|can not find|disappeared)\b",
+    r"misplaced|robbed|mugged|pickpocket\w*|thief|theft|can[’']?t find|cannot find|can not find|disappeared|"
+    r"don[’']?t know where|(?:someone|somebody|a stranger) (?:has|got) (?:my|it))\b",
     re.I,
 )
 

@@ -61,7 +61,8 @@ def test_follow_ups_become_standalone_queries(history: list[str], text: str, exp
     "text",
     ["how do I reset my pin", "my card was stolen", "What is the cut-off time for domestic wires?",
      "I want to open a premier checking account for my daughter",
-     "i have a travel card and i lost it", "i have premier checking, whats the wire cutoff"],
+     "i have a travel card and i lost it", "i have premier checking, whats the wire cutoff",
+     "i got scammed on zelle", "i got a new debit card", "i have an overdraft fee"],
 )  # fmt: skip
 def test_standalone_questions_are_left_alone(text: str) -> None:
     assert not is_dependent(text)
@@ -266,6 +267,8 @@ def test_a_stolen_card_with_no_payment_reported_is_the_card_procedure_whatever_p
     assert decide(carried, guessed, DEFAULTS).flow == FLOWS["lost_or_stolen_card"]
     taken = "my wallet was stolen and someone took out $300 at an atm"
     assert decide(taken, guessed, DEFAULTS).flow == FLOWS["cash_withdrawal_not_recognised"]
+    buying = "my wallet was stolen and someone is buying stuff online with my card"
+    assert decide(buying, guessed, DEFAULTS).flow == FLOWS["cash_withdrawal_not_recognised"]
 
 
 def test_the_lost_phone_procedure_needs_something_lost() -> None:
@@ -275,6 +278,7 @@ def test_the_lost_phone_procedure_needs_something_lost() -> None:
     assert (
         decide("left my phone in an uber and the app is on it", guessed, DEFAULTS).flow == FLOWS["lost_or_stolen_phone"]
     )
+    assert decide("i can’t find my phone anywhere", guessed, DEFAULTS).flow == FLOWS["lost_or_stolen_phone"]
 
 
 def test_policy_emergencies_account_data_and_follow_ups_before_refusals() -> None:

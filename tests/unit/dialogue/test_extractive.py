@@ -260,6 +260,8 @@ def test_a_modifier_alone_names_its_product_beside_a_sibling_in_the_question_or_
     assert CATALOGUE.asked("is there a monthly fee on everyday checking or premier") == both
     assert CATALOGUE.asked("and premier?", context="whats the fee on everyday checking") == {"Kestrel Premier Checking"}
     assert CATALOGUE.asked("is premier worth it") == frozenset()  # alone, "premier" is just a word
+    # in a standalone question only as an alternative: "everyday" here is a plain word
+    assert CATALOGUE.asked("premier checking: can i use my card everyday abroad") == {"Kestrel Premier Checking"}
     # a follow-up's rewrite still names the earlier product; the follow-up as typed says which one it is about
     selector = SentenceSelector(lambda texts: np.zeros((len(texts), 1)), CATALOGUE, [])
     rewrite = "whats the monthly fee on everyday checking premier checking"
@@ -427,6 +429,9 @@ def test_a_term_balance_or_age_given_finds_the_tier_holding_it(embedder: Embedde
         ("i have premier checking, does that change the fee?", None),
         ("oh i have everyday checking", None),
         ("i have a question, whats the atm fee", None),  # not a product
+        ("can i pause my payments? i have student loans", None),  # a modifier starting something else
+        # the bank's term the lexicon added stays
+        ("most i can zelle in a day? i have everyday checking (QuickPay)", "most i can zelle in a day? (QuickPay)"),
         ("i have everyday checking and i lost my debit card", None),  # one clause
     ],
 )

@@ -188,6 +188,7 @@ def test_account_data_through_typos_and_check_the_noun(text: str, own: bool) -> 
         # how a figure is worked out is the bank's rule, not the customer's figure
         ("whats the minimum payment on my travel card and how is it calculated", False),
         ("how does kestrel figure out the interest on my savings", False),
+        ("what is my minimum payment and how is my minimum payment calculated", False),
     ],
 )
 def test_account_data_asked_about_one_payment_or_the_latest_ones(text: str, own: bool) -> None:
@@ -550,6 +551,7 @@ def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, 
         ("caller id showed kestrel so i trusted it and read him the passcode from my texts, i just gave it",
          rules.SHARED_SECURITY_CODE),
         ("i typed in my new password and the app says its not strong enough", None),
+        ("i entered my password 3 times and got locked out, no scam, i just forgot it", None),
         ("typed my password wrong three times, am i locked out", None),
     ],
 )  # fmt: skip

@@ -57,7 +57,7 @@ def test_other_messages_are_left_as_typed(text: str) -> None:
         ("can i move the balance from my capital one card over to the cash rewards", "balance transfer"),
         ("doesnt the bank cover me if im short on a purchase", "overdraft"),
         ("why wont you let my account go a bit negative like other banks", "overdraft"),
-        ("i need to get money to my son, he studies in japan", "international wire"),
+        ("i need to send money to my son, he studies in japan", "international wire"),
         ("my cousin in brazil wants to send me 300 dollars, how", "international wire"),
     ],
 )
@@ -81,6 +81,8 @@ def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, ter
         "can i quickpay my friend in canada",
         "will my card work if i pay with it in mexico",
         "im in rome and need to transfer money from savings to checking",
+        "im traveling to mexico next week, can i still transfer money in the app?",
+        "can i get money out of an atm in mexico?",
     ],
 )
 def test_nearby_wordings_are_left_as_typed(text: str) -> None:
