@@ -385,6 +385,16 @@ def payment_scam(text: str) -> bool:
     )
 
 
+# Words of _THIRD_PARTY that name nobody: a question whether something is fake ("i typed my pin wrong, is
+# the atm fake?", "how do i know the app is not fake before i put in my password") and the bank's own text
+# a code came in ("i entered the code from the text into the app").
+_NO_THIRD_PARTY = re.compile(
+    r"\b(?:is|are|was)\s+(?:the|this|that|it|these)\s+(?:\w+\s+){0,2}?(?:not\s+)?fake\b|\bnot fake\b"
+    r"|\b(?:from|in)\s+(?:the|a|your|my)\s+texts?\b",
+    re.I,
+)
+
+
 def emergency(text: str) -> str | None:
     """The security situation ``text`` reports (an intent name), or ``None``."""
     if payment_scam(text):
@@ -398,7 +408,7 @@ def emergency(text: str) -> str | None:
         if match is None:
             continue
         gave = re.match(rf"\s*(?:i\s+)?(?:\w+\s+)?{_GAVE}\b", match.group(0), re.I)
-        if name == SHARED_SECURITY_CODE and gave and not _THIRD_PARTY.search(text):
+        if name == SHARED_SECURITY_CODE and gave and not _THIRD_PARTY.search(_NO_THIRD_PARTY.sub(" ", text)):
             continue
         return name
     return None

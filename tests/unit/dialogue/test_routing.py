@@ -552,6 +552,11 @@ def test_card_charges_the_customer_did_not_make_are_a_card_emergency(text: str, 
          rules.SHARED_SECURITY_CODE),
         ("i typed in my new password and the app says its not strong enough", None),
         ("i entered my password 3 times and got locked out, no scam, i just forgot it", None),
+        # "fake" asked about and the bank's own text name nobody on the other side
+        ("i typed my pin wrong twice, is this atm fake?", None),
+        ("how do i know the app is not fake before i put in my password", None),
+        ("i entered the code from the text into the app and now it says expired", None),
+        ("he said he was kestrel and i read him the code from the text", rules.SHARED_SECURITY_CODE),
         ("typed my password wrong three times, am i locked out", None),
     ],
 )  # fmt: skip
