@@ -447,9 +447,10 @@ class Catalogue:
 
     def __init__(self, products: Sequence[Product]) -> None:
         self.products = list(products)
-        # A modifier alone ("premier"), which names its product only beside a sibling: "everyday checking vs premier"
-        # ...and, in a standalone question, only as an alternative: "everyday checking vs premier", not
-        # "is the travel card secured?" (a plain word) or "can i use my card everyday"
+        self._modifiers = {p.modifier for p in self.products}
+        # A modifier alone ("premier") names its product only beside a sibling, and in a standalone question
+        # only as an alternative: "everyday checking vs premier", not "is the travel card secured?" (a
+        # plain word) or "can i use my card everyday" (``asked``).
         self._bare: dict[str, re.Pattern[str]] = {}
         self._alternative: dict[str, re.Pattern[str]] = {}
         for p in self.products:
@@ -553,7 +554,7 @@ class Catalogue:
             return False
         # a product ("everyday checking", "the premier account") or its modifier alone ("I have Premier."),
         # not a modifier starting something else ("i have student loans")
-        return bool(self.mentions(held)) or _norm(held) in {p.modifier for p in self.products}
+        return bool(self.mentions(held)) or _norm(held) in self._modifiers
 
 
 # A clause that only says what the customer holds: "i have (the regular) everyday checking", "im on premier",
@@ -1075,12 +1076,12 @@ class SentenceSelector:
         part_vectors = vectors[len(texts) - len(parts) :] if len(parts) > 1 else whole[None, :]
         matrix = np.stack([s.vector for s in pool])
         prior = np.array([s.prior for s in pool])
-        terms = _in_months(said or question)
+        asked_text = said or question  # what the customer asks now gives the figures and words to match
+        terms = _in_months(asked_text)
         if terms:  # a term asked in years: the unit stating it in months ("one-year CD": "12-month CD")
             prior = prior + TERM_BONUS * np.array([bool(terms & _month_terms(s.unit.text)) for s in pool])
         # A term or a balance the customer gives, and the tier holding it ("an 18-month cd" → "terms of 18
         # months up to 36 months"; "if i keep around 50k" → "$10,000 to $99,999.99").
-        asked_text = said or question
         months, dollars, ages = _asked_months(asked_text), _asked_dollars(asked_text), _asked_ages(asked_text)
         # (The tier's row is preferred, but the other close units still fill the answer: their bar is set
         # without this bonus. "can my 15 yr old get a card" keeps "Yes, you can add authorized users".)
@@ -1088,12 +1089,12 @@ class SentenceSelector:
         if months or dollars or ages:
             tier = TERM_BONUS * np.array([_holds(s.unit.text, months, dollars, ages) for s in pool])
             prior = prior + tier
-        if _HIGHEST.search(said or question):  # "which term pays the most": the highest rate's row
+        if _HIGHEST.search(asked_text):  # "which term pays the most": the highest rate's row
             prior = prior + HIGHEST_BONUS * np.array(_states_highest(pool))
         closeness = matrix @ whole
         overall = (1 - PASSAGE_WEIGHT) * closeness + prior
         # The customer's own words, which the embedding can miss ("authorized user", "purchase APR").
-        words = _content_words(said or question) - QUESTION_WORDS
+        words = _content_words(asked_text) - QUESTION_WORDS
         shared = np.array([_shared(words, s.unit.text) for s in pool])
         overall = overall + LEXICAL_WEIGHT * shared
         aspect_bonus = np.array([0.1 * len(s.aspects & asked) / max(len(asked), 1) for s in pool])
@@ -1320,13 +1321,17 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
+def _within(values: Collection[float], spans: list[tuple[float, float]], slack: float = 0.0) -> bool:
+    return any(low <= value <= high + slack for value in values for low, high in spans)
+
+
 def _holds(text: str, months: Collection[int], dollars: Collection[float], ages: Collection[int] = ()) -> bool:
     """Whether ``text`` states one of the terms asked, or a tier of terms, balances or ages holding one."""
     if ages:
         spans = [(float(next(g for g in m.groups() if g)), float("inf")) for m in _AGE_AT_LEAST.finditer(text)]
         spans += [(0.0, float(m.group(1)) - 1) for m in _AGE_UNDER.finditer(text)]
         spans += [(float(m.group(1)), float(m.group(2))) for m in _AGE_BETWEEN.finditer(text)]
-        if any(low <= age <= high for age in ages for low, high in spans):
+        if _within(ages, spans):
             return True
     if months:
         if set(months) & _month_terms(text):
@@ -1334,14 +1339,14 @@ def _holds(text: str, months: Collection[int], dollars: Collection[float], ages:
         spans = [(0.0, float(m.group(1))) for m in _MONTHS_AT_MOST.finditer(text)]
         spans += [(float(m.group(1)), float(m.group(2))) for m in _MONTHS_BETWEEN.finditer(text)]
         spans += [(float(m.group(1)) + 1, float("inf")) for m in _MONTHS_OVER.finditer(text)]
-        if any(low <= month <= high for month in months for low, high in spans):
+        if _within(months, spans):
             return True
     if dollars and "%" in text:  # a rate's tier, not "Loan amounts: $3,000 to $50,000"
         tiers = [(_number(m.group(1)), _number(m.group(2))) for m in _DOLLARS_BETWEEN.finditer(text)]
         tiers += [(_number(m.group(1)), float("inf")) for m in _DOLLARS_ABOVE.finditer(text)]
         tiers += [(0.0, _number(m.group(1)) - 0.01) for m in _DOLLARS_BELOW.finditer(text)]
         # "around 100k" is in "$100,000 and above", not "$10,000 to $99,999.99"; a bound's cents are kept
-        if any(low <= amount <= high + 0.01 for amount in dollars for low, high in tiers):
+        if _within(dollars, tiers, slack=0.01):
             return True
     return False
 
