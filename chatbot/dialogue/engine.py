@@ -252,7 +252,8 @@ class Engine:
         # own subject ("how much do i need to put in to start? for everyday checking" after an answer
         # on opening an account); a different subject still wins on similarity (the bonus is small).
         understood = await self._run(self.understand, query, resolution.query, mode, cited)
-        decision = policy.decide(query, understood, self.settings, resolution.dependent)
+        previous = history[-1] if history else ""
+        decision = policy.decide(query, understood, self.settings, resolution.dependent, previous)
         lean = bool(history) and not resolution.dependent and points_back(query)
         off_topic = decision.route == "refusal" and decision.text == policy.OUT_OF_SCOPE_TEXT  # not an attack
         if lean and (decision.route == "retrieval" or off_topic):
@@ -267,7 +268,7 @@ class Engine:
             again = await self._run(self.understand, query, leaning.query, mode, cited, understood)
             if again.best_score >= self.settings.relevance_threshold:
                 resolution, understood = leaning, again
-                decision = policy.decide(query, understood, self.settings, True)
+                decision = policy.decide(query, understood, self.settings, True, previous)
         intent = decision.intent
         known = self.index.by_id if self.index is not None else {}
         missing_flow = decision.flow is not None and decision.flow.passage_id not in known  # KB lacks the procedure

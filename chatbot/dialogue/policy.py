@@ -215,12 +215,16 @@ REPORT_FLOWS = frozenset({"card_payment_not_recognised", DIRECT_DEBIT, "cash_wit
 QUICK_REPLY_INTENTS = {HANDOFF_REPLY.lower(): "human_agent", **{f.label.lower(): f.intent for f in FLOWS.values()}}
 
 
-def decide(raw: str, understood: Understanding, settings: Settings, followup: bool = False) -> Decision:
+def decide(
+    raw: str, understood: Understanding, settings: Settings, followup: bool = False, previous: str = ""
+) -> Decision:
     """The route for one message, by the order in the module docstring.
 
     Actions (handoff, flows, refusals, small talk, clarification) are decided on the message as
     typed: a follow-up such as "is there a fee for that?" after a flow asks about the flow's topic
-    and must not run the flow again. Its answer carries the resolved query's intent.
+    and must not run the flow again. Its answer carries the resolved query's intent. ``previous``: the
+    customer's turn before, for a follow-up that reports doing what it described ("too late, i already
+    read it to him" after a question about a caller asking for a code).
     """
     ranking = understood.ranking
     top = ranking[0] if ranking else None
@@ -232,6 +236,8 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
     if chosen is None and not wants_person and rules.asks_for_person(raw):  # the classifier read the topic
         wants_person, top = True, IntentRef(name="human_agent", confidence=1.0)
     emergency = rules.emergency(raw) if chosen is None else None
+    if emergency is None and chosen is None and previous:
+        emergency = rules.emergency_after(raw, previous)
     own_data = chosen is None and rules.asks_for_account_data(raw, ranking)
     # A message that only resembles an attack gets its answer when that answer reveals nothing: a
     # person ("I want to talk to a human" is close to "act as a Kestrel employee"), the security
@@ -279,7 +285,8 @@ def decide(raw: str, understood: Understanding, settings: Settings, followup: bo
         return Decision("retrieval", None)
     if top.name in SMALL_TALK and is_short(raw):
         return Decision("small_talk", top, "flow", SMALL_TALK[top.name])
-    if chosen is None and rules.asks_investment_advice(raw):  # retrieval would quote the savings rates
+    # retrieval would quote the savings rates, or the mortgage page's tax forms
+    if chosen is None and (rules.asks_investment_advice(raw) or rules.asks_off_topic_task(raw)):
         return Decision("refusal", top, "refusal", OUT_OF_SCOPE_TEXT)
     if followup:
         resolved = understood.resolved_ranking

@@ -135,16 +135,25 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             rf"logged into|logging into|signed into|signing into)\s+(?:my|our)\s+(?:\w+\s+)?{_BANKING}\b"
             rf"|\b(?:someone|somebody|they|a hacker)\s+{_GAP}\bchanged\b{_GAP}"
             r"\b(?:password|email|phone number|username)\b"
-            rf"|\b(?:password|email|phone number)\s+(?:was|has been|got)\s+changed{_GAP}(?:{_UNRECOGNISED})",
+            rf"|\b(?:password|email|phone number)\s+(?:was|has been|got)\s+changed{_GAP}(?:{_UNRECOGNISED})"
+            # the change and the denial in sentences of their own: "my password was changed and i got an email
+            # saying a new device was added. I DID NOT DO THIS", "a new device signed into my online banking and
+            # it wasnt me"
+            r"|\b(?:(?:password|e-?mail|phone number|username)\s+(?:was|has been|got|were)\s+(?:changed|reset)|"
+            r"new (?:device|phone|login|log-?in|sign-?in)s?\s+(?:was\s+|were\s+|has been\s+|got\s+)?"
+            r"(?:added|signed|logged|registered|connected|used))\b"
+            r".{0,100}?\b(?:(?:i|we)\s+(?:did not|didn'?t|never)\s+(?:do|did|make|made|add|added|change|changed|"
+            r"request|requested|authori[sz]e)|(?:it|that|this)\s+(?:wasn'?t|was not)\s+(?:me|us)|not me)\b",
             re.I,
         ),
     ),
     (
         LOST_OR_STOLEN_PHONE,
         re.compile(
-            r"\b(?:phone|mobile|iphone|android|cell)\b[^.?!]{0,30}?\b(?:stolen|lost|missing|nicked|taken)\b"
+            r"\b(?:phone|mobile|iphone|android|cell)\b[^.?!]{0,30}?\b(?:stolen|lost|missing|nicked|taken|snatched|"
+            r"grabbed|swiped)\b"
             r"[^.?!]{0,60}?\b(?:app|online banking|mobile banking|banking|kestrel)\b"
-            r"|\b(?:stole|lost|took|nicked|left)\s+my\s+(?:phone|mobile|iphone|android|cell)\b"
+            r"|\b(?:stole|steal|lost|took|nicked|left|snatched|grabbed|swiped)\s+my\s+(?:phone|mobile|iphone|android|cell)\b"
             r"[^.?!]{0,60}?\b(?:app|online banking|mobile banking|banking|kestrel|apple pay|google pay|wallet|card)\b",
             re.I,
         ),
@@ -211,8 +220,10 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             # "card got stolen and i think they know my pin": the customer's own, said without "my"
             rf"|^\W*(?:{_KIND})?(?:card|wallet|purse)\s+(?:was\s+|got\s+|has been\s+|just\s+)+"
             r"(?:stolen|nicked|snatched|pickpocketed)\b"
-            rf"|\b(?:stole|grabbed|nicked|snatched|pickpocketed|took)\s+my\s+{_KIND}"
+            rf"|\b(?:stole|steal|steals|stealed|grabbed|nicked|snatched|pickpocketed|took)\s+my\s+{_KIND}"
             r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))"
+            # someone "swiped my wallet" (not "i swiped my card")
+            r"|\b(?:someone|somebody|they|he|she|a thief)\s+(?:\w+\s+)?swiped\s+my\s+(?:wallet|purse)\b"
             # "i cant find my credit card anywhere", "lost my card somewhere in rome"
             rf"|\b(?:lost|can'?t find|cannot find|misplaced)\s+my\s+{_KIND}card\b"
             r"(?!\s+(?:numbers?|information|info|details|pin))"
@@ -239,7 +250,8 @@ _THEFT = re.compile(
     re.I,
 )
 _CARRIED = re.compile(r"\b(?:cards?|wallet|purse)\b", re.I)
-_OVER = re.compile(r"\b(?:reported|found (?:it|my))\b", re.I)  # "reported my card stolen ... found it": not now
+# "reported my card stolen ... found it", "ran up charges before I called it in": not now
+_OVER = re.compile(r"\b(?:reported|found (?:it|my)|called (?:it|them) in)\b", re.I)
 _MACHINE = re.compile(r"\b(?:atm|machine|cash ?point)\b[^.?!]{0,20}\b(?:took|stole|kept|ate|swallowed)\b", re.I)
 # "the atm ATE my card", "cash machine kept my debit card": the kept-card procedure, whatever the classifier says.
 _KEPT_CARD = re.compile(
@@ -289,8 +301,11 @@ ACCOUNT_DATA_PATTERN = re.compile(
     # "what is the balance on my savings account", "give balance details of my checking"
     rf"|\b{_ASK}{_FILL}\s+(?:the\s+)?(?:{_QUALIFIER}\s+){{0,3}}{_DATA}\s+(?:details\s+|info(?:rmation)?\s+)?(?:of|for|on|in)\s+my\b(?!\s+[\w-]+(?:'s|s')(?:\s|$))"
     # "how much do i owe on my card", "how much money do i have", "how much I have in my savings"
-    r"|\bhow much(?: money| cash)? (?:(?:do|did|have|will) )?i (?:still )?(?:have|hav|got|owe|spent|spend|left|"
-    r"earn(?:ed)?)\b(?! to\b)"
+    # (not what *will* I earn or owe: "how much will i earn on 10k in a 12 month cd" is about the product)
+    r"|\bhow much(?: money| cash(?: ?back)?| cashback| rewards?| points| miles)? (?:(?:do|did|have) )?i (?:still )?"
+    r"(?:have|hav|got|owe|spent|spend|left|earned)\b(?! to\b)"
+    r"|\bhow much(?: money| cash(?: ?back)?| cashback| rewards?| points| miles)? did i (?:earn|get|pay|make)\b"
+    r"|\bhow many (?:\w+ )?(?:points|miles) (?:do |have )?i (?:have|got|earned|racked up)\b"
     r"|\bhow much (?:money |cash )?(?:is|is left|'s left|remains) (?:in|on) my\b"
     # "how much cash back have i racked up so far" (what *will* I earn is a product question)
     r"|\bhow much (?:[\w-]+ ){0,2}have i (?:\w+ )?(?:racked up|earned|accumulated|saved|spent|paid|got|gotten|"
@@ -432,7 +447,9 @@ def debit_card_only(text: str) -> bool:
 # (and so is a wallet stolen "with $80 cash and my card": cash carried is no payment).
 _TRANSACTION = re.compile(
     r"\b(?:withdr\w*|atms?|took out|taken out|charges?|charged|transactions?|purchases?|payments?|"
-    r"debits?(?!\s+cards?)|spent|spending|bought|buying|order\w*|paid|swip\w*|using|used|transfers?|transferred)\b",
+    r"debits?(?!\s+cards?)|spent|spending|bought|buying|order\w*|paid|using|used|transfers?|transferred)\b"
+    # "swiped my card" is a payment, "swiped my wallet" a theft
+    r"|\bswip\w*\b(?!\s+(?:my|our|her|his)\s+(?:wallet|purse|bag|backpack|handbag|phone))",
     re.I,
 )
 
@@ -453,6 +470,28 @@ _LOSS = re.compile(
 
 def reports_a_loss(text: str) -> bool:
     return _LOSS.search(text) is not None
+
+
+# What the customer says they did, in a follow-up: "too late i already read it to him", "i did tho".
+_DONE = re.compile(rf"{_DID.pattern}|\b(?:i|already)\s+did\b(?!\s*(?:n'?t|not)\b)", re.I)
+
+
+def emergency_after(text: str, previous: str) -> str | None:
+    """The security situation a follow-up reports by doing what the turn before described: "too late i
+    already read it to him. now what" after "a guy saying he's from kestrel asked me to read back the
+    code you texted me, is that legit?". The earlier turn asked about an attempt (it was no emergency
+    then); the follow-up says it succeeded."""
+    if not _DONE.search(text) or emergency(previous) is not None:
+        return None
+    return emergency(f"{previous.rstrip()} {text}") if _SCAM.search(previous) or _ASKED_ME.search(previous) else None
+
+
+# An impostor's request, before anything was given: "they asked me to give them the code"
+_ASKED_ME = re.compile(
+    rf"\b(?:asked|told|wanted|want|wants|asking)\s+(?:me\s+)?(?:to\s+)?(?:read|give|send|share|tell|text|forward|"
+    rf"confirm|type|enter)\b[^.?!]{{0,60}}?\b{_CREDENTIAL}",
+    re.I,
+)
 
 
 def card_emergency(text: str) -> str | None:
@@ -514,6 +553,25 @@ _ADVICE = re.compile(
 def asks_investment_advice(text: str) -> bool:
     """Whether ``text`` asks what to invest in (refused: the bank's content does not advise)."""
     return bool(_ADVICE.search(text))
+
+
+# Work that is not the bank's to do, asked in banking words the classifier reads as a topic: school work
+# ("can u help me w my econ homework, 500 words on why banks exist", "solve this for my finance class:
+# $5000 at 4% compounded daily") and tax advice ("can i deduct my heloc interest on my taxes", "which line
+# on my form 1040"). The bank's tax *forms* are its own ("when is my 1098 ready", "statements for taxes").
+_OFF_TOPIC_TASK = re.compile(
+    r"\b(?:homework|hw|coursework|essay|term paper|cover letter)\b"
+    r"|\bfor (?:my|a|our|the) (?:[\w-]+\s+){0,2}?(?:class|course|exam|midterm|final exam|assignment|professor)\b"
+    r"|\b(?:do|file|prepare|doing|filing|preparing)\s+(?:my|our)\s+(?:\w+\s+)?taxes\b"
+    r"|\bdeduct\w*\b[^.?!]{0,50}?\b(?:tax(?:es)?|irs)\b|\btax[- ]deductible\b|\btax (?:advice|bracket)\b"
+    r"|\bform 1040\b|\b(?:reduce|lower|cut|save (?:on|me))\s+(?:on\s+)?(?:my\s+|our\s+)?taxes\b",
+    re.I,
+)
+
+
+def asks_off_topic_task(text: str) -> bool:
+    """Whether ``text`` asks for school work or tax advice (refused, like investment advice)."""
+    return bool(_OFF_TOPIC_TASK.search(text))
 
 
 # A dispute already under way, asked about ("i disputed a charge 2 weeks ago, do i get the money back

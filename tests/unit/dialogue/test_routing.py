@@ -605,3 +605,85 @@ def test_a_debit_card_is_not_a_direct_debit(text: str, card_only: bool) -> None:
 )  # fmt: skip
 def test_paying_a_scammer_is_the_scam_procedure(text: str, flow: str | None) -> None:
     assert rules.emergency(text) == flow
+
+
+@pytest.mark.parametrize(
+    ("text", "flow"),
+    [
+        # the change and the denial in sentences of their own
+        ("got a text my email was changed on my profile. that was not me!!", rules.ACCOUNT_COMPROMISED),
+        ("a new phone was registered to my online banking last night and i never added it", rules.ACCOUNT_COMPROMISED),
+        ("i changed my password yesterday and now a new device was added, is that normal", None),
+        ("my password was reset by the branch when i asked, how do i pick a new one", None),
+        # a phone taken in other words, with the bank's app on it
+        ("a kid grabbed my phone outside the station, my kestrel app is on there", rules.LOST_OR_STOLEN_PHONE),
+        ("can i use my phone for mobile banking abroad", None),
+    ],
+)  # fmt: skip
+def test_a_takeover_or_a_taken_phone_told_in_other_words_is_an_emergency(text: str, flow: str | None) -> None:
+    assert rules.emergency(text) == flow
+
+
+@pytest.mark.parametrize(
+    ("text", "flow"),
+    [
+        ("a man steal my purse on the train, the kestrel card is in it", rules.LOST_OR_STOLEN_CARD),
+        ("someone swiped my wallet at the pool with my debit card in it", rules.LOST_OR_STOLEN_CARD),
+        ("i swiped my card at a gas pump and it got declined", None),
+    ],
+)
+def test_a_wallet_stolen_in_other_words_is_a_lost_card(text: str, flow: str | None) -> None:
+    assert rules.card_emergency(text) == flow
+
+
+def test_a_wallet_swiped_is_a_theft_not_a_payment() -> None:
+    assert not rules.names_a_transaction("someone swiped my wallet at the pool")
+    assert rules.names_a_transaction("i swiped my card twice at the store")
+
+
+@pytest.mark.parametrize(
+    ("text", "off_topic"),
+    [
+        ("help me with my accounting homework on depreciation", True),
+        ("solve this for my stats class: what is the mean of 3, 5 and 10", True),
+        ("is the interest on a home equity line tax deductible", True),
+        ("can you file my taxes for me", True),
+        ("when will my 1098 mortgage interest form be ready for taxes", False),
+        ("can i still download statements for taxes after i close my account", False),
+        ("do you deduct the overdraft fee from my checking right away", False),
+        ("can my tax refund come by direct deposit", False),
+    ],
+)
+def test_school_work_and_tax_advice_are_recognised(text: str, off_topic: bool) -> None:
+    assert rules.asks_off_topic_task(text) is off_topic
+
+
+def test_tax_advice_is_refused_not_answered_with_the_mortgage_page(shipped: tuple[Engine, TurnService]) -> None:
+    answer = ask(shipped[1], "can i deduct the interest on my auto loan from my taxes")
+    assert answer.kind == "refusal"
+
+
+@pytest.mark.parametrize(
+    ("text", "own"),
+    [
+        ("how much cash back have i got in my rewards now", True),
+        ("how many miles do i have", True),
+        ("how much will i earn on 20k in an 18 month cd", False),
+        ("how much cash back will i get on gas", False),
+    ],
+)
+def test_rewards_collected_are_account_data_and_rewards_to_come_are_not(text: str, own: bool) -> None:
+    assert rules.asks_for_account_data(text) is own
+
+
+def test_a_follow_up_saying_the_code_was_given_after_all_is_the_shared_code_emergency(
+    shipped: tuple[Engine, TurnService],
+) -> None:
+    question = "someone texted saying they're from kestrel security and want me to send them the code i just got"
+    assert rules.emergency(question) is None  # asked about, nothing given yet
+    assert rules.emergency_after("i already sent it to them", question) == rules.SHARED_SECURITY_CODE
+    assert rules.emergency_after("i did not send it", question) is None
+    assert rules.emergency_after("i already did that", "how do i change my password") is None
+    _, second = converse(shipped, [question, "ugh i already sent it to them, what now"])
+    assert second.kind == "flow"
+    assert EMERGENCY_LINE in second.text
