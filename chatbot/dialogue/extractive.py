@@ -235,7 +235,7 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
 # Connectives that separate the parts of a question asking two things at once.
 PART_SPLIT = re.compile(
     r"\?+\s*|[;]\s*|,?\s+\b(?:and|also|plus|as well as)\s+(?=(?:is|are|was|what|whats|what's|how|when|where|"
-    r"which|who|can|could|do|does|did|will|would|should|there|if|the|any|any\w+)\b)",
+    r"which|who|can|could|do|does|did|will|would|should|there|if|whether|the|any|any\w+)\b)",
     re.I,
 )
 
@@ -812,6 +812,15 @@ QUESTION_WORDS = frozenset(
         "there any get have has u ur need want know tell about just like so also please pls thanks hi hey ok",
     )
 )
+# Words that ask or name an aspect, not a subject (``SentenceSelector._mentions_subject``).
+ASKING_WORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "fee fees charge charges charged cost costs price pay much long take takes whether would could be is was "
+        "not no yes there them they he she any anything something too either",
+    )
+)
+SUBJECT_PREFIX = 5
 # A unit stating the term a question asks in years (``_in_months``), like a named product's (0.12).
 TERM_BONUS = 0.1
 PASSAGE_WEIGHT = 0.35  # a unit's score: (1 - this) x its own similarity + this x its passage's
@@ -1017,11 +1026,27 @@ class SentenceSelector:
             return False  # about the other kind: a domestic limit for a wire abroad
         if _sibling_only(self.catalogue, self.named(question, said), self.catalogue.mentions(entry)):
             return False
-        parts = [self.catalogue.aspects_of(p) for p in question_parts(question)]
+        pieces = question_parts(question)
+        parts = [self.catalogue.aspects_of(p) for p in pieces]
         if len(parts) > 1:
             answer = faq.passage.answer or ""
-            return all(any(answers_aspect(answer, a) for a in aspects) for aspects in parts if aspects)
+            if not all(any(answers_aspect(answer, a) for a in aspects) for aspects in parts if aspects):
+                return False
+            # Each part's own subject is in the entry: "the annual fee on the travel card, and whether it
+            # charges a fee on purchases abroad" asks two fees, and an entry on the annual fee answers one.
+            return all(self._mentions_subject(entry, piece) for piece in pieces)
         return True
+
+    def _mentions_subject(self, entry: str, part: str) -> bool:
+        """Whether ``entry`` shares a word (by its first letters: "abroad"/"abroad.", "purchases"/"purchase")
+        with what ``part`` asks about, beyond the words of asking and of the aspect; true for a part that
+        names nothing else."""
+        for product in self.catalogue.products:
+            part = product.pattern.sub(" ", part)
+        subject = {w[:SUBJECT_PREFIX] for w in _content_words(part) - QUESTION_WORDS - ASKING_WORDS if w.isalpha()}
+        if not subject:
+            return True
+        return bool(subject & {w[:SUBJECT_PREFIX] for w in _content_words(entry)})
 
     def generator_fits(self, question: str, hits: Sequence[Hit], min_score: float) -> bool:
         """Whether the generator's answer is likely to be kept; where it is not, the extractive answer

@@ -498,6 +498,16 @@ def test_a_curated_answer_is_verbatim_only_when_it_answers_the_question(selector
     )
     assert selector.verbatim_fits("how can i change my pin", hit(change, 0.9), [hit(change, 0.9)])
     assert not selector.verbatim_fits("forgot my pin, how do i get a new one", hit(change, 0.9), [hit(change, 0.9)])
+    # two parts asking the same aspect (two fees): the entry must name what each part is about
+    annual = Passage("kb-4", "faq", "cards", "Cards", None, "Annual fee on the card?", "The card's annual fee is $95.")
+    assert not selector.verbatim_fits(
+        "whats the annual fee on the card, and whether it charges a fee on purchases overseas",
+        hit(annual, 0.9),
+        [hit(annual, 0.9)],
+    )
+    assert selector.verbatim_fits(
+        "is there an annual fee on the card, and how much is the annual fee", hit(annual, 0.9), [hit(annual, 0.9)]
+    )
 
 
 # ------------------------------------------------------------------ the shipped knowledge base, end to end
