@@ -445,9 +445,13 @@ class Product:
 class Catalogue:
     """The products a knowledge base names, learnt from its text, and who mentions which."""
 
-    def __init__(self, products: Sequence[Product]) -> None:
+    def __init__(self, products: Sequence[Product], distinctive: Collection[str] = ()) -> None:
         self.products = list(products)
         self._modifiers = {p.modifier for p in self.products}
+        # Products whose modifier the knowledge base uses for nothing else ("premier", "high-yield"): that
+        # word alone names the product anywhere ("premier mobile deposit limits?"), unlike "travel" or
+        # "everyday", which are plain words there too (``from_texts``).
+        self._distinctive = frozenset(distinctive)
         # A modifier alone ("premier") names its product only beside a sibling, and in a standalone question
         # only as an alternative: "everyday checking vs premier", not "is the travel card secured?" (a
         # plain word) or "can i use my card everyday" (``asked``).
@@ -497,7 +501,7 @@ class Catalogue:
         if len(card_modifiers) >= 2:
             for modifier, name in card_modifiers.items():
                 products.append(_product(name, modifier, "card"))
-        return cls(products)
+        return cls(products, _distinctive(products, texts))
 
     def mentions(self, text: str) -> frozenset[str]:
         return frozenset(p.name for p in self.products if p.pattern.search(text))
@@ -511,7 +515,15 @@ class Catalogue:
             p.family for p in self.products if context and p.pattern.search(context)
         }
         alone = self._bare if context else self._alternative  # a follow-up is short: its modifier is its subject
-        bare = [p for p in self.products if p.family in families and p not in named and alone[p.name].search(question)]
+        bare = [
+            p
+            for p in self.products
+            if p not in named
+            and (
+                (p.family in families and alone[p.name].search(question))
+                or (p.name in self._distinctive and self._bare[p.name].search(question))
+            )
+        ]
         return frozenset(p.name for p in named + bare)
 
     def aspects_of(self, question: str) -> frozenset[str]:
@@ -578,6 +590,27 @@ ABOUT_THE_HOLDING = re.compile(
     r"affect|affects|differ|differs)\b|\b(?:what|how) about\b|\bwhat if\b|\bdoes (?:that|it) count\b",
     re.I,
 )
+
+
+def _distinctive(products: Sequence[Product], texts: Sequence[str]) -> list[str]:
+    """The products whose modifier occurs in ``texts`` only in their names: with every product name taken
+    out (and "Kestrel Premier", a name cut short), the word is nowhere else. Modifiers shared by two
+    products are not distinctive."""
+    counts: dict[str, int] = {}
+    for p in products:
+        counts[p.modifier] = counts.get(p.modifier, 0) + 1
+    rest = []
+    for text in texts:
+        for p in products:
+            text = p.pattern.sub(" ", text)
+        rest.append(re.sub(r"\bKestrel(?:[ \t]+[A-Z][\w-]*)+", " ", text))
+    plain = "\n".join(rest)
+    found = []
+    for p in products:
+        words = r"[\s-]*".join(map(re.escape, p.modifier.split()))
+        if counts[p.modifier] == 1 and not re.search(rf"\b{words}\b", plain, re.I):
+            found.append(p.name)
+    return found
 
 
 def _product(name: str, modifier: str, family: str) -> Product:
@@ -1160,7 +1193,7 @@ class SentenceSelector:
                 break
             if overall[index] >= (overall - tier).max() - 0.15 and not _unasked_figures(pool[index].aspects, asked):
                 take(index)
-        chosen = _capped(pool, chosen, self.max_units, self.max_words)
+        chosen = _own_rows_only(pool, _capped(pool, chosen, self.max_units, self.max_words), named, self.catalogue)
         chosen.sort(key=lambda i: (self._position.get(pool[i].unit.passage_id, 1 << 30), pool[i].unit.order))
         text = " ".join(pool[i].unit.text for i in chosen)
         cited: dict[str, Hit] = {}
@@ -1187,6 +1220,25 @@ def _passage_kinds(passage: Passage) -> dict[str, str]:
     if passage.kind == "faq":
         return kinds_about(passage.text, passage.answer or "")
     return kinds_about(passage.title, passage.text)
+
+
+def _own_rows_only(pool: list[_Scored], chosen: list[int], named: frozenset[str], catalogue: Catalogue) -> list[int]:
+    """``chosen`` less the units that state the named product's figures beside its siblings' where another
+    chosen unit states the same for the named product alone: "atm limit everyday checking?" is answered by
+    "Kestrel Everyday Checking: Daily ATM withdrawal limit $1,000", not also by the sentence giving Premier
+    Checking's $2,000 beside it."""
+    if not named:
+        return chosen
+    families = {catalogue.family_of(n) for n in named}
+
+    def mixed(i: int) -> bool:
+        products = pool[i].unit.products
+        return bool(products & named) and any(p not in named and catalogue.family_of(p) in families for p in products)
+
+    own = [i for i in chosen if pool[i].unit.products and pool[i].unit.products <= named]
+    return [
+        i for i in chosen if not (mixed(i) and pool[i].aspects and any(pool[i].aspects <= pool[j].aspects for j in own))
+    ]
 
 
 def _sibling_only(catalogue: Catalogue, named: frozenset[str], mentioned: frozenset[str]) -> bool:

@@ -69,7 +69,12 @@ WIRES = Passage(
     "- The recipient's name\n- The SWIFT code",
 )
 CATALOGUE = Catalogue.from_texts(
-    [SAVINGS.text, HIGH_YIELD.text, "Kestrel Everyday Checking and Kestrel Premier Checking accounts."]
+    [
+        SAVINGS.text,
+        HIGH_YIELD.text,
+        "Kestrel Everyday Checking and Kestrel Premier Checking accounts.",
+        "Use your card for everyday purchases.",  # "everyday" is a plain word here too; "premier" only a name
+    ]
 )
 
 
@@ -259,8 +264,10 @@ def test_a_modifier_alone_names_its_product_beside_a_sibling_in_the_question_or_
     both = {"Kestrel Everyday Checking", "Kestrel Premier Checking"}
     assert CATALOGUE.asked("is there a monthly fee on everyday checking or premier") == both
     assert CATALOGUE.asked("and premier?", context="whats the fee on everyday checking") == {"Kestrel Premier Checking"}
-    assert CATALOGUE.asked("is premier worth it") == frozenset()  # alone, "premier" is just a word
-    # in a standalone question only as an alternative: "everyday" here is a plain word
+    # alone, a modifier the knowledge base uses only in the name names the product; a plain word does not
+    assert CATALOGUE.asked("is premier worth it") == {"Kestrel Premier Checking"}
+    assert CATALOGUE.asked("is everyday worth it") == frozenset()
+    # in a standalone question a plain word names it only as an alternative
     assert CATALOGUE.asked("premier checking: can i use my card everyday abroad") == {"Kestrel Premier Checking"}
     # a follow-up's rewrite still names the earlier product; the follow-up as typed says which one it is about
     selector = SentenceSelector(lambda texts: np.zeros((len(texts), 1)), CATALOGUE, [])
