@@ -91,17 +91,34 @@ CONNECTIVE = re.compile(
 PRONOUN = re.compile(r"\b(?:it|that|this|they|them|those|these|ones?)\b", re.I)
 # Words that only make sense after something was said: "i have premier checking tho", "my husband too?"
 BACK_REFERENCE = re.compile(r"\b(?:tho|though)\b|\b(?:too|either|instead|then|also)\b[\s?.!,]*$", re.I)
+_SAME_AGAIN = (
+    r"(?:same (?:deal|thing|question|for me|rules?|answer|there)|(?:is|does|would|will)\s+(?:it|that)\s+"
+    r"(?:\w+\s+)?(?:the same|same|different|change|changes|matter|apply)(?:\s+anything)?|any different|"
+    r"what then|then what|what about then)"
+)
 # "oh wait i have premier checking", "actually im on student": only which product the customer holds, said
 # after a question, asks that question again for it (``holds_only``).
 _NOT_HELD = r"(?!(?:and|but|so|i|it|is|was|to|for|with)\b)"
 HOLDING_ONLY = re.compile(
-    r"^\s*(?:(?:oh|wait|ok(?:ay)?|actually|sorry|btw|well|hmm|um|but|and|also|fyi)[\s,.!]+)*"
+    r"^\s*(?:(?:oh|ah|ahh|oops|wait|ok(?:ay)?|actually|sorry|btw|well|hmm|um|but|and|also|fyi)[\s,.!]+)*"
     rf"{HOLDS}\s+(?:(?:the|a|an|just|only|regular|plain)\s+)*"
     rf"(?P<held>{_NOT_HELD}[\w'-]+(?:\s+{_NOT_HELD}[\w'-]+){{0,3}})"
-    r"(?:\s+(?:actually|tho|though|btw|too|if that (?:changes|matters)\b[\w ]*))?[\s.!?]*$",
+    r"(?:\s+(?:actually|tho|though|btw|too|if that (?:changes|matters)\b[\w ]*))?"
+    # "oh wait i have student checking, same deal?": the question before, asked again for it
+    rf"(?:[\s,.!?-]+{_SAME_AGAIN})?[\s.!?]*$",
     re.I,
 )
-_HELD_WORDS = frozenset({"kestrel", "account", "accounts", "acct", "card", "one", "visa", "debit", "credit"})
+_HELD_WORDS = frozenset(
+    {"kestrel", "account", "accounts", "acct", "card", "one", "visa", "debit", "credit", "btw", "tho", "though"}
+)
+# A holding said at the end of a turn that asks something else: "its a 7k check btw, i have everyday checking",
+# "There is fee for receive it? I have the Everyday checking" (``is_dependent`` reads the rest).
+HOLDING_AFTER = re.compile(
+    rf"(?:[,.;!?]+\s*|\s+(?:and|but|btw)\s+)(?:(?:and|but|btw|also|oh)[\s,]+)*{HOLDS}\s+"
+    r"(?:(?:the|a|an|just|only|regular|plain)\s+)*(?P<held>[\w'-]+(?:\s+[\w'-]+){0,3}?)"
+    r"(?:\s+(?:btw|tho|though|too))?[\s.!?]*$",
+    re.I,
+)
 SHORT_FOLLOWUP_WORDS = 10  # a turn with nothing of its own to be about leans on the previous one up to this long
 LONG_FOLLOWUP_WORDS = 18  # a turn that points back can be this long and still lean on the previous one
 LONG_CONNECTED_WORDS = 24  # ...or this long when it also opens with "and", "ok and", "what about"...
@@ -209,7 +226,10 @@ def is_dependent(text: str) -> bool:
     for mention in sorted((m for m in found if m.slot == "aspect"), key=lambda m: -m.start):
         rest = rest[: mention.start] + " " + rest[mention.end :]
     if subjects:
-        return len(words) <= SHORT_FOLLOWUP_WORDS and holds_only(text)
+        if len(words) <= SHORT_FOLLOWUP_WORDS and holds_only(text):
+            return True
+        rest = _before_holding(text)  # "there is fee for receive it? I have the Everyday checking"
+        return rest is not None and is_dependent(rest)
     if TOPIC_WORDS.search(rest):
         # "can i just pick it up from the branch tomorrow?" after the ATM kept the card (8 words: 585
         # of 677 dev turns; 10: 586, none lost)
@@ -230,6 +250,21 @@ def holds_only(text: str) -> bool:
     for mention in sorted(owned, key=lambda m: -m.start):
         held = held[: mention.start] + " " + held[mention.end :]
     return bool(owned) and set(held.lower().split()) <= _HELD_WORDS
+
+
+def _before_holding(text: str) -> str | None:
+    """What ``text`` says before a closing clause that only says which account or card the customer holds
+    ("its a 7k check btw, i have everyday checking" → "its a 7k check btw"), or ``None`` without one."""
+    match = HOLDING_AFTER.search(text)
+    if match is None or not text[: match.start()].strip():
+        return None
+    held = match.group("held")
+    owned = [m for m in mentions(held) if m.slot in {"account", "card"}]
+    for mention in sorted(owned, key=lambda m: -m.start):
+        held = held[: mention.start] + " " + held[mention.end :]
+    if not owned or not set(held.lower().split()) <= _HELD_WORDS:
+        return None
+    return text[: match.start()].strip()
 
 
 def _topic(previous: str) -> str:
@@ -294,6 +329,8 @@ def merge(text: str, previous: str, topic: str | None = None) -> str:
     previous query names no product or payment of its own ("need to send money to my mom in portugal"
     then "how long till it gets to her": the answer was about international wire transfers)."""
     remainder = CONNECTIVE.sub("", text, count=1).strip(" ?.!,") or text.strip(" ?.!,")
+    if holds_only(text):  # "ah i have student checking, is it the same?": the question before, for that product
+        remainder = " ".join(m.text for m in mentions(text) if m.slot in {"account", "card"})
     for mention in reversed([m for m in mentions(remainder) if m.slot == "account"]):  # "premier" alone
         remainder = remainder[: mention.start] + canonical(mention) + remainder[mention.end :]
     current = mentions(remainder)

@@ -49,6 +49,10 @@ DEFAULTS = Settings()
         (["my mobile deposit got rejected"], "what am i supposed to write on the back", "mobile deposit"),
         # only which product the customer holds: the question before, for that product
         (["whats the daily atm limit"], "oh sorry i have the premier checking", "daily atm limit premier checking"),
+        (["is there a fee for a cashiers check"], "i have premier checking btw", "cashiers check premier checking"),
+        (["overdraft fee?"], "ah i have student checking, is it the same?", "overdraft fee student checking"),
+        # a holding said after a short question of its own: the question leans on the turn before
+        (["how do i get money from my dad in peru"], "is there fee to get it? i have the everyday checking", "peru"),
     ],
 )
 def test_follow_ups_become_standalone_queries(history: list[str], text: str, expected: str) -> None:
