@@ -228,8 +228,8 @@ def is_dependent(text: str) -> bool:
     if subjects:
         if len(words) <= SHORT_FOLLOWUP_WORDS and holds_only(text):
             return True
-        rest = _before_holding(text)  # "there is fee for receive it? I have the Everyday checking"
-        return rest is not None and is_dependent(rest)
+        asked = _before_holding(text)  # "there is fee for receive it? I have the Everyday checking"
+        return asked is not None and is_dependent(asked)
     if TOPIC_WORDS.search(rest):
         # "can i just pick it up from the branch tomorrow?" after the ATM kept the card (8 words: 585
         # of 677 dev turns; 10: 586, none lost)
