@@ -1147,6 +1147,8 @@ class SentenceSelector:
         if months or dollars or ages:
             tier = TERM_BONUS * np.array([_holds(s.unit.text, months, dollars, ages) for s in pool])
             prior = prior + tier
+        if _CLOCK.search(asked_text):  # "if i send it at 4pm today": what happens after the cut-off
+            prior = prior + TERM_BONUS * np.array([bool(_AFTER_CUTOFF.search(s.unit.text)) for s in pool])
         if _HIGHEST.search(asked_text):  # "which term pays the most": the highest rate's row
             prior = prior + HIGHEST_BONUS * np.array(_states_highest(pool))
         closeness = matrix @ whole
@@ -1312,6 +1314,13 @@ def _in_months(text: str) -> set[int]:
     return months
 
 
+# A time of day the customer gives ("if i send it at 4pm", "drop cash in the atm around 10pm tonight"): the
+# unit saying what happens after the day's cut-off ("requests after 3:00 p.m. ET ... are sent the next
+# business day") is preferred, like a tier holding a term given; the cut-off itself is usually close anyway.
+_CLOCK = re.compile(r"\b\d{1,2}(?::\d\d)?\s?(?:am|pm|a\.m\b|p\.m\b)|\b(?:noon|midnight)\b", re.I)
+_AFTER_CUTOFF = re.compile(
+    r"\bafter\s+(?:the\s+)?(?:cut-?off|\d{1,2}(?::\d\d)?\s?[ap]\.?m)|\bnext business day\b", re.I
+)
 # "which term pays the most", "your highest cd rate": the highest rate asked. (Not "the lowest apr on
 # a car loan": the lowest percent on a loan page is its AutoPay discount, and the dev set lost a turn.)
 _HIGHEST = re.compile(

@@ -426,6 +426,18 @@ def test_a_term_balance_or_age_given_finds_the_tier_holding_it(embedder: Embedde
     assert selection is not None and "under 18" in selection.text, selection
 
 
+def test_a_time_of_day_given_finds_what_happens_after_the_cut_off(embedder: Embedder) -> None:
+    cutoff = chunk(
+        "wires#cutoff",
+        "Wires — Cut-off time\nWe process wires every business day. Wires requested by 2:00 p.m. ET are sent "
+        "the same day. Requests after 2:00 p.m. ET are sent the next business day. Wires cannot be cancelled.",
+    )
+    selection = SentenceSelector(embedder.encode, CATALOGUE, [cutoff], max_units=2).select(
+        "if i request a wire at 4pm is it sent the same day", [hit(cutoff, 0.7)]
+    )
+    assert selection is not None and "next business day" in selection.text, selection
+
+
 @pytest.mark.parametrize(
     ("question", "searched"),
     [
