@@ -308,6 +308,8 @@ class Contrast:
 
 
 _US = r"(?:us|u\.s\.?|united states)"
+# "forgot", as typed too: "4got my pin lol"
+_FORGOT = r"forg[oe]t\w*|4got\w*|forgt\w*|don'?t remember|can'?t remember|cannot remember"
 _MINE = r"(?:me\b|my (?:\w+ )?(?:account|acct|checking|savings)\b)"  # "wire it to my account": incoming
 CONTRASTS = (
     Contrast(
@@ -369,9 +371,9 @@ CONTRASTS = (
         ("forgotten", "known"),
         (
             re.compile(
-                r"\b(?:forg[oe]t\w*|don'?t remember|can'?t remember|cannot remember)\b[^.?!]{0,25}?\bpin\b"
+                rf"\b(?:{_FORGOT})\b[^.?!]{{0,25}}?\bpin\b"
                 r"|\bdon'?t know (?:my|the|what my|what the) (?:\w+ )?pin\b"
-                r"|\bpin\b[^.?!]{0,25}?\b(?:forg[oe]t\w*|don'?t remember|can'?t remember|locked|blocked)\b"
+                rf"|\bpin\b[^.?!]{{0,25}}?\b(?:{_FORGOT}|locked|blocked)\b"
                 r"|\b(?:locked|blocked)\b[^.?!]{0,15}?\bpin\b",
                 re.I,
             ),

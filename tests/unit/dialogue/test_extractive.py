@@ -174,6 +174,7 @@ def test_a_card_named_for_its_cash_back_is_not_a_question_about_the_rate() -> No
         ("what is the overdraft fee", {}),
         # a PIN forgotten is reset; one known is changed
         ("i cant remember my card pin, what now", {"pin": "forgotten"}),
+        ("4got my debit pin how do i get another", {"pin": "forgotten"}),
         ("can i change my pin to something easier", {"pin": "known"}),
         ("forgot my pin. or can i just change it at the atm", {}),  # both: no side taken
     ],
