@@ -874,3 +874,26 @@ def test_a_question_for_the_highest_rate_gets_the_row_that_has_it(shipped: Engin
     """The closest table row is whichever the embedding likes; the customer asked for the highest."""
     answer = ask(shipped, "thinking of a cd, which term pays the most right now?")
     assert "4.10%" in answer.text, answer.text
+
+
+def test_a_section_heading_the_question_says_helps_choose_the_document() -> None:
+    """'add my son as an authorized user on my card' says the heading "Authorized users on Kestrel credit
+    cards" of the shared card page, while the card's own page is only a little closer overall."""
+    shared = Passage(
+        "card-payments#users",
+        "chunk",
+        "card-payments",
+        "Card payments — Authorized users on Kestrel credit cards",
+        None,
+        "Add an authorized user aged 13 or older in the app.",
+    )
+    own = Passage(
+        "rewards#earning", "chunk", "rewards", "Rewards card — Earning cash back", None,
+        "The rewards card earns 2% on every purchase.",
+    )  # fmt: skip
+    selector = SentenceSelector(lambda texts: np.zeros((len(texts), 1)), CATALOGUE, [shared, own])
+    hits = [hit(own, 0.75), hit(shared, 0.70)]
+    question = "can i add my son as an authorized user on my rewards card"
+    assert selector.best_document(hits, frozenset(), question=question)[0] == "card-payments"
+    assert selector.best_document(hits, frozenset())[0] == "rewards"  # without the question's words
+    assert selector.best_document(hits, frozenset(), question="how much cash back do i earn")[0] == "rewards"
