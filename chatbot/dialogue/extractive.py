@@ -1229,6 +1229,7 @@ class SentenceSelector:
             if overall[index] >= (overall - tier).max() - 0.15 and not _unasked_figures(pool[index].aspects, asked):
                 take(index)
         chosen = _own_rows_only(pool, _capped(pool, chosen, self.max_units, self.max_words), named, self.catalogue)
+        chosen = _with_antecedents(pool, chosen)
         chosen.sort(key=lambda i: (self._position.get(pool[i].unit.passage_id, 1 << 30), pool[i].unit.order))
         text = " ".join(pool[i].unit.text for i in chosen)
         cited: dict[str, Hit] = {}
@@ -1255,6 +1256,25 @@ def _passage_kinds(passage: Passage) -> dict[str, str]:
     if passage.kind == "faq":
         return kinds_about(passage.text, passage.answer or "")
     return kinds_about(passage.title, passage.text)
+
+
+# A sentence that only adds to the one before it ("You can also call 1-800-555-0142 or visit any branch.")
+ADDS_TO_PREVIOUS = re.compile(r"^(?:(?:you|we|it|they|this|these)\s+(?:can\s+|may\s+)?also|also|in addition)\b", re.I)
+
+
+def _with_antecedents(pool: list[_Scored], chosen: list[int]) -> list[int]:
+    """``chosen`` with the unit before each chosen unit that only adds to it: "how do i close my checking
+    account" must not be answered by "You can also call … or visit any branch" without the way it adds to
+    ("Go to Accounts > select the account > Close account")."""
+    where = {(s.unit.passage_id, s.unit.order): i for i, s in enumerate(pool)}
+    result = list(chosen)
+    for i in chosen:
+        unit = pool[i].unit
+        if ADDS_TO_PREVIOUS.match(unit.text):
+            before = where.get((unit.passage_id, unit.order - 1))
+            if before is not None and before not in result:
+                result.insert(result.index(i), before)
+    return result
 
 
 def _own_rows_only(pool: list[_Scored], chosen: list[int], named: frozenset[str], catalogue: Catalogue) -> list[int]:

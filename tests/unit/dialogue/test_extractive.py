@@ -897,3 +897,16 @@ def test_a_section_heading_the_question_says_helps_choose_the_document() -> None
     assert selector.best_document(hits, frozenset(), question=question)[0] == "card-payments"
     assert selector.best_document(hits, frozenset())[0] == "rewards"  # without the question's words
     assert selector.best_document(hits, frozenset(), question="how much cash back do i earn")[0] == "rewards"
+
+
+def test_a_sentence_that_only_adds_to_the_one_before_is_quoted_with_it(embedder: Embedder) -> None:
+    closing = chunk(
+        "closing#how",
+        "Closing — How to close an account\nIn the app, go to Account settings > Close account. "
+        "You can also call 1-800-555-0142 or visit any branch to close it. Closing is free after 90 days.",
+    )
+    selection = SentenceSelector(embedder.encode, CATALOGUE, [closing], max_units=1).select(
+        "can i call or visit a branch to close it", [hit(closing, 0.7)]
+    )
+    assert selection is not None and selection.text.startswith("In the app, go to Account settings"), selection
+    assert "You can also call" in selection.text
