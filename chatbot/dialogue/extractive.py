@@ -1180,6 +1180,9 @@ class SentenceSelector:
         if months or dollars or ages:
             tier = TERM_BONUS * np.array([_holds(s.unit.text, months, dollars, ages) for s in pool])
             prior = prior + tier
+        places = {m.group(0).lower() for m in _PLACE.finditer(asked_text)}
+        if places:  # "send money to my aunt in cuba": the sentence naming Cuba (the sanctions), like a tier
+            prior = prior + TERM_BONUS * np.array([any(p in s.unit.text.lower() for p in places) for s in pool])
         if _CLOCK.search(asked_text):  # "if i send it at 4pm today": what happens after the cut-off
             prior = prior + TERM_BONUS * np.array([bool(_AFTER_CUTOFF.search(s.unit.text)) for s in pool])
         if _HIGHEST.search(asked_text):  # "which term pays the most": the highest rate's row
@@ -1367,6 +1370,7 @@ def _in_months(text: str) -> set[int]:
     return months
 
 
+_PLACE = re.compile(rf"\b(?:{PLACES_PATTERN})\b", re.I)  # a country, region or city abroad the customer names
 # A time of day the customer gives ("if i send it at 4pm", "drop cash in the atm around 10pm tonight"): the
 # unit saying what happens after the day's cut-off ("requests after 3:00 p.m. ET ... are sent the next
 # business day") is preferred, like a tier holding a term given; the cut-off itself is usually close anyway.

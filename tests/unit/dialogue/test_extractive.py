@@ -910,3 +910,17 @@ def test_a_sentence_that_only_adds_to_the_one_before_is_quoted_with_it(embedder:
     )
     assert selection is not None and selection.text.startswith("In the app, go to Account settings"), selection
     assert "You can also call" in selection.text
+
+
+def test_a_place_the_customer_names_finds_the_sentence_naming_it(embedder: Embedder) -> None:
+    """ "how long will a wire to iran take" is answered by the sanctions sentence naming Iran, beside the time."""
+    rules = chunk(
+        "wires#rules",
+        "Wires — Wire rules\nA wire may be rejected if the recipient's name does not match the account. "
+        "We cannot send wires involving countries under US sanctions, including Cuba, Iran and Syria. "
+        "Most wires arrive in 1 to 5 business days. Wires sent by 3 p.m. go out the same day.",
+    )
+    selection = SentenceSelector(embedder.encode, CATALOGUE, [rules], max_units=2).select(
+        "how long will a wire to iran take", [hit(rules, 0.7)]
+    )
+    assert selection is not None and "sanctions" in selection.text, selection
