@@ -93,6 +93,15 @@ def hit(passage: Passage, score: float) -> Hit:
     return Hit(passage=passage, score=score, fused=0.0, dense_rank=None, bm25_rank=None)
 
 
+def quote(embedder: Embedder, passage: Passage, question: str, max_units: int) -> str:
+    """The extractive answer to ``question`` from ``passage`` alone, at most ``max_units`` units."""
+    selection = SentenceSelector(embedder.encode, CATALOGUE, [passage], max_units=max_units).select(
+        question, [hit(passage, 0.7)]
+    )
+    assert selection is not None
+    return selection.text
+
+
 def external(score: float) -> Hit:
     entry = Passage("cfpb-1", "faq", "cfpb-1", "Ask CFPB", None, "When can I use deposited money?", "Federal rules…")
     return hit(entry, score)
@@ -421,10 +430,7 @@ def test_a_term_balance_or_age_given_finds_the_tier_holding_it(embedder: Embedde
         "Accounts — Who can open one\nThe primary owner of a checking account must be at least 18 years old. "
         "Customers under 18 can open a savings account with a parent as joint owner.",
     )
-    selection = SentenceSelector(embedder.encode, CATALOGUE, [ages], max_units=1).select(
-        "my 17 yo wants her own account, can she open one", [hit(ages, 0.7)]
-    )
-    assert selection is not None and "under 18" in selection.text, selection
+    assert "under 18" in quote(embedder, ages, "my 17 yo wants her own account, can she open one", 1)
 
 
 def test_a_time_of_day_given_finds_what_happens_after_the_cut_off(embedder: Embedder) -> None:
@@ -433,10 +439,7 @@ def test_a_time_of_day_given_finds_what_happens_after_the_cut_off(embedder: Embe
         "Wires — Cut-off time\nWe process wires every business day. Wires requested by 2:00 p.m. ET are sent "
         "the same day. Requests after 2:00 p.m. ET are sent the next business day. Wires cannot be cancelled.",
     )
-    selection = SentenceSelector(embedder.encode, CATALOGUE, [cutoff], max_units=2).select(
-        "if i request a wire at 4pm is it sent the same day", [hit(cutoff, 0.7)]
-    )
-    assert selection is not None and "next business day" in selection.text, selection
+    assert "next business day" in quote(embedder, cutoff, "if i request a wire at 4pm is it sent the same day", 2)
 
 
 @pytest.mark.parametrize(
@@ -905,11 +908,9 @@ def test_a_sentence_that_only_adds_to_the_one_before_is_quoted_with_it(embedder:
         "Closing — How to close an account\nIn the app, go to Account settings > Close account. "
         "You can also call 1-800-555-0142 or visit any branch to close it. Closing is free after 90 days.",
     )
-    selection = SentenceSelector(embedder.encode, CATALOGUE, [closing], max_units=1).select(
-        "can i call or visit a branch to close it", [hit(closing, 0.7)]
-    )
-    assert selection is not None and selection.text.startswith("In the app, go to Account settings"), selection
-    assert "You can also call" in selection.text
+    text = quote(embedder, closing, "can i call or visit a branch to close it", 1)
+    assert text.startswith("In the app, go to Account settings"), text
+    assert "You can also call" in text
 
 
 def test_a_place_the_customer_names_finds_the_sentence_naming_it(embedder: Embedder) -> None:
@@ -920,7 +921,4 @@ def test_a_place_the_customer_names_finds_the_sentence_naming_it(embedder: Embed
         "We cannot send wires involving countries under US sanctions, including Cuba, Iran and Syria. "
         "Most wires arrive in 1 to 5 business days. Wires sent by 3 p.m. go out the same day.",
     )
-    selection = SentenceSelector(embedder.encode, CATALOGUE, [rules], max_units=2).select(
-        "how long will a wire to iran take", [hit(rules, 0.7)]
-    )
-    assert selection is not None and "sanctions" in selection.text, selection
+    assert "sanctions" in quote(embedder, rules, "how long will a wire to iran take", 2)
