@@ -1182,7 +1182,8 @@ class SentenceSelector:
             prior = prior + tier
         places = {m.group(0).lower() for m in _PLACE.finditer(asked_text)}
         if places:  # "send money to my aunt in cuba": the sentence naming Cuba (the sanctions), like a tier
-            prior = prior + TERM_BONUS * np.array([any(p in s.unit.text.lower() for p in places) for s in pool])
+            named_place = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(places))) + r")\b", re.I)
+            prior = prior + TERM_BONUS * np.array([bool(named_place.search(s.unit.text)) for s in pool])
         if _CLOCK.search(asked_text):  # "if i send it at 4pm today": what happens after the cut-off
             prior = prior + TERM_BONUS * np.array([bool(_AFTER_CUTOFF.search(s.unit.text)) for s in pool])
         if _HIGHEST.search(asked_text):  # "which term pays the most": the highest rate's row
@@ -1374,7 +1375,7 @@ _PLACE = re.compile(rf"\b(?:{PLACES_PATTERN})\b", re.I)  # a country, region or 
 # A time of day the customer gives ("if i send it at 4pm", "drop cash in the atm around 10pm tonight"): the
 # unit saying what happens after the day's cut-off ("requests after 3:00 p.m. ET ... are sent the next
 # business day") is preferred, like a tier holding a term given; the cut-off itself is usually close anyway.
-_CLOCK = re.compile(r"\b\d{1,2}(?::\d\d)?\s?(?:am|pm|a\.m\b|p\.m\b)|\b(?:noon|midnight)\b", re.I)
+_CLOCK = re.compile(r"\b\d{1,2}(?::\d\d)?\s?(?:am|pm|a\.m|p\.m)\b|\b(?:noon|midnight)\b", re.I)
 _AFTER_CUTOFF = re.compile(
     r"\bafter\s+(?:the\s+)?(?:cut-?off|\d{1,2}(?::\d\d)?\s?[ap]\.?m)|\bnext business day\b", re.I
 )

@@ -113,8 +113,9 @@ _HELD_WORDS = frozenset(
 )
 # A holding said at the end of a turn that asks something else: "its a 7k check btw, i have everyday checking",
 # "There is fee for receive it? I have the Everyday checking" (``is_dependent`` reads the rest).
+# (each separator is matched from its first character, and the fillers at most 3 times: linear on long turns)
 HOLDING_AFTER = re.compile(
-    rf"(?:[,.;!?]+\s*|\s+(?:and|but|btw)\s+)(?:(?:and|but|btw|also|oh)[\s,]+)*{HOLDS}\s+"
+    rf"(?:(?<![,.;!?])[,.;!?]+\s*|(?<!\s)\s+(?:and|but|btw)\s+)(?:(?:and|but|btw|also|oh)[\s,]+){{0,3}}{HOLDS}\s+"
     r"(?:(?:the|a|an|just|only|regular|plain)\s+)*(?P<held>[\w'-]+(?:\s+[\w'-]+){0,3}?)"
     r"(?:\s+(?:btw|tho|though|too))?[\s.!?]*$",
     re.I,

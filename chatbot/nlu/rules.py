@@ -142,18 +142,21 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"|\b(?:(?:password|e-?mail|phone number|username)\s+(?:was|has been|got|were)\s+(?:changed|reset)|"
             r"new (?:device|phone|login|log-?in|sign-?in)s?\s+(?:was\s+|were\s+|has been\s+|got\s+)?"
             r"(?:added|signed|logged|registered|connected|used))\b"
+            # (the denial is of the change itself: not "i didnt change anything", "i never requested the code")
             r".{0,100}?\b(?:(?:i|we)\s+(?:did not|didn'?t|never)\s+(?:do|did|make|made|add|added|change|changed|"
-            r"request|requested|authori[sz]e)|(?:it|that|this)\s+(?:wasn'?t|was not)\s+(?:me|us)|not me)\b",
+            r"authori[sz]e|authori[sz]ed)\s+(?:this|that|it|them)|(?:it|that|this)\s+(?:wasn'?t|was not)\s+(?:me|us)|"
+            r"not me)\b",
             re.I,
         ),
     ),
     (
         LOST_OR_STOLEN_PHONE,
         re.compile(
-            r"\b(?:phone|mobile|iphone|android|cell)\b[^.?!]{0,30}?\b(?:stolen|lost|missing|nicked|taken|snatched|"
-            r"grabbed|swiped)\b"
+            r"\b(?:phone|mobile|iphone|android|cell)\b[^.?!]{0,30}?\b(?:stolen|lost|missing|nicked|taken|snatched)\b"
             r"[^.?!]{0,60}?\b(?:app|online banking|mobile banking|banking|kestrel)\b"
-            r"|\b(?:stole|steal|lost|took|nicked|left|snatched|grabbed|swiped)\s+my\s+(?:phone|mobile|iphone|android|cell)\b"
+            # "someone snatched my phone" (not "i grabbed my phone to check my balance")
+            rf"|(?:\b(?:stole|steal|lost|took|nicked|left)|(?:{_SOMEONE}|\b(?:a|some|the)\s+\w+)\s+(?:\w+\s+)?"
+            r"(?:snatched|grabbed|swiped))\s+my\s+(?:phone|mobile|iphone|android|cell)\b"
             r"[^.?!]{0,60}?\b(?:app|online banking|mobile banking|banking|kestrel|apple pay|google pay|wallet|card)\b",
             re.I,
         ),
@@ -220,10 +223,10 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             # "card got stolen and i think they know my pin": the customer's own, said without "my"
             rf"|^\W*(?:{_KIND})?(?:card|wallet|purse)\s+(?:was\s+|got\s+|has been\s+|just\s+)+"
             r"(?:stolen|nicked|snatched|pickpocketed)\b"
-            rf"|\b(?:stole|steal|steals|stealed|grabbed|nicked|snatched|pickpocketed|took)\s+my\s+{_KIND}"
+            rf"|\b(?:stole|steal|stealed|grabbed|nicked|snatched|pickpocketed|took)\s+my\s+{_KIND}"
             r"(?:card|wallet|purse)\b(?!\s+(?:numbers?|information|info|details))"
             # someone "swiped my wallet" (not "i swiped my card")
-            r"|\b(?:someone|somebody|they|he|she|a thief)\s+(?:\w+\s+)?swiped\s+my\s+(?:wallet|purse)\b"
+            r"|\b(?:someone|somebody|they|he|she|(?:a|some|the)\s+\w+)\s+(?:\w+\s+)?swiped\s+my\s+(?:wallet|purse)\b"
             # "i cant find my credit card anywhere", "lost my card somewhere in rome"
             rf"|\b(?:lost|can'?t find|cannot find|misplaced)\s+my\s+{_KIND}card\b"
             r"(?!\s+(?:numbers?|information|info|details|pin))"
@@ -251,7 +254,7 @@ _THEFT = re.compile(
 )
 _CARRIED = re.compile(r"\b(?:cards?|wallet|purse)\b", re.I)
 # "reported my card stolen ... found it", "ran up charges before I called it in": not now
-_OVER = re.compile(r"\b(?:reported|found (?:it|my)|called (?:it|them) in)\b", re.I)
+_OVER = re.compile(r"\b(?:reported|found (?:it|my)|called (?:it|them) in\b(?!\s+(?:a|an|the)\b))", re.I)
 _MACHINE = re.compile(r"\b(?:atm|machine|cash ?point)\b[^.?!]{0,20}\b(?:took|stole|kept|ate|swallowed)\b", re.I)
 # "the atm ATE my card", "cash machine kept my debit card": the kept-card procedure, whatever the classifier says.
 _KEPT_CARD = re.compile(
@@ -305,7 +308,7 @@ ACCOUNT_DATA_PATTERN = re.compile(
     r"|\bhow much(?: money| cash(?: ?back)?| cashback| rewards?| points| miles)? (?:(?:do|did|have) )?i (?:still )?"
     r"(?:have|hav|got|owe|spent|spend|left|earned)\b(?! to\b)"
     r"|\bhow much(?: money| cash(?: ?back)?| cashback| rewards?| points| miles)? did i (?:earn|get|pay|make)\b"
-    r"|\bhow many (?:\w+ )?(?:points|miles) (?:do |have )?i (?:have|got|earned|racked up)\b"
+    r"|\bhow many (?:\w+ )?(?:points|miles) (?:do |have )?i (?:have|got|earned|racked up)\b(?! to\b)"
     r"|\bhow much (?:money |cash )?(?:is|is left|'s left|remains) (?:in|on) my\b"
     # "how much cash back have i racked up so far" (what *will* I earn is a product question)
     r"|\bhow much (?:[\w-]+ ){0,2}have i (?:\w+ )?(?:racked up|earned|accumulated|saved|spent|paid|got|gotten|"
@@ -472,24 +475,27 @@ def reports_a_loss(text: str) -> bool:
     return _LOSS.search(text) is not None
 
 
-# What the customer says they did, in a follow-up: "too late i already read it to him", "i did tho".
-_DONE = re.compile(rf"{_DID.pattern}|\b(?:i|already)\s+did\b(?!\s*(?:n'?t|not)\b)", re.I)
-
-
 def emergency_after(text: str, previous: str) -> str | None:
-    """The security situation a follow-up reports by doing what the turn before described: "too late i
-    already read it to him. now what" after "a guy saying he's from kestrel asked me to read back the
-    code you texted me, is that legit?". The earlier turn asked about an attempt (it was no emergency
-    then); the follow-up says it succeeded."""
-    if not _DONE.search(text) or emergency(previous) is not None:
+    """The shared-code situation a follow-up reports by admitting what the turn before described someone
+    asking for: "too late i already read it to him. now what" after "a guy saying he's from kestrel asked
+    me to read back the code you texted me, is that legit?". The earlier turn asked about an attempt (no
+    emergency then); the follow-up opens by saying it succeeded (not "i moved last month, how do i…")."""
+    if emergency(previous) is not None or not _ADMITS.match(text):
         return None
-    return emergency(f"{previous.rstrip()} {text}") if _SCAM.search(previous) or _ASKED_ME.search(previous) else None
+    return SHARED_SECURITY_CODE if _ASKED_ME.search(previous) else None
 
 
-# An impostor's request, before anything was given: "they asked me to give them the code"
+# Someone else's request for a credential: "asked me to read back the code", "wants me to send them my pin"
 _ASKED_ME = re.compile(
-    rf"\b(?:asked|told|wanted|want|wants|asking)\s+(?:me\s+)?(?:to\s+)?(?:read|give|send|share|tell|text|forward|"
-    rf"confirm|type|enter)\b[^.?!]{{0,60}}?\b{_CREDENTIAL}",
+    rf"\b(?:asked|asks|asking|told|tells|wanted|wants|want)\s+(?:me\s+)?(?:to\s+)?(?:read|give|send|share|tell|text|"
+    rf"forward|confirm|type|enter)\b[^.?!]{{0,60}}?\b{_CREDENTIAL}",
+    re.I,
+)
+# A turn that opens by admitting it was given: "too late i already read it to him", "ugh i did", "yes i sent it"
+_ADMITS = re.compile(
+    r"^\W*(?:(?:too late|ugh+|oh no|omg|oops|well|but|yes|yeah|ya|yep|ok|okay|already|damn|shoot|crap|sorry)\b[\s,.!]*)"
+    r"{0,3}(?:i\s+(?:already\s+|just\s+|kind of\s+|actually\s+)?(?:gave|sent|read|told|shared|typed|entered|texted|"
+    r"forwarded|said)\s+(?:it|them|him|her|that|the code|my)\b|i\s+(?:already\s+)?did\b(?!\s*(?:n'?t|not)\b))",
     re.I,
 )
 
@@ -560,11 +566,16 @@ def asks_investment_advice(text: str) -> bool:
 # $5000 at 4% compounded daily") and tax advice ("can i deduct my heloc interest on my taxes", "which line
 # on my form 1040"). The bank's tax *forms* are its own ("when is my 1098 ready", "statements for taxes").
 _OFF_TOPIC_TASK = re.compile(
-    r"\b(?:homework|hw|coursework|essay|term paper|cover letter)\b"
-    r"|\bfor (?:my|a|our|the) (?:[\w-]+\s+){0,2}?(?:class|course|exam|midterm|final exam|assignment|professor)\b"
-    r"|\b(?:do|file|prepare|doing|filing|preparing)\s+(?:my|our)\s+(?:\w+\s+)?taxes\b"
-    r"|\bdeduct\w*\b[^.?!]{0,50}?\b(?:tax(?:es)?|irs)\b|\btax[- ]deductible\b|\btax (?:advice|bracket)\b"
-    r"|\bform 1040\b|\b(?:reduce|lower|cut|save (?:on|me))\s+(?:on\s+)?(?:my\s+|our\s+)?taxes\b",
+    r"\b(?:homework|coursework|essay|term paper|cover letter)\b"
+    # asked to do the work: "solve this for my finance class", not "pay for the course with my card"
+    r"|\b(?:solve|answer|calculate|write|help me (?:with|w))\b[^.?!]{0,60}?\bfor (?:my|our) (?:[\w-]+\s+){0,2}?"
+    r"(?:class|course|exam|midterm|final|assignment|professor)\b"
+    # asked of the assistant: "can u do my taxes", not "when is my 1099 ready so i can file my taxes"
+    r"|\b(?:can|could|will|would)\s+(?:you|u|ya)\s+(?:help\s+(?:me\s+)?)?(?:do|file|prepare)\s+(?:my|our)\s+"
+    r"(?:\w+\s+)?taxes\b|\bhelp me (?:do|file|prepare) (?:my|our) taxes\b"
+    # tax advice: "can i deduct my heloc interest on my taxes", not "you deducted $35 from my tax refund"
+    r"|\b(?:can|could|should|do|may)\s+(?:i|we)\s+(?:still\s+)?(?:deduct|write off)\b|\btax[- ]deductible\b"
+    r"|\btax (?:advice|bracket)\b|\bform 1040\b|\b(?:reduce|lower|cut|save (?:on|me))\s+(?:on\s+)?(?:my|our)\s+taxes\b",
     re.I,
 )
 

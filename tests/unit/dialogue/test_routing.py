@@ -615,9 +615,13 @@ def test_paying_a_scammer_is_the_scam_procedure(text: str, flow: str | None) -> 
         ("a new phone was registered to my online banking last night and i never added it", rules.ACCOUNT_COMPROMISED),
         ("i changed my password yesterday and now a new device was added, is that normal", None),
         ("my password was reset by the branch when i asked, how do i pick a new one", None),
+        ("my new phone logged me out of the app and i didnt change anything, why?", None),
+        ("my password was reset after i forgot it, but i never requested the code, it just came", None),
         # a phone taken in other words, with the bank's app on it
         ("a kid grabbed my phone outside the station, my kestrel app is on there", rules.LOST_OR_STOLEN_PHONE),
         ("can i use my phone for mobile banking abroad", None),
+        ("I grabbed my phone to check my card balance in the app and it was wrong", None),
+        ("i swiped my phone at the reader to pay with apple pay and it got declined", None),
     ],
 )  # fmt: skip
 def test_a_takeover_or_a_taken_phone_told_in_other_words_is_an_emergency(text: str, flow: str | None) -> None:
@@ -630,6 +634,8 @@ def test_a_takeover_or_a_taken_phone_told_in_other_words_is_an_emergency(text: s
         ("a man steal my purse on the train, the kestrel card is in it", rules.LOST_OR_STOLEN_CARD),
         ("someone swiped my wallet at the pool with my debit card in it", rules.LOST_OR_STOLEN_CARD),
         ("i swiped my card at a gas pump and it got declined", None),
+        ("does my card insurance cover it if someone steals my wallet?", None),  # asked, not reported
+        ("my card was stolen, i called them in a panic but nobody answered", rules.LOST_OR_STOLEN_CARD),
     ],
 )
 def test_a_wallet_stolen_in_other_words_is_a_lost_card(text: str, flow: str | None) -> None:
@@ -652,6 +658,11 @@ def test_a_wallet_swiped_is_a_theft_not_a_payment() -> None:
         ("can i still download statements for taxes after i close my account", False),
         ("do you deduct the overdraft fee from my checking right away", False),
         ("can my tax refund come by direct deposit", False),
+        ("when will my 1099-INT be ready so i can file my taxes", False),
+        ("you deducted $35 from my tax refund deposit, why?", False),
+        ("does the bank deduct taxes from my savings interest?", False),
+        ("hw long does a wire take", False),
+        ("can i pay for the course with my debit card", False),
     ],
 )
 def test_school_work_and_tax_advice_are_recognised(text: str, off_topic: bool) -> None:
@@ -670,6 +681,7 @@ def test_tax_advice_is_refused_not_answered_with_the_mortgage_page(shipped: tupl
         ("how many miles do i have", True),
         ("how much will i earn on 20k in an 18 month cd", False),
         ("how much cash back will i get on gas", False),
+        ("how many points do i have to earn to redeem a $25 gift card?", False),
     ],
 )
 def test_rewards_collected_are_account_data_and_rewards_to_come_are_not(text: str, own: bool) -> None:
@@ -684,6 +696,9 @@ def test_a_follow_up_saying_the_code_was_given_after_all_is_the_shared_code_emer
     assert rules.emergency_after("i already sent it to them", question) == rules.SHARED_SECURITY_CODE
     assert rules.emergency_after("i did not send it", question) is None
     assert rules.emergency_after("i already did that", "how do i change my password") is None
+    # a later turn about something else, after a question about scams, is no report
+    assert rules.emergency_after("i moved last month, how do i change my address?", "how can i tell a scam") is None
+    assert rules.emergency_after("i paid my rent with quickpay yesterday", question) is None
     _, second = converse(shipped, [question, "ugh i already sent it to them, what now"])
     assert second.kind == "flow"
     assert EMERGENCY_LINE in second.text
