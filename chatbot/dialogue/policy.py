@@ -7,8 +7,10 @@ Order (first match wins), documented in docs/architecture.md:
    data: none of those answers reveals anything; nor for a follow-up that only resembles an attack
    as typed while its resolved query does not);
    an emergency the classifier has no intent for (``chatbot.nlu.rules``: someone got into the
-   customer's online banking, a code or password given to a scammer, a stolen phone with the app) →
-   its security flow, quoted from ``urgent-help``, with the 24/7 number and a person;
+   customer's online banking, a code or password given to a scammer, a stolen phone with the app;
+   also a follow-up that opens by admitting the code was given after a turn describing someone asking
+   for it, ``rules.emergency_after``) → its security flow, quoted from ``urgent-help``, with the 24/7
+   number and a person;
 2. ``human_agent`` → handoff;
 3. an action intent above ``flow_threshold`` → its flow: the bank's procedure, quoted from the
    knowledge-base passage the flow names (``urgent-help`` sections), with its source; where a person
@@ -25,7 +27,8 @@ Order (first match wins), documented in docs/architecture.md:
    → the ``account_data`` flow: the assistant cannot see accounts, here is where to look (quoted
    from ``online-and-mobile-banking``), and the offer of a person;
 4. greeting / goodbye / thanks (short messages only) → a short friendly reply; a request for
-   investment advice ("should i put my savings in bitcoin", ``chatbot.nlu.rules``) → 6's refusal;
+   investment advice ("should i put my savings in bitcoin", ``chatbot.nlu.rules``), school work or tax
+   advice asked of the assistant ("can u do my taxes", ``rules.asks_off_topic_task``) → 6's refusal;
 5. a follow-up (resolved from the previous turns) → retrieval on the resolved query;
    then a message that names only a broad subject ("card", "limits?", "need help w my card and a
    transfer": ``chatbot.nlu.rules.vague``) → a clarifying question whose quick replies are the bank's
