@@ -246,7 +246,12 @@ def holds_only(text: str) -> bool:
     match = HOLDING_ONLY.match(text)
     if match is None:
         return False
-    held = match.group("held")
+    return _names_a_holding(match.group("held"))
+
+
+def _names_a_holding(held: str) -> bool:
+    """Whether ``held`` names an account or card and nothing else ("the premier checking acct", "travel
+    card btw"), not "student loans"."""
     owned = [m for m in mentions(held) if m.slot in {"account", "card"}]
     for mention in sorted(owned, key=lambda m: -m.start):
         held = held[: mention.start] + " " + held[mention.end :]
@@ -257,13 +262,7 @@ def _before_holding(text: str) -> str | None:
     """What ``text`` says before a closing clause that only says which account or card the customer holds
     ("its a 7k check btw, i have everyday checking" → "its a 7k check btw"), or ``None`` without one."""
     match = HOLDING_AFTER.search(text)
-    if match is None or not text[: match.start()].strip():
-        return None
-    held = match.group("held")
-    owned = [m for m in mentions(held) if m.slot in {"account", "card"}]
-    for mention in sorted(owned, key=lambda m: -m.start):
-        held = held[: mention.start] + " " + held[mention.end :]
-    if not owned or not set(held.lower().split()) <= _HELD_WORDS:
+    if match is None or not text[: match.start()].strip() or not _names_a_holding(match.group("held")):
         return None
     return text[: match.start()].strip()
 

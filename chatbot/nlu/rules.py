@@ -480,7 +480,7 @@ def emergency_after(text: str, previous: str) -> str | None:
     asking for: "too late i already read it to him. now what" after "a guy saying he's from kestrel asked
     me to read back the code you texted me, is that legit?". The earlier turn asked about an attempt (no
     emergency then); the follow-up opens by saying it succeeded (not "i moved last month, how do i…")."""
-    if emergency(previous) is not None or not _ADMITS.match(text):
+    if not _ADMITS.match(text) or emergency(previous) is not None:  # the cheap, anchored test first
         return None
     return SHARED_SECURITY_CODE if _ASKED_ME.search(previous) else None
 
