@@ -460,7 +460,7 @@ class Catalogue:
         self._bare: dict[str, re.Pattern[str]] = {}
         self._alternative: dict[str, re.Pattern[str]] = {}
         for p in self.products:
-            words = r"[\s-]*".join(map(re.escape, p.modifier.split()))
+            words = _modifier_words(p.modifier)
             self._bare[p.name] = re.compile(rf"\b{words}\b", re.I)
             self._alternative[p.name] = re.compile(
                 rf"\b(?:vs\.?|versus|or|and|than|about|compared (?:to|with)|instead of)\s+(?:the\s+)?{words}\b"
@@ -531,9 +531,11 @@ class Catalogue:
     def aspects_of(self, question: str) -> frozenset[str]:
         """The aspects a question asks for, its product names left out: "high yield savings" names a
         product, it does not ask for a rate."""
-        for product in self.products:
-            question = product.pattern.sub(" ", question)
-        return aspects_of(question)
+        return aspects_of(self.without_names(question))
+
+    def without_names(self, text: str) -> str:
+        """``text`` with the product names in it blanked out (what it says besides naming products)."""
+        return _without_names(self.products, text)
 
     def family_of(self, name: str) -> str:
         return next((p.family for p in self.products if p.name == name), "")
@@ -603,20 +605,30 @@ def _distinctive(products: Sequence[Product], texts: Sequence[str]) -> list[str]
         counts[p.modifier] = counts.get(p.modifier, 0) + 1
     rest = []
     for text in texts:
-        for p in products:
-            text = p.pattern.sub(" ", text)
-        rest.append(re.sub(r"\bKestrel(?:[ \t]+[A-Z][\w-]*)+", " ", text))
+        rest.append(re.sub(r"\bKestrel(?:[ \t]+[A-Z][\w-]*)+", " ", _without_names(products, text)))
     plain = "\n".join(rest)
     found = []
     for p in products:
-        words = r"[\s-]*".join(map(re.escape, p.modifier.split()))
+        words = _modifier_words(p.modifier)
         if counts[p.modifier] == 1 and not re.search(rf"\b{words}\b", plain, re.I):
             found.append(p.name)
     return found
 
 
+def _modifier_words(modifier: str) -> str:
+    """A modifier as a pattern, typed with spaces or hyphens: "high yield" matches "high-yield"."""
+    return r"[\s-]*".join(map(re.escape, modifier.split()))
+
+
+def _without_names(products: Sequence[Product], text: str) -> str:
+    """``text`` with every product name in it blanked out."""
+    for product in products:
+        text = product.pattern.sub(" ", text)
+    return text
+
+
 def _product(name: str, modifier: str, family: str) -> Product:
-    words = r"[\s-]*".join(re.escape(w) for w in modifier.split())
+    words = _modifier_words(modifier)
     if family == "card":
         head = rf"(?:\s+\w+){{0,2}}?\s+{CARD_NOUNS}\b"
     else:
@@ -924,6 +936,7 @@ class SentenceSelector:
             if passage.kind == "chunk":
                 self._by_source.setdefault(passage.source_id, []).append(passage)
         self._cache: dict[str, tuple[list[Unit], np.ndarray]] = {}
+        self._heading_words: dict[str, frozenset[str]] = {}  # per passage id (``_heading_share``)
         self._passages = list(passages)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -984,6 +997,7 @@ class SentenceSelector:
         scores: dict[str, float] = {}
         support: dict[str, list[tuple[float, float]]] = {}
         own_first = bank_answers(hits, self.bank_floor, self.bank_margin)
+        asked_words = {_stem(w) for w in _content_words(question)} if question is not None else set()
         for hit in hits:
             bonus = self.prefer_bonus if hit.passage.source_id in prefer else 0.0
             if asked:
@@ -992,8 +1006,8 @@ class SentenceSelector:
                 bonus -= 1.0 if own_first else 0.06
             if named and named & self.catalogue.mentions(hit.passage.text + " " + (hit.passage.answer or "")):
                 bonus += 0.05
-            if question is not None:
-                bonus += HEADING_WEIGHT * self._heading_share(hit.passage, question)
+            if asked_words:
+                bonus += HEADING_WEIGHT * self._heading_share(hit.passage, asked_words)
             support.setdefault(hit.passage.source_id, []).append((hit.score + bonus, hit.text_cosine + bonus))
         # Later in a conversation the document just cited is the stronger evidence ("when would i get
         # my deposit back" after the secured card is about its security deposit, however many sections
@@ -1008,19 +1022,21 @@ class SentenceSelector:
             scores[source] = values[0][0] + weight * sum(sorted((t for _, t in values[1:]), reverse=True)[:2])
         return sorted(scores, key=lambda s: -scores[s])
 
-    def _heading_share(self, passage: Passage, question: str) -> float:
-        """The share of a section heading's own words the question says: "add my son to my cash rewards card
-        as an authorized user" says all of "Authorized users on Kestrel credit cards" (the shared page on
-        credit cards), while the card's own page only names the card."""
+    def _heading_share(self, passage: Passage, asked_words: set[str]) -> float:
+        """The share of a section heading's own words the question says (``asked_words``, stemmed): "add my
+        son to my cash rewards card as an authorized user" says all of "Authorized users on Kestrel credit
+        cards" (the shared page on credit cards), while the card's own page only names the card."""
+        words = self._heading_words.get(passage.id)
+        if words is None:
+            words = self._heading_words[passage.id] = self._own_heading_words(passage)
+        return len(words & asked_words) / len(words) if words else 0.0
+
+    def _own_heading_words(self, passage: Passage) -> frozenset[str]:
+        """A section's heading words, stemmed, less product names and the words every heading has."""
         if passage.kind != "chunk" or " — " not in passage.title:
-            return 0.0
-        heading = passage.title.split(" — ", 1)[1]
-        for product in self.catalogue.products:
-            heading = product.pattern.sub(" ", heading)
-        words = {_stem(w) for w in _content_words(heading) - HEADING_GENERIC if w.isalpha()}
-        if not words:
-            return 0.0
-        return len(words & {_stem(w) for w in _content_words(question)}) / len(words)
+            return frozenset()
+        heading = self.catalogue.without_names(passage.title.split(" — ", 1)[1])
+        return frozenset(_stem(w) for w in _content_words(heading) - HEADING_GENERIC if w.isalpha())
 
     def candidates(
         self,
@@ -1107,9 +1123,8 @@ class SentenceSelector:
         """Whether ``entry`` shares a word (by its first letters: "abroad"/"abroad.", "purchases"/"purchase")
         with what ``part`` asks about, beyond the words of asking and of the aspect; true for a part that
         names nothing else."""
-        for product in self.catalogue.products:
-            part = product.pattern.sub(" ", part)
-        subject = {w[:SUBJECT_PREFIX] for w in _content_words(part) - QUESTION_WORDS - ASKING_WORDS if w.isalpha()}
+        words = _content_words(self.catalogue.without_names(part)) - QUESTION_WORDS - ASKING_WORDS
+        subject = {w[:SUBJECT_PREFIX] for w in words if w.isalpha()}
         if not subject:
             return True
         return bool(subject & {w[:SUBJECT_PREFIX] for w in _content_words(entry)})
