@@ -172,7 +172,11 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(
             rf"\b{_SOMEONE}s?\s+{_GAP}\b(?:took|taken|withdrew|withdrawn|pulled|got)\b"
             r"[^.?!]{0,30}?\b(?:out of|from)\s+"
-            r"(?:an?\s+|the\s+)?(?:atm|cash machine|cashpoint)",
+            r"(?:an?\s+|the\s+)?(?:atm|cash machine|cashpoint)"
+            # "three withdraw from ATM I never make, but my card is still with me"
+            r"|(?:\b(?:atm|cash machine|cashpoint)\s+(?:cash\s+)?withdraw\w*|\bwithdraw\w*\s+(?:\w+\s+){0,3}?"
+            r"(?:from|at|out of)\s+(?:an?\s+|the\s+)?(?:atm|cash machine|cashpoint)s?\b)"
+            rf"{_SPAN}{{0,60}}?\b(?:(?:i|we)\s+)?(?:have\s+|had\s+)?{_NOT_I}\s+(?:make|made|take|took|recogni[sz]e|authori[sz]e)\b",
             re.I,
         ),
     ),
@@ -236,6 +240,10 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             # "think i left my debit card at the bar last nite?? not sure": misplaced, maybe
             r"|\b(?:think|maybe|might have|may have|must have|probably|pretty sure)\s+(?:i\s+)?"
             rf"left\s+my\s+{_KIND}card\b(?!\s+at\s+home)"
+            # "omg left my wallet in an uber and the driver isnt answering": left where strangers are
+            rf"|\b(?:left|dropped|forgot)\s+my\s+{_KIND}(?:card|wallet|purse)\s+(?:in|on|at)\s+(?:an?|the|some)\s+"
+            r"(?:\w+\s+)?(?:uber|lyft|taxi|cab|bus|train|plane|flight|subway|metro|tram|restaurant|bar|club|"
+            r"stadium|concert|airport|station)\b"
             # "i left my debit card at the bar last night, its not in my wallet and they dont have it"
             rf"|\bleft\s+my\s+{_KIND}card\b{_SPAN}{{0,80}}?"
             r"\b(?:not|don'?t have|can'?t find|cannot find|gone|missing)\b",
@@ -313,6 +321,12 @@ ACCOUNT_DATA_PATTERN = re.compile(
     # "how much cash back have i racked up so far" (what *will* I earn is a product question)
     r"|\bhow much (?:[\w-]+ ){0,2}have i (?:\w+ )?(?:racked up|earned|accumulated|saved|spent|paid|got|gotten|"
     r"collected|received|made|built up|taken out|withdrawn|taken)\b"
+    # "how much interest has my cd earned so far this year" (not what it *will* earn)
+    r"|\bhow much (?:interest|money|cash ?back|rewards?|points|dividends?) (?:has|have|did) my (?:[\w-]+\s+){0,2}?"
+    r"(?:earned|made|paid|earn|make|pay|accrued|accumulated)\b"
+    # "can u check if its already there" (a refund, a deposit)
+    r"|\b(?:check|see|confirm|look)\s+(?:if|whether)\s+(?:it'?s|its|it is|(?:the|my)\s+(?:money|refund|deposit|"
+    r"payment|transfer|paycheck|check)\s+is)\s+(?:already\s+|in\s+)?(?:there|in|posted|through)\b"
     # "is my paycheck in my account", "has my refund hit my card"
     r"|\b(?:is|are|has|have)\s+my\s+(?:[\w'-]+\s+){0,2}?(?:in|on|hit|reached)\s+my\s+(?:acc?ount|acct|checking|"
     r"savings|card)\b"
@@ -413,6 +427,16 @@ _NO_THIRD_PARTY = re.compile(
 )
 
 
+# What a caller claimed, reported: "he stated that my account has been compromised and asked me to move my
+# savings to a protected account ... I have not done anything yet" (the bank's never-ask page, not a takeover).
+_REPORTED = re.compile(r"\b(?:said|says|saying|stated|states|claim\w*|told me|telling me|warn\w*)\b[^.?!]*$", re.I)
+
+
+def _told_by_impostor(text: str, start: int) -> bool:
+    """Whether the takeover at ``start`` is what a suspected impostor said, and the customer did nothing."""
+    return bool(_SCAM.search(text) and not _DID.search(text) and _REPORTED.search(text[:start]))
+
+
 def emergency(text: str) -> str | None:
     """The security situation ``text`` reports (an intent name), or ``None``."""
     if payment_scam(text):
@@ -427,6 +451,8 @@ def emergency(text: str) -> str | None:
             continue
         gave = re.match(rf"\s*(?:i\s+)?(?:\w+\s+)?{_GAVE}\b", match.group(0), re.I)
         if name == SHARED_SECURITY_CODE and gave and not _THIRD_PARTY.search(_NO_THIRD_PARTY.sub(" ", text)):
+            continue
+        if name == ACCOUNT_COMPROMISED and _told_by_impostor(text, match.start()):
             continue
         return name
     return None
@@ -524,6 +550,9 @@ _PERSON = re.compile(
     r"(?:someone|somebody|person|people|human|agent|representative|rep|operator)\b"
     r"|\b(?:connect|transfer|put)\s+me\s+(?:to|with|through)\b(?!\s+(?:my|your|the)\s+(?:savings|checking|account))"
     # "get me an actual human on here", "i need a real person", "i want a human now"
+    # "get me an actual person who can look at MY wire" (but "i need a person who can co-sign" is no request)
+    r"|\b(?:get|give|find)\s+me\s+(?:a\s+|an\s+)?(?:real\s+|actual\s+|live\s+)?(?:human|person|agent|representative)\b"
+    r"(?!\s*'s\b)"
     r"|\b(?:(?:get|give|find)\s+me|(?<!\bdo )(?<!\bwould )(?<!\bwill )(?<!\bif )(?:i|we)\s+(?:just\s+)?"
     r"(?:need|want|wanna))\s+(?:a\s+|an\s+)?"
     r"(?:real\s+|actual\s+|live\s+)?(?:human|person|agent|representative)\b"
@@ -545,13 +574,15 @@ _ASSETS = (
 )
 _ADVICE = re.compile(
     rf"\b(?:should|shall|would you|do you think i should)\s+(?:i|we)?\s*"
-    r"(?:put|invest|move|buy|sell|keep|park|dump|throw|sink|pour|stick|stash)\b"
+    r"(?:put|invest|move|buy|sell|keep|park|dump|throw|sink|pour|stick|stash|use|spend)\b"
     rf"{_SPAN}{{0,60}}?\b{_ASSETS}\b"
     rf"|\b(?:best|good|top|which)\s+{_ASSETS}\s+to\s+(?:buy|invest|get)\b"
     # "is better I buy bitcoin or nvidia stock now?", "smart to put it all in an index fund?"
     rf"|\b(?:better|good idea|smart|wise|worth it)\b{_SPAN}{{0,20}}?\b(?:buy|invest|put)\w*\b{_SPAN}{{0,40}}?"
     rf"\b{_ASSETS}\b"
-    rf"|\b(?:is|are)\s+{_ASSETS}\s+(?:a good|a safe|worth)\b",
+    rf"|\b(?:is|are)\s+{_ASSETS}\s+(?:a good|a safe|worth)\b"
+    # "or is crypto the better bet right now"
+    rf"|\b{_ASSETS}\s+(?:\w+\s+){{0,2}}?(?:the\s+|a\s+)?(?:better|best|safer|smarter)\s+(?:bet|investment|choice|option|move)\b",
     re.I,
 )
 
@@ -575,7 +606,9 @@ _OFF_TOPIC_TASK = re.compile(
     r"(?:\w+\s+)?taxes\b|\bhelp me (?:do|file|prepare) (?:my|our) taxes\b"
     # tax advice: "can i deduct my heloc interest on my taxes", not "you deducted $35 from my tax refund"
     r"|\b(?:can|could|should|do|may)\s+(?:i|we)\s+(?:still\s+)?(?:deduct|write off)\b|\btax[- ]deductible\b"
-    r"|\btax (?:advice|bracket)\b|\bform 1040\b|\b(?:reduce|lower|cut|save (?:on|me))\s+(?:on\s+)?(?:my|our)\s+taxes\b",
+    r"|\btax (?:advice|bracket)\b|\b(?:form|the|my|our|a) 1040\b|\b1040 form\b|\bitemiz\w*|\bstandard deduction\b"
+    r"|\bhow much (?:in\s+)?tax(?:es)? (?:will|do|would|should|am) (?:i|we) (?:owe|pay|be paying)\b"
+    r"|\b(?:reduce|lower|cut|save (?:on|me))\s+(?:on\s+)?(?:my|our)\s+taxes\b",
     re.I,
 )
 

@@ -702,3 +702,89 @@ def test_a_follow_up_saying_the_code_was_given_after_all_is_the_shared_code_emer
     _, second = converse(shipped, [question, "ugh i already sent it to them, what now"])
     assert second.kind == "flow"
     assert EMERGENCY_LINE in second.text
+
+
+@pytest.mark.parametrize(
+    ("text", "flow"),
+    [
+        # withdrawals at an ATM the customer denies making, with the card in hand
+        ("Help please, there are three withdraw from ATM I never make, my card is still in my pocket",
+         rules.CASH_WITHDRAWAL_NOT_RECOGNISED),
+        ("2 atm withdrawals yesterday that i didnt make", rules.CASH_WITHDRAWAL_NOT_RECOGNISED),
+        ("do atm withdrawals count towards that", None),
+        ("how much can i withdraw from an atm per day, i never did it before", None),
+        # a wallet left where strangers are, not at home
+        ("omg left my wallet in an uber and the driver isnt answering, my debit card is in it",
+         rules.LOST_OR_STOLEN_CARD),
+        ("left my card in the car, can i still pay with my phone", None),
+        ("i left my card at home can i still use the atm", None),
+    ],
+)  # fmt: skip
+def test_withdrawals_denied_and_a_wallet_left_behind_are_card_emergencies(text: str, flow: str | None) -> None:
+    assert rules.card_emergency(text) == flow
+
+
+def test_what_a_suspected_impostor_claimed_is_no_takeover_until_the_customer_acts() -> None:
+    """A caller who "stated that my account has been compromised" is the never-ask page's case (hang up
+    and call the bank); once the customer did what the caller asked it is the shared-code procedure."""
+    claimed = (
+        "A man called claiming to be from Kestrel's fraud department. He stated that my account has been "
+        "compromised and asked me to move my savings into a protected account. I have not done anything yet."
+    )
+    assert rules.emergency(claimed) is None
+    assert rules.emergency("someone claiming to be kestrel said my account was hacked and i gave him the code") == (
+        rules.SHARED_SECURITY_CODE
+    )
+    assert rules.emergency("my online banking was hacked") == rules.ACCOUNT_COMPROMISED
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("nice. should i use it to buy stocks or is crypto the better bet right now", True),
+        ("Which line of the 1040 do I enter my mortgage interest on, should I itemize?", True),
+        ("how much tax will i owe on the 12k i made doordashing this year", True),
+        ("should i use my debit card abroad", False),
+        ("which is the better option, a cd or savings", False),
+        ("there is a charge of $1040 on my card i dont know", False),
+        ("do i pay tax on cd interest", False),
+    ],
+)
+def test_investment_and_tax_advice_in_other_words_are_recognised(text: str, refused: bool) -> None:
+    assert (rules.asks_investment_advice(text) or rules.asks_off_topic_task(text)) is refused
+
+
+@pytest.mark.parametrize(
+    ("text", "person"),
+    [
+        ("i dont want a list of reasons. get me an actual person who can look at MY wire", True),
+        ("i need a person who can co-sign my loan", False),
+    ],
+)
+def test_a_person_asked_for_with_what_they_should_do_is_a_handoff(text: str, person: bool) -> None:
+    assert rules.asks_for_person(text) is person
+
+
+@pytest.mark.parametrize(
+    ("text", "own"),
+    [
+        ("how much interest has my cd earned so far this year?", True),
+        ("can u check if its already there", True),
+        ("how much interest will my cd earn", False),
+    ],
+)
+def test_interest_earned_and_a_refund_to_look_for_are_account_data(text: str, own: bool) -> None:
+    assert rules.asks_for_account_data(text) is own
+
+
+def test_an_off_topic_verdict_near_the_conversation_is_read_with_it(shipped: tuple[Engine, TurnService]) -> None:
+    """Alone, "do you send anything to my old place?" scores under the relevance threshold and the
+    classifier calls it off-topic; after a question about moving it asks about the address change."""
+    answer = converse(shipped, ["just moved, how do i update my address",
+                                "do you send anything to my old place? my ex still lives there"])[-1]  # fmt: skip
+    assert answer.kind != "refusal", answer.text[:80]
+    assert [s.id for s in answer.sources][:1] == ["personal-details"], answer.sources
+    assert "old and new address" in answer.text
+    # chat nowhere near the bank's pages stays refused in a conversation
+    poem = "write a short poem about my cat who loves sleeping on the windowsill all day long"
+    assert converse(shipped, ["how much is a domestic wire", poem])[-1].kind == "refusal"
