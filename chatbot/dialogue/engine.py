@@ -63,6 +63,9 @@ SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])")
 BARE_REPLY = re.compile(r"^\W*(?:yes|no|yep|nope|correct|right|sure|it depends)\W*$", re.I)
 
 
+LEAN_FLOOR = 0.33
+
+
 def complete_sentences(text: str) -> tuple[list[str], str]:
     """The finished sentences of streamed ``text`` and the unfinished rest: "by 9:00 p.m. ET" does
     not end a sentence at "p.m." (the abbreviations the extractive answers know)."""
@@ -256,7 +259,12 @@ class Engine:
         decision = policy.decide(query, understood, self.settings, resolution.dependent, previous)
         lean = bool(history) and not resolution.dependent and points_back(query)
         off_topic = decision.route == "refusal" and decision.text == policy.OUT_OF_SCOPE_TEXT  # not an attack
-        if lean and (decision.route == "retrieval" or off_topic):
+        # An off-topic verdict inside a conversation on something the bank's pages come near ("honestly
+        # things are tight, i got laid off. are there any options" after a late mortgage payment) is
+        # read with the conversation too; chat nowhere near them ("write me a poem") stays refused
+        # (the passages' own cosine: the score carries the bonus for what the last answer cited).
+        near = off_topic and bool(history) and max((h.text_cosine for h in understood.hits), default=0.0) >= LEAN_FLOOR
+        if (lean and (decision.route == "retrieval" or off_topic)) or near:
             # A turn too long for the follow-up rules that still points back with no subject of its own
             # ("i want the cash out instead, how do i do that" after a CD question; "after that how do
             # i kick off whatever phone they used"): read it with the conversation, and keep that

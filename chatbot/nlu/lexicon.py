@@ -153,6 +153,20 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     (
+        # "honestly things are tight, i got laid off", "i'm behind on my car payments": the bank says
+        # "struggling to make your payment" and lists the help on the loan's page
+        "struggling to make payment",
+        re.compile(
+            r"\b(?:laid off|lost my (?:job|income)|out of work|unemployed|(?:financial )?hardship)\b"
+            r"|\b(?:money|things|finances|cash)\s*(?:is|are|'s|s|been|has been|have been)?\s+"
+            r"(?:really\s+|very\s+|so\s+)?(?:tight|rough|hard)\b"
+            r"|\b(?:fall(?:en|ing)?|fell|get(?:ting)?|got|am|i'?m|im)\s+behind\s+on\b"
+            r"|\b(?:can'?t|cannot|can not|unable to|won'?t be able to)\s+(?:afford|make|pay)\s+(?:\w+\s+){0,2}?"
+            r"(?:payments?|mortgage|loan|bills?)\b",
+            re.I,
+        ),
+    ),
+    (
         # "i just quickpayed $800 to the wrong number", "zelled my landlord": the bank's service, used as a verb
         # or called by a rival's name (the search reads "quickpayed" as a word of its own); "pay my roommate
         # using just his phone number" describes it
