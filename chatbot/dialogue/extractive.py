@@ -113,7 +113,8 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     ),
     "duration": (
         re.compile(
-            r"\b(?:how long(?!\s+(?:can|could|should|must|may|is|are)\s+(?:\w+\s+){0,3}be\b)|when|how soon|"
+            r"\b(?:how long(?!\s+(?:can|could|should|must|may|is|are)\s+(?:\w+\s+){0,3}be\b)"
+            r"(?!\s+(?:does|do)\s+(?!(?:i|we|you)\b)(?:\w+\s+){0,3}?(?:need|have|got) to be\b)|when|how soon|"
             # "how long does it last", not "my husband lost his job last month"
             # "how much can i deposit in a day" asks a limit: a day that is a period is not a wait
             r"how fast|how quickly|(?<!\ba )(?<!\bper )(?<!\beach )(?<!\bone )days?|weeks?|until|available|arrive|"
@@ -211,6 +212,8 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     "length": (
         re.compile(
             r"\bhow (?:long|short)\s+(?:can|could|should|must|may|is|are)\s+(?:\w+\s+){0,3}be\b|"
+            # "how long does my password need to be" (not "how long does it take to be approved")
+            r"\bhow (?:long|short)\s+(?:does|do)\s+(?!(?:i|we|you)\b)(?:\w+\s+){0,3}?(?:need|have|got) to be\b|"
             r"\bhow many (?:characters|digits|letters)\b|\b(?:length|characters)\b",
             re.I,
         ),

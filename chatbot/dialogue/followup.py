@@ -322,6 +322,23 @@ def _narrows(topic: str, before: Sequence[Mention]) -> bool:
     return named < _stems(topic)
 
 
+# Where a turn says which product the customer holds, mid-sentence too ("I've just got a regular Everyday
+# checking account with you for years").
+HELD_CLAUSE = re.compile(
+    rf"\b(?:{HOLDS}|i\s*(?:'ve|ve| have)\s+(?:just|only|always)\s+(?:got|had)|i\s+bank\s+with\s+you\s+with|"
+    r"my (?:account|acct) is)\s+[^.,;!?]{0,60}",
+    re.I,
+)
+
+
+def _held_clauses(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in HELD_CLAUSE.finditer(text)]
+
+
+def _within(mention: Mention, spans: Sequence[tuple[int, int]]) -> bool:
+    return any(start <= mention.start and mention.end <= end for start, end in spans)
+
+
 def merge(text: str, previous: str, topic: str | None = None) -> str:
     """The standalone query for follow-up ``text`` after the (resolved) ``previous`` query.
 
@@ -367,7 +384,11 @@ def merge(text: str, previous: str, topic: str | None = None) -> str:
     subject = " ".join(canonical(m) for m in subject_mentions if m.slot not in named_slots) if subject_mentions else ""
     if not subject_mentions:
         subject = _topic(previous)
-    if topic and not _subjects(current) and (not _subjects(before) or _narrows(topic, before)):
+    # A subject the previous turn named only as what the customer holds ("I've just got a regular Everyday
+    # checking account with you. How much will it cost to send it?") is not what it asked about: the cited
+    # topic (an international wire) is added as if it had named nothing.
+    asked_before = [m for m in before if not _within(m, _held_clauses(previous))]
+    if topic and not _subjects(current) and (not _subjects(asked_before) or _narrows(topic, before)):
         subject = f"{subject} {topic}".strip()
     if not subject:
         return remainder

@@ -93,6 +93,10 @@ def test_standalone_questions_are_left_alone(text: str) -> None:
         # it names "wire" but not which kind; the answer cited the international page
         (["whats the latest i can send a wire to japan today"], "how many days does it take to arrive",
          "International wire transfers", "International wire transfers"),
+        # the product named only as the one held is no subject: what the last answer was about is added
+        (["my daughter's landlord in Germany sent an IBAN. I've just got a regular Everyday checking account "
+          "with you. How much will it cost to send it?"], "if i do it tomorrow around 4pm will it still go out",
+         "International wire transfers", "International wire transfers"),
         # "premier" alone names Premier Checking, and "that account" is it
         (["how does the atm rebate work on premier"], "what's the monthly fee on that account", None,
          "premier checking"),

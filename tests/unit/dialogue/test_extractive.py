@@ -233,6 +233,9 @@ def test_a_length_question_is_not_a_time_question() -> None:
     assert "duration" not in aspects_of("how long can my username be")
     assert "duration" in aspects_of("how long does a wire take")
     assert "duration" in aspects_of("how long is the grace period")
+    assert aspects_of("also how long does my password need to be") == {"length"}
+    assert aspects_of("how long does it take to be approved") == {"duration"}
+    assert "length" not in aspects_of("how long do i need to be a customer")
 
 
 def test_sentences_answer_length_funding_and_per_period_limits() -> None:
