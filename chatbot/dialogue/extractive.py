@@ -401,6 +401,7 @@ CONTRASTS = (
 # and 0.2 resolved 274-275 of 346 turns (270 without), 0.3 resolved 273.
 DOCUMENT_SUPPORT_WEIGHT = 0.15
 DOCUMENT_CONTRAST_PENALTY = 0.08  # a passage about the other kind, when choosing the document to quote
+FAMILY_PENALTY = 0.2  # a passage only on the kind of account the customer did not name
 
 
 def asked_kinds(question: str) -> dict[str, str]:
@@ -431,6 +432,24 @@ PRODUCT_NAME = re.compile(r"\bKestrel((?:[ \t]+[A-Z][\w-]*){1,4})")
 NOT_PRODUCT = frozenset(["bank", "atm", "atms", "pin", "pins", "office", "app", "exchange"])
 CARD_NOUNS = r"(?:visa |credit |debit )?(?:cards?|visa)"
 ACCOUNT_NOUNS = r"(?:accounts?|acct|acc)"
+
+
+# Kinds of account a customer names without a product ("my savings acct"); a sentence only on the other kind's
+# products is about another account.
+ACCOUNT_FAMILIES = frozenset({"checking", "savings"})
+
+
+def _family_said(family: str, text: str) -> bool:
+    """Whether ``text`` names the account family as a noun ("my savings acct", "on checking"), not as a verb."""
+    return bool(
+        re.search(
+            rf"\b{family}\s+(?:accounts?|acct|acc)\b|\b(?:my|the|a|your|our|on|in|into|to|from|for|of|joint)\s+"
+            rf"(?:\w+\s+)?{family}\b"
+            + (r"(?!\s+(?:my|the|if|whether|on|out|for|to|it|your)\b)" if family == "checking" else ""),
+            text,
+            re.I,
+        )
+    )
 
 
 def _norm(text: str) -> str:
@@ -510,6 +529,16 @@ class Catalogue:
 
     def mentions(self, text: str) -> frozenset[str]:
         return frozenset(p.name for p in self.products if p.pattern.search(text))
+
+    def families_ruled_out(self, question: str) -> frozenset[str]:
+        """The account families a question rules out by naming another one alone: "charged $5 every month on
+        my savings acct" is not answered by a sentence on Everyday Checking's fee. Empty when it names a
+        product, both families, or neither ("i was checking my balance" uses the word as a verb)."""
+        if any(p.pattern.search(question) for p in self.products):
+            return frozenset()
+        families = {p.family for p in self.products if p.family in ACCOUNT_FAMILIES}
+        said = {f for f in families if _family_said(f, question)}
+        return frozenset(families - said) if len(said) == 1 else frozenset()
 
     def asked(self, question: str, context: str = "") -> frozenset[str]:
         """The products a customer's ``question`` names: as the knowledge base does ("premier checking"),
@@ -1001,8 +1030,13 @@ class SentenceSelector:
         support: dict[str, list[tuple[float, float]]] = {}
         own_first = bank_answers(hits, self.bank_floor, self.bank_margin)
         asked_words = {_stem(w) for w in _content_words(question)} if question is not None else set()
+        ruled_out = self.catalogue.families_ruled_out(question) if question is not None else frozenset()
         for hit in hits:
             bonus = self.prefer_bonus if hit.passage.source_id in prefer else 0.0
+            if ruled_out:  # a section only on the other kind of account than the customer named
+                about = self.catalogue.mentions(hit.passage.title + " " + (hit.passage.answer or hit.passage.text))
+                if about and all(self.catalogue.family_of(p) in ruled_out for p in about):
+                    bonus -= FAMILY_PENALTY
             if asked:
                 bonus -= DOCUMENT_CONTRAST_PENALTY * conflicts(asked, _passage_kinds(hit.passage))
             if is_external(hit.passage):
@@ -1071,6 +1105,7 @@ class SentenceSelector:
             chosen.append((best_hit.passage, best_hit, 0.0))
         scored = []
         family = {self.catalogue.family_of(n) for n in named}
+        ruled_out = self.catalogue.families_ruled_out(question) if question else frozenset()
         for passage, hit, prior in chosen:
             units, vectors = self.units(passage)
             for unit, vector in zip(units, vectors, strict=True):
@@ -1080,6 +1115,8 @@ class SentenceSelector:
                         product_term = 0.12 * len(unit.products & named) / len(unit.products)
                     elif family & {self.catalogue.family_of(p) for p in unit.products}:
                         continue  # a sibling of the product the customer named: never quoted
+                if ruled_out and unit.products and all(self.catalogue.family_of(p) in ruled_out for p in unit.products):
+                    continue  # only about the other kind of account than the one the customer named
                 lead = 0.03 if unit.order == 0 and passage.kind == "faq" else 0.0  # a curated answer's opening
                 if asked and conflicts(asked, kinds_about(unit.text, unit.context, passage.title)):
                     continue  # about the other kind of what was asked (a domestic limit, a wire abroad)
@@ -1111,6 +1148,10 @@ class SentenceSelector:
             return False  # about the other kind: a domestic limit for a wire abroad
         if _sibling_only(self.catalogue, self.named(question, said), self.catalogue.mentions(entry)):
             return False
+        ruled_out = self.catalogue.families_ruled_out(said or question)
+        entry_products = self.catalogue.mentions(faq.passage.answer or "")
+        if ruled_out and entry_products and all(self.catalogue.family_of(p) in ruled_out for p in entry_products):
+            return False  # "…on my savings acct" and an entry on Everyday Checking's fee
         pieces = question_parts(question)
         parts = [self.catalogue.aspects_of(p) for p in pieces]
         if len(parts) > 1:

@@ -925,3 +925,17 @@ def test_a_place_the_customer_names_finds_the_sentence_naming_it(embedder: Embed
         "Most wires arrive in 1 to 5 business days. Wires sent by 3 p.m. go out the same day.",
     )
     assert "sanctions" in quote(embedder, rules, "how long will a wire to iran take", 2)
+
+
+@pytest.mark.parametrize(
+    ("question", "ruled_out"),
+    [
+        ("why am i getting charged $5 EVERY month on my savings acct", {"checking"}),
+        ("is there a monthly fee on checking", {"savings"}),
+        ("move money from savings to checking, is there a fee", set()),  # both named
+        ("i was checking my balance and saw a fee", set()),  # a verb
+        ("whats the fee on kestrel everyday checking", set()),  # a product named: its own rules apply
+    ],
+)
+def test_an_account_family_named_alone_rules_out_the_other(question: str, ruled_out: set[str]) -> None:
+    assert CATALOGUE.families_ruled_out(question) == ruled_out

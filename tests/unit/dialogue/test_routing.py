@@ -788,3 +788,10 @@ def test_an_off_topic_verdict_near_the_conversation_is_read_with_it(shipped: tup
     # chat nowhere near the bank's pages stays refused in a conversation
     poem = "write a short poem about my cat who loves sleeping on the windowsill all day long"
     assert converse(shipped, ["how much is a domestic wire", poem])[-1].kind == "refusal"
+
+
+def test_a_fee_on_savings_is_not_answered_with_the_checking_fee(shipped: tuple[Engine, TurnService]) -> None:
+    """The closest entry explains Everyday Checking's $10 fee; the customer named their savings account."""
+    answer = ask(shipped[1], "why am i getting charged $5 EVERY month on my savings acct")
+    assert [s.id for s in answer.sources][:1] == ["savings-accounts"], answer.sources
+    assert "$5" in answer.text and "Everyday Checking" not in answer.text, answer.text[:120]
