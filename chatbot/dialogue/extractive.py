@@ -877,6 +877,10 @@ ASPECT_FLOOR = 0.25
 SAID_WEIGHT = 0.5
 # A part's best unit: this x the share of the part's own aspects it answers (0.25: the same 470).
 PART_ASPECT_BONUS = 0.15
+# How much of a unit's passage closeness, in choosing a part's unit, is the passage's closeness to that part
+# (its closest unit's) rather than to the whole question. Generation off: res-z..ac 264 -> 266 of 320, dev
+# 1,705 either way (+5 -5); 1.0 gave 264 and 1,705 (+13 -14), 0.3 265 and 1,705.
+PART_PASSAGE = 0.5
 # The share of the customer's content words a sentence repeats, added to its closeness: the embedding
 # misses rare words that decide ("authorized user"). Dev set, no generation: 0 → 472, 0.1 → 475, 0.2 → 474.
 LEXICAL_WEIGHT = 0.1
@@ -1267,7 +1271,20 @@ class SentenceSelector:
             # wants the cutoff from its first part, the fee from the second ("pay" is in both).
             others = frozenset().union(*(a for n, a in enumerate(part_aspects) if n != number))
             aspects = (aspects - others) or aspects
-            own = (1 - PASSAGE_WEIGHT) * 0.5 * (matrix @ vector + closeness) + prior
+            part_closeness = matrix @ vector
+            part_prior = prior
+            if len(parts) > 1 and PART_PASSAGE:
+                # The passage's closeness to *this* part, not to the whole question: an entry on Face ID
+                # that matched the first part must not carry its sentences into "how long does my
+                # password need to be". A passage's closeness to the part: its closest unit's.
+                best_in: dict[str, float] = {}
+                for i, scored in enumerate(pool):
+                    key = scored.unit.passage_id
+                    best_in[key] = max(best_in.get(key, -1.0), float(part_closeness[i]))
+                part_prior = prior + PART_PASSAGE * PASSAGE_WEIGHT * np.array(
+                    [best_in[sc.unit.passage_id] - sc.hit.text_cosine for sc in pool]
+                )
+            own = (1 - PASSAGE_WEIGHT) * 0.5 * (part_closeness + closeness) + part_prior
             own = own + np.array([PART_ASPECT_BONUS * len(s.aspects & aspects) / max(len(aspects), 1) for s in pool])
             for index in np.argsort(-own).tolist():
                 if take(index):

@@ -795,3 +795,10 @@ def test_a_fee_on_savings_is_not_answered_with_the_checking_fee(shipped: tuple[E
     answer = ask(shipped[1], "why am i getting charged $5 EVERY month on my savings acct")
     assert [s.id for s in answer.sources][:1] == ["savings-accounts"], answer.sources
     assert "$5" in answer.text and "Everyday Checking" not in answer.text, answer.text[:120]
+
+
+def test_each_part_is_answered_from_what_is_close_to_that_part(shipped: tuple[Engine, TurnService]) -> None:
+    """The Face ID entry is the closest passage to the whole question; its sentences must not also answer
+    the second part, whose answer is a line of the security page."""
+    answer = ask(shipped[1], "can i log in w face id? also how long does my password need to be")
+    assert "Face ID" in answer.text and "10 characters" in answer.text, answer.text
