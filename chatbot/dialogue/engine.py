@@ -259,11 +259,13 @@ class Engine:
         decision = policy.decide(query, understood, self.settings, resolution.dependent, previous)
         lean = bool(history) and not resolution.dependent and points_back(query)
         off_topic = decision.route == "refusal" and decision.text == policy.OUT_OF_SCOPE_TEXT  # not an attack
-        # An off-topic verdict inside a conversation on something the bank's pages come near ("honestly
-        # things are tight, i got laid off. are there any options" after a late mortgage payment) is
-        # read with the conversation too; chat nowhere near them ("write me a poem") stays refused
-        # (the passages' own cosine: the score carries the bonus for what the last answer cited).
-        near = off_topic and bool(history) and max((h.text_cosine for h in understood.hits), default=0.0) >= LEAN_FLOOR
+        # An off-topic verdict inside a conversation on something the bank's pages come near ("do you send
+        # anything to my old place? my ex still lives there" after an address change) is read with the
+        # conversation too; chat nowhere near them stays refused. The turn's own passages' cosine decides
+        # (the score carries the bonus for what the last answer cited; a rewritten turn's hits are the
+        # rewrite's, which the lean reading would only repeat).
+        own_cosine = max((h.text_cosine for h in understood.hits), default=0.0)
+        near = off_topic and bool(history) and not resolution.dependent and own_cosine >= LEAN_FLOOR
         if (lean and (decision.route == "retrieval" or off_topic)) or near:
             # A turn too long for the follow-up rules that still points back with no subject of its own
             # ("i want the cash out instead, how do i do that" after a CD question; "after that how do

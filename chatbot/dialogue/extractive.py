@@ -114,7 +114,8 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     "duration": (
         re.compile(
             r"\b(?:how long(?!\s+(?:can|could|should|must|may|is|are)\s+(?:\w+\s+){0,3}be\b)"
-            r"(?!\s+(?:does|do)\s+(?!(?:i|we|you)\b)(?:\w+\s+){0,3}?(?:need|have|got) to be\b)|when|how soon|"
+            r"(?!\s+(?:does|do)\s+(?!(?:i|we|you)\b)(?:\w+\s+){0,3}?(?:need|have|got) to be\s*(?:[?.!,]|$))"
+            r"|when|how soon|"
             # "how long does it last", not "my husband lost his job last month"
             # "how much can i deposit in a day" asks a limit: a day that is a period is not a wait
             r"how fast|how quickly|(?<!\ba )(?<!\bper )(?<!\beach )(?<!\bone )days?|weeks?|until|available|arrive|"
@@ -213,7 +214,9 @@ ASPECTS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
         re.compile(
             r"\bhow (?:long|short)\s+(?:can|could|should|must|may|is|are)\s+(?:\w+\s+){0,3}be\b|"
             # "how long does my password need to be" (not "how long does it take to be approved")
-            r"\bhow (?:long|short)\s+(?:does|do)\s+(?!(?:i|we|you)\b)(?:\w+\s+){0,3}?(?:need|have|got) to be\b|"
+            # (the clause ends there: "how long does my account need to be open" asks a time)
+            r"\bhow (?:long|short)\s+(?:does|do)\s+(?!(?:i|we|you)\b)(?:\w+\s+){0,3}?(?:need|have|got) to be"
+            r"\s*(?:[?.!,]|$)|"
             r"\bhow many (?:characters|digits|letters)\b|\b(?:length|characters)\b",
             re.I,
         ),
@@ -445,7 +448,13 @@ def _family_said(family: str, text: str) -> bool:
         re.search(
             rf"\b{family}\s+(?:accounts?|acct|acc)\b|\b(?:my|the|a|your|our|on|in|into|to|from|for|of|joint)\s+"
             rf"(?:\w+\s+)?{family}\b"
-            + (r"(?!\s+(?:my|the|if|whether|on|out|for|to|it|your)\b)" if family == "checking" else ""),
+            # "checking" is a verb before its object: "checking my balance", "for checking balances"
+            + (
+                r"(?!\s+(?:my|the|if|whether|on|out|for|to|it|your|balances?|transactions?|statements?|emails?|"
+                r"messages?|status|activity|deposits?)\b)"
+                if family == "checking"
+                else ""
+            ),
             text,
             re.I,
         )

@@ -158,11 +158,14 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
         "struggling to make payment",
         re.compile(
             r"\b(?:laid off|lost my (?:job|income)|out of work|unemployed|(?:financial )?hardship)\b"
-            r"|\b(?:money|things|finances|cash)\s*(?:is|are|'s|s|been|has been|have been)?\s+"
-            r"(?:really\s+|very\s+|so\s+)?(?:tight|rough|hard)\b"
-            r"|\b(?:fall(?:en|ing)?|fell|get(?:ting)?|got|am|i'?m|im)\s+behind\s+on\b"
-            r"|\b(?:can'?t|cannot|can not|unable to|won'?t be able to)\s+(?:afford|make|pay)\s+(?:\w+\s+){0,2}?"
-            r"(?:payments?|mortgage|loan|bills?)\b",
+            r"|\b(?:money|things|finances|budget)(?:'s| is| are|'s been| has been| have been| been)?\s+"
+            r"(?:really\s+|very\s+|so\s+|pretty\s+|a bit\s+)?tight\b"
+            r"|\bbehind\s+on\s+(?:my|our|the)\s+(?:\w+\s+)?(?:payments?|mortgage|loan|bills?|rent|car note)\b"
+            # "i cant make my mortgage payment this month" (not "i can't make a payment in the app",
+            # "cant pay my bills with zelle")
+            r"|\b(?:can'?t|cannot|can not|unable to|won'?t be able to)\s+(?:afford|make|pay)\s+"
+            r"(?:my|our|the|this month'?s)\s+"
+            r"(?:\w+\s+)?(?:payments?|mortgage|loan|bills?)\b(?!\s+(?:with|in|on|through|using|online|by)\b)",
             re.I,
         ),
     ),

@@ -176,7 +176,10 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             # "three withdraw from ATM I never make, but my card is still with me"
             r"|(?:\b(?:atm|cash machine|cashpoint)\s+(?:cash\s+)?withdraw\w*|\bwithdraw\w*\s+(?:\w+\s+){0,3}?"
             r"(?:from|at|out of)\s+(?:an?\s+|the\s+)?(?:atm|cash machine|cashpoint)s?\b)"
-            rf"{_SPAN}{{0,60}}?\b(?:(?:i|we)\s+)?(?:have\s+|had\s+)?{_NOT_I}\s+(?:make|made|take|took|recogni[sz]e|authori[sz]e)\b",
+            # (the denial ends its clause, "…I never make, but", "…that i didnt make": not "if i dont take my card")
+            rf"{_SPAN}{{0,60}}?\b(?:(?:i|we)\s+)?(?:have\s+|had\s+)?{_NOT_I}\s+(?:make|made|take|took|recogni[sz]e|authori[sz]e)"
+            r"(?:\s+(?:them|those|these|it|that|any of (?:them|those|these)))?"
+            r"(?=\s*(?:[,.;!?]|$)|\s+(?:but|and|yesterday|today|last|this|on|at)\b)",
             re.I,
         ),
     ),
@@ -241,9 +244,12 @@ CARD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"|\b(?:think|maybe|might have|may have|must have|probably|pretty sure)\s+(?:i\s+)?"
             rf"left\s+my\s+{_KIND}card\b(?!\s+at\s+home)"
             # "omg left my wallet in an uber and the driver isnt answering": left where strangers are
+            # (not "…but the bartender kept it for me, got it back")
             rf"|\b(?:left|dropped|forgot)\s+my\s+{_KIND}(?:card|wallet|purse)\s+(?:in|on|at)\s+(?:an?|the|some)\s+"
             r"(?:\w+\s+)?(?:uber|lyft|taxi|cab|bus|train|plane|flight|subway|metro|tram|restaurant|bar|club|"
             r"stadium|concert|airport|station)\b"
+            r"(?![\s\S]*\b(?:got it back|have it back|kept it for me|(?:they|he|she) (?:has|have|found|returned) it|"
+            r"returned it)\b)"
             # "i left my debit card at the bar last night, its not in my wallet and they dont have it"
             rf"|\bleft\s+my\s+{_KIND}card\b{_SPAN}{{0,80}}?"
             r"\b(?:not|don'?t have|can'?t find|cannot find|gone|missing)\b",
@@ -326,7 +332,8 @@ ACCOUNT_DATA_PATTERN = re.compile(
     r"(?:earned|made|paid|earn|make|pay|accrued|accumulated)\b"
     # "can u check if its already there" (a refund, a deposit)
     r"|\b(?:check|see|confirm|look)\s+(?:if|whether)\s+(?:it'?s|its|it is|(?:the|my)\s+(?:money|refund|deposit|"
-    r"payment|transfer|paycheck|check)\s+is)\s+(?:already\s+|in\s+)?(?:there|in|posted|through)\b"
+    r"payment|transfer|paycheck|check)\s+is)\s+(?:already\s+)?"
+    r"(?:there|posted|through|in(?=\s*(?:[?.!,]|$)|\s+(?:yet|already|my)\b))\b"
     # "is my paycheck in my account", "has my refund hit my card"
     r"|\b(?:is|are|has|have)\s+my\s+(?:[\w'-]+\s+){0,2}?(?:in|on|hit|reached)\s+my\s+(?:acc?ount|acct|checking|"
     r"savings|card)\b"
@@ -429,12 +436,15 @@ _NO_THIRD_PARTY = re.compile(
 
 # What a caller claimed, reported: "he stated that my account has been compromised and asked me to move my
 # savings to a protected account ... I have not done anything yet" (the bank's never-ask page, not a takeover).
-_REPORTED = re.compile(r"\b(?:said|says|saying|stated|states|claim\w*|told me|telling me|warn\w*)\b[^.?!]*$", re.I)
+# (within the clause: in "...told me my account was compromised, and someone changed my password" the change is the
+# customer's own report)
+_REPORTED = re.compile(r"\b(?:said|says|saying|stated|states|claim\w*|told me|telling me|warn\w*)\b[^.?!,;]*$", re.I)
 
 
 def _told_by_impostor(text: str, start: int) -> bool:
-    """Whether the takeover at ``start`` is what a suspected impostor said, and the customer did nothing."""
-    return bool(_SCAM.search(text) and not _DID.search(text) and _REPORTED.search(text[:start]))
+    """Whether the takeover at ``start`` is what a suspected impostor said (``emergency`` has already
+    taken the case where the customer then did something)."""
+    return bool(_SCAM.search(text) and _REPORTED.search(text[:start]))
 
 
 def emergency(text: str) -> str | None:
@@ -452,8 +462,8 @@ def emergency(text: str) -> str | None:
         gave = re.match(rf"\s*(?:i\s+)?(?:\w+\s+)?{_GAVE}\b", match.group(0), re.I)
         if name == SHARED_SECURITY_CODE and gave and not _THIRD_PARTY.search(_NO_THIRD_PARTY.sub(" ", text)):
             continue
-        if name == ACCOUNT_COMPROMISED and _told_by_impostor(text, match.start()):
-            continue
+        if name == ACCOUNT_COMPROMISED and all(_told_by_impostor(text, m.start()) for m in pattern.finditer(text)):
+            continue  # only what the caller claimed; a takeover reported beside it still counts
         return name
     return None
 
@@ -549,10 +559,12 @@ _PERSON = re.compile(
     r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|some\s+|one of (?:your|ur)\s+)?(?:real\s+|actual\s+|live\s+)?"
     r"(?:someone|somebody|person|people|human|agent|representative|rep|operator)\b"
     r"|\b(?:connect|transfer|put)\s+me\s+(?:to|with|through)\b(?!\s+(?:my|your|the)\s+(?:savings|checking|account))"
-    # "get me an actual human on here", "i need a real person", "i want a human now"
-    # "get me an actual person who can look at MY wire" (but "i need a person who can co-sign" is no request)
+    # "get me an actual person who can look at MY wire" (not "find me a person to co-sign my loan")
     r"|\b(?:get|give|find)\s+me\s+(?:a\s+|an\s+)?(?:real\s+|actual\s+|live\s+)?(?:human|person|agent|representative)\b"
-    r"(?!\s*'s\b)"
+    r"(?!\s*(?:'s|to\s+(?:co-?sign|sign|be|guarantee)|(?:who|that)\s+(?:can\s+|could\s+|will\s+)?"
+    r"(?:co-?sign|sign|guarantee|be)))\b"
+    # "get me an actual human on here", "i need a real person", "i want a human now" (but "i need a person who
+    # can co-sign" is no request)
     r"|\b(?:(?:get|give|find)\s+me|(?<!\bdo )(?<!\bwould )(?<!\bwill )(?<!\bif )(?:i|we)\s+(?:just\s+)?"
     r"(?:need|want|wanna))\s+(?:a\s+|an\s+)?"
     r"(?:real\s+|actual\s+|live\s+)?(?:human|person|agent|representative)\b"
@@ -574,15 +586,19 @@ _ASSETS = (
 )
 _ADVICE = re.compile(
     rf"\b(?:should|shall|would you|do you think i should)\s+(?:i|we)?\s*"
-    r"(?:put|invest|move|buy|sell|keep|park|dump|throw|sink|pour|stick|stash|use|spend)\b"
+    r"(?:put|invest|move|buy|sell|keep|park|dump|throw|sink|pour|stick|stash)\b"
     rf"{_SPAN}{{0,60}}?\b{_ASSETS}\b"
     rf"|\b(?:best|good|top|which)\s+{_ASSETS}\s+to\s+(?:buy|invest|get)\b"
     # "is better I buy bitcoin or nvidia stock now?", "smart to put it all in an index fund?"
     rf"|\b(?:better|good idea|smart|wise|worth it)\b{_SPAN}{{0,20}}?\b(?:buy|invest|put)\w*\b{_SPAN}{{0,40}}?"
     rf"\b{_ASSETS}\b"
     rf"|\b(?:is|are)\s+{_ASSETS}\s+(?:a good|a safe|worth)\b"
-    # "or is crypto the better bet right now"
-    rf"|\b{_ASSETS}\s+(?:\w+\s+){{0,2}}?(?:the\s+|a\s+)?(?:better|best|safer|smarter)\s+(?:bet|investment|choice|option|move)\b",
+    # "should i use it to buy stocks" (the money, not "should i use my debit card to buy stocks on robinhood")
+    r"|\bshould (?:i|we) (?:use|spend) (?:it|that|this|the (?:money|cash|loan|funds)|"
+    r"my (?:savings|money|bonus|refund))\b"
+    rf"{_SPAN}{{0,40}}?\b{_ASSETS}\b"
+    # "or is crypto the better bet right now" (not "would a cd or savings bond be the better option")
+    rf"|\b(?:is|are)\s+{_ASSETS}\s+(?:the|a)\s+(?:better|best|safer|smarter)\s+(?:bet|investment|choice|option|move)\b",
     re.I,
 )
 
@@ -606,8 +622,10 @@ _OFF_TOPIC_TASK = re.compile(
     r"(?:\w+\s+)?taxes\b|\bhelp me (?:do|file|prepare) (?:my|our) taxes\b"
     # tax advice: "can i deduct my heloc interest on my taxes", not "you deducted $35 from my tax refund"
     r"|\b(?:can|could|should|do|may)\s+(?:i|we)\s+(?:still\s+)?(?:deduct|write off)\b|\btax[- ]deductible\b"
-    r"|\btax (?:advice|bracket)\b|\b(?:form|the|my|our|a) 1040\b|\b1040 form\b|\bitemiz\w*|\bstandard deduction\b"
-    r"|\bhow much (?:in\s+)?tax(?:es)? (?:will|do|would|should|am) (?:i|we) (?:owe|pay|be paying)\b"
+    r"|\btax (?:advice|bracket)\b"
+    r"|\b(?:form|my|our) 1040\b|\bthe 1040\b(?!\s+(?:charge|payment|transaction|deposit|fee|purchase))|\b1040 form\b"
+    r"|\bitemiz\w*|\bstandard deduction\b"
+    r"|\bhow much (?:in\s+)?tax(?:es)? (?:will|do|would|should|am) (?:i|we) (?:owe|be owing)\b"
     r"|\b(?:reduce|lower|cut|save (?:on|me))\s+(?:on\s+)?(?:my|our)\s+taxes\b",
     re.I,
 )

@@ -110,6 +110,14 @@ def test_follow_ups_take_the_product_they_name_or_what_the_last_answer_was_about
     assert expected in resolution.query, resolution.query
 
 
+def test_a_held_product_clause_ends_at_and_so_the_subject_after_it_counts() -> None:
+    """ "I have a premier checking account and I want to send a wire" asks about the wire it names: the
+    title of a page the last answer cited is not added."""
+    history = ["I have a premier checking account and I want to send a wire to germany, what's the fee"]
+    resolution = resolve("whats the cutoff", history, "Checking accounts")
+    assert "wire" in resolution.query and "Checking accounts" not in resolution.query, resolution.query
+
+
 def test_the_last_answers_topic_is_not_used_when_the_conversation_names_a_product() -> None:
     resolution = resolve("how long does it take", ["how much is a domestic wire"], "Fee schedule")
     assert "Fee schedule" not in resolution.query and "domestic wire" in resolution.query

@@ -236,6 +236,7 @@ def test_a_length_question_is_not_a_time_question() -> None:
     assert aspects_of("also how long does my password need to be") == {"length"}
     assert aspects_of("how long does it take to be approved") == {"duration"}
     assert "length" not in aspects_of("how long do i need to be a customer")
+    assert aspects_of("how long does my account need to be open to get the bonus") == {"duration"}
 
 
 def test_sentences_answer_length_funding_and_per_period_limits() -> None:
@@ -934,6 +935,7 @@ def test_a_place_the_customer_names_finds_the_sentence_naming_it(embedder: Embed
         ("is there a monthly fee on checking", {"savings"}),
         ("move money from savings to checking, is there a fee", set()),  # both named
         ("i was checking my balance and saw a fee", set()),  # a verb
+        ("is there a fee for checking balances at an atm on my savings", {"checking"}),  # a verb too
         ("whats the fee on kestrel everyday checking", set()),  # a product named: its own rules apply
     ],
 )

@@ -713,10 +713,14 @@ def test_a_follow_up_saying_the_code_was_given_after_all_is_the_shared_code_emer
         ("2 atm withdrawals yesterday that i didnt make", rules.CASH_WITHDRAWAL_NOT_RECOGNISED),
         ("do atm withdrawals count towards that", None),
         ("how much can i withdraw from an atm per day, i never did it before", None),
+        # a denial that is not of the withdrawals
+        ("can i withdraw from an atm abroad if i dont take my card", None),
+        ("my atm withdrawal limit is too high, i never make withdrawals over $100", None),
         # a wallet left where strangers are, not at home
         ("omg left my wallet in an uber and the driver isnt answering, my debit card is in it",
          rules.LOST_OR_STOLEN_CARD),
         ("left my card in the car, can i still pay with my phone", None),
+        ("left my card at the bar last night but the bartender kept it for me, got it back", None),
         ("i left my card at home can i still use the atm", None),
     ],
 )  # fmt: skip
@@ -736,6 +740,9 @@ def test_what_a_suspected_impostor_claimed_is_no_takeover_until_the_customer_act
         rules.SHARED_SECURITY_CODE
     )
     assert rules.emergency("my online banking was hacked") == rules.ACCOUNT_COMPROMISED
+    # a takeover the customer reports beside what the caller claimed still counts
+    both = "a guy said he was from kestrel and told me my account was compromised, and someone changed my password"
+    assert rules.emergency(f"{both}, i didnt do this") == rules.ACCOUNT_COMPROMISED
 
 
 @pytest.mark.parametrize(
@@ -747,7 +754,11 @@ def test_what_a_suspected_impostor_claimed_is_no_takeover_until_the_customer_act
         ("should i use my debit card abroad", False),
         ("which is the better option, a cd or savings", False),
         ("there is a charge of $1040 on my card i dont know", False),
+        ("why is there a 1040 charge on my card", False),
         ("do i pay tax on cd interest", False),
+        ("how much tax will i pay on my savings interest", False),  # the bank's 1099-INT page answers it
+        ("should i use my debit card to buy stocks on robinhood", False),  # the card, not the money
+        ("would a cd or savings bond be the better option", False),
     ],
 )
 def test_investment_and_tax_advice_in_other_words_are_recognised(text: str, refused: bool) -> None:
@@ -759,6 +770,8 @@ def test_investment_and_tax_advice_in_other_words_are_recognised(text: str, refu
     [
         ("i dont want a list of reasons. get me an actual person who can look at MY wire", True),
         ("i need a person who can co-sign my loan", False),
+        ("can you find me a person to co-sign my loan", False),
+        ("get me a person who can co-sign", False),
     ],
 )
 def test_a_person_asked_for_with_what_they_should_do_is_a_handoff(text: str, person: bool) -> None:
@@ -771,6 +784,7 @@ def test_a_person_asked_for_with_what_they_should_do_is_a_handoff(text: str, per
         ("how much interest has my cd earned so far this year?", True),
         ("can u check if its already there", True),
         ("how much interest will my cd earn", False),
+        ("can you check if it's in the app, the option to freeze my card", False),
     ],
 )
 def test_interest_earned_and_a_refund_to_look_for_are_account_data(text: str, own: bool) -> None:
@@ -785,7 +799,7 @@ def test_an_off_topic_verdict_near_the_conversation_is_read_with_it(shipped: tup
     assert answer.kind != "refusal", answer.text[:80]
     assert [s.id for s in answer.sources][:1] == ["personal-details"], answer.sources
     assert "old and new address" in answer.text
-    # chat nowhere near the bank's pages stays refused in a conversation
+    # chat nowhere near the bank's pages (its passages' cosine under the floor) stays refused in a conversation
     poem = "write a short poem about my cat who loves sleeping on the windowsill all day long"
     assert converse(shipped, ["how much is a domestic wire", poem])[-1].kind == "refusal"
 

@@ -62,6 +62,7 @@ def test_other_messages_are_left_as_typed(text: str) -> None:
         ("honestly things are tight, i got laid off last month. any options", "struggling to make payment"),
         ("im behind on my car payments", "struggling to make payment"),
         ("i cant make my mortgage payment this month", "struggling to make payment"),
+        ("my money's been tight since march", "struggling to make payment"),
     ],
 )
 def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, term: str) -> None:
@@ -88,6 +89,9 @@ def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, ter
         "can i get money out of an atm in mexico?",
         "how hard is it to open an account",  # "hard", not money being tight
         "can i make my payment by phone",
+        "i can't make a payment in the app, it keeps erroring",
+        "cash is hard to deposit at your atms",
+        "im behind on my reading of the statement",
     ],
 )
 def test_nearby_wordings_are_left_as_typed(text: str) -> None:
