@@ -325,7 +325,7 @@ def _narrows(topic: str, before: Sequence[Mention]) -> bool:
 # Where a turn says which product the customer holds, mid-sentence too ("I've just got a regular Everyday
 # checking account with you for years").
 HELD_CLAUSE = re.compile(
-    rf"\b(?:{HOLDS}|i\s*(?:'ve|ve| have)\s+(?:just|only|always)\s+(?:got|had)|i\s+bank\s+with\s+you\s+with|"
+    rf"\b(?:{HOLDS}|i\s*(?:'ve|ve| have)\s+(?:just|only|always)\s+(?:got|had)|"
     # (up to the clause's end or a conjunction: "I have premier checking and I want to send a wire" asks a wire)
     r"my (?:account|acct) is)\s+(?:(?!\b(?:and|but|so|because|to|for|which|that|if)\b)[^.,;!?]){0,60}",
     re.I,
