@@ -581,6 +581,10 @@ class Catalogue:
     def family_of(self, name: str) -> str:
         return next((p.family for p in self.products if p.name == name), "")
 
+    def only_in(self, names: Collection[str], families: Collection[str]) -> bool:
+        """Whether ``names`` (products) are some and all of ``families`` (``families_ruled_out``)."""
+        return bool(names) and all(self.family_of(n) in families for n in names)
+
     def without_holdings(self, text: str) -> str:
         """``text`` less the clauses that only say which product the customer holds ("…in a day? i have
         everyday checking", "I have Premier.", "and i have premier checking if that changes anything"),
@@ -1048,7 +1052,7 @@ class SentenceSelector:
             bonus = self.prefer_bonus if hit.passage.source_id in prefer else 0.0
             if ruled_out:  # a section only on the other kind of account than the customer named
                 about = self.catalogue.mentions(hit.passage.title + " " + (hit.passage.answer or hit.passage.text))
-                if about and all(self.catalogue.family_of(p) in ruled_out for p in about):
+                if self.catalogue.only_in(about, ruled_out):
                     bonus -= FAMILY_PENALTY
             if asked:
                 bonus -= DOCUMENT_CONTRAST_PENALTY * conflicts(asked, _passage_kinds(hit.passage))
@@ -1128,7 +1132,7 @@ class SentenceSelector:
                         product_term = 0.12 * len(unit.products & named) / len(unit.products)
                     elif family & {self.catalogue.family_of(p) for p in unit.products}:
                         continue  # a sibling of the product the customer named: never quoted
-                if ruled_out and unit.products and all(self.catalogue.family_of(p) in ruled_out for p in unit.products):
+                if ruled_out and self.catalogue.only_in(unit.products, ruled_out):
                     continue  # only about the other kind of account than the one the customer named
                 lead = 0.03 if unit.order == 0 and passage.kind == "faq" else 0.0  # a curated answer's opening
                 if asked and conflicts(asked, kinds_about(unit.text, unit.context, passage.title)):
@@ -1162,8 +1166,7 @@ class SentenceSelector:
         if _sibling_only(self.catalogue, self.named(question, said), self.catalogue.mentions(entry)):
             return False
         ruled_out = self.catalogue.families_ruled_out(said or question)
-        entry_products = self.catalogue.mentions(faq.passage.answer or "")
-        if ruled_out and entry_products and all(self.catalogue.family_of(p) in ruled_out for p in entry_products):
+        if ruled_out and self.catalogue.only_in(self.catalogue.mentions(faq.passage.answer or ""), ruled_out):
             return False  # "…on my savings acct" and an entry on Everyday Checking's fee
         pieces = question_parts(question)
         parts = [self.catalogue.aspects_of(p) for p in pieces]

@@ -388,7 +388,8 @@ def merge(text: str, previous: str, topic: str | None = None) -> str:
     # A subject the previous turn named only as what the customer holds ("I've just got a regular Everyday
     # checking account with you. How much will it cost to send it?") is not what it asked about: the cited
     # topic (an international wire) is added as if it had named nothing.
-    asked_before = [m for m in before if not _within(m, _held_clauses(previous))]
+    held = _held_clauses(previous)
+    asked_before = [m for m in before if not _within(m, held)]
     if topic and not _subjects(current) and (not _subjects(asked_before) or _narrows(topic, before)):
         subject = f"{subject} {topic}".strip()
     if not subject:
