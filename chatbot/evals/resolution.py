@@ -10,7 +10,9 @@ A turn is **resolved** when all of these hold:
 
 - the route is right: the answer's kind and intent map to the expected route (``route_of``); a
   ``flow`` is also right for an ``answer`` turn when it has every fact and cites a gold document or
-  urgent-help (procedures stated in both places are labelled ``answer``);
+  urgent-help (procedures stated in both places are labelled ``answer``), and a quoted answer (FAQ or
+  extractive) for a ``flow`` turn when it has every fact and cites urgent-help (a follow-up inside an
+  emergency);
 - every fact group is matched: one of its alternatives occurs in the answer (case-insensitive,
   whitespace-normalised; ``$29`` also matches ``$29.00``, never ``$290`` or ``$29.5``);
 - no ``forbid`` string occurs in it;
@@ -198,15 +200,17 @@ class TurnResult:
     quick_replies: list[str] = field(default_factory=list)
 
 
-def _same_procedure(turn: ResolutionTurn, route: str, missing: list[list[str]], cited: list[str]) -> bool:
+def _same_procedure(turn: ResolutionTurn, route: str, missing: list[list[str]], cited: list[str], kind: str) -> bool:
     """A procedure the bank states both in urgent-help and in a product document (a blocked PIN, a card
-    kept by an ATM) is labelled ``answer``; its flow, quoting the same procedure with every fact, is right too."""
-    return (
-        turn.route == "answer"
-        and route == "flow"
-        and not missing
-        and bool(set(cited) & ({*turn.gold, URGENT_HELP} if turn.gold else {URGENT_HELP}))
-    )
+    kept by an ATM) is labelled ``answer``; its flow, quoting the same procedure with every fact, is right too.
+    The other way round as well: a follow-up inside an emergency is labelled ``flow`` ("do my actual
+    plastic cards still work?" after a stolen phone), and an answer quoting urgent-help's own sentences
+    (kind ``faq`` or ``extractive``, never generated) with every fact is that procedure."""
+    if missing:
+        return False
+    if turn.route == "answer" and route == "flow":
+        return bool(set(cited) & ({*turn.gold, URGENT_HELP} if turn.gold else {URGENT_HELP}))
+    return turn.route == "flow" and route == "answer" and kind in ("faq", "extractive") and URGENT_HELP in cited
 
 
 def score_turn(
@@ -235,7 +239,7 @@ def score_turn(
                     misattributed.append({"sentence": sentence, "detail": verdict.detail, "source": verdict.evidence})
             previous += " " + sentence
     offered = answer.handoff or HANDOFF_REPLY in answer.quick_replies
-    if route != turn.route and not _same_procedure(turn, route, missing, cited):
+    if route != turn.route and not _same_procedure(turn, route, missing, cited, answer.kind):
         cause = "wrong_route"
     elif misattributed:
         cause = "misattributed_figure"

@@ -156,6 +156,23 @@ def test_a_flow_quoting_the_procedure_counts_for_an_answer_turn() -> None:
     assert score_turn(turn, lacking, ["Call us to unblock it."], generation=False)[1] == "wrong_route"
 
 
+def test_a_quoted_answer_from_the_procedure_counts_for_a_flow_turn() -> None:
+    """A follow-up inside an emergency ("do my plastic cards still work?") is labelled ``flow``; urgent-help's
+    own sentences with every fact are that procedure. A generated answer, or one from another page, is not."""
+    turn = ResolutionTurn("do my plastic cards still work?", "flow", ("urgent-help",), (("keep working",),))
+    text = "We suspend the cards in its mobile wallet. Your physical cards keep working."
+    quoted = AnswerObject(
+        id="m", text=text, kind="extractive", sources=[SourceRef(id="urgent-help", title="Urgent help")]
+    )
+    assert score_turn(turn, quoted, [text], generation=False)[:2] == (True, "")
+    generated = quoted.model_copy(update={"kind": "generated"})
+    assert score_turn(turn, generated, [text], generation=True)[1] == "wrong_route"
+    elsewhere = quoted.model_copy(update={"sources": [SourceRef(id="debit-card", title="Debit card")]})
+    assert score_turn(turn, elsewhere, [text], generation=False)[1] == "wrong_route"
+    lacking = quoted.model_copy(update={"text": "We suspend the cards in its mobile wallet."})
+    assert score_turn(turn, lacking, [text], generation=False)[1] == "wrong_route"
+
+
 def test_routes_follow_kind_and_intent() -> None:
     def answer(kind: str, intent: str | None = None) -> AnswerObject:
         return AnswerObject(
