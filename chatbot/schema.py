@@ -18,6 +18,9 @@ class SourceRef(BaseModel):
     title: str
     url: str | None = None
     score: float = 0.0
+    passage: str | None = Field(
+        default=None, description="The passage quoted first from this source (a section or FAQ entry id)."
+    )
 
 
 class IntentRef(BaseModel):

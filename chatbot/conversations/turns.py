@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chatbot.config import Settings
 from chatbot.conversations.handoff import HandoffService, handoff_reason
@@ -40,6 +40,8 @@ class History:
 
     turns: list[str]  # the previous customer turns, oldest first (the current one left out)
     cited: list[str]  # the source ids of the assistant's last answer, if it was the last to speak
+    # ...and the passages it quoted first from each (the section of a procedure a follow-up asks more about)
+    passages: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,11 @@ class TurnService:
         # (or none), the follow-up leans on nothing the assistant cited.
         last = stored[-1] if stored else None
         cited: list[str] = []
+        passages: list[str] = []
         if last is not None and last.role == "assistant":
             cited = [str(source["id"]) for source in last.sources if source.get("id")]
-        return History(turns[-turns_kept:], cited)
+            passages = [str(source["passage"]) for source in last.sources if source.get("passage")]
+        return History(turns[-turns_kept:], cited, passages)
 
     async def reply(
         self, conversation_id: str | None, text: str, options: EngineOptions | None = None
@@ -128,7 +132,9 @@ class TurnService:
         """
         history = await self.history(conversation_id, text)
         final: AnswerObject | None = None
-        async for event in self.engine.respond(text, history=history.turns, options=options, cited=history.cited):
+        async for event in self.engine.respond(
+            text, history=history.turns, options=options, cited=history.cited, passages=history.passages
+        ):
             if isinstance(event, StartEvent):
                 event.conversation_id = conversation_id
             elif isinstance(event, MessageEvent):

@@ -106,6 +106,7 @@ class Engine:
             run=settings.generation_breaker_run,
         )
         self.titles: dict[str, str] = {}  # document id → title: what a follow-up naming nothing is about
+        self.procedures: set[str] = set()  # the documents the flows quote (urgent-help)
         self.ready = False
         # The CPU-bound steps (encoding, classification, retrieval, extraction) run on the engine's own
         # threads, not asyncio's default pool: under load they queue here, while the store's short
@@ -127,7 +128,7 @@ class Engine:
         self.index = KnowledgeIndex.load(self.settings.data_dir)
         self.retriever = Retriever.from_settings(self.index, self.embedder, self.settings)
         # A page of procedures (urgent-help, which the flows quote) is about no one subject.
-        procedures = {
+        self.procedures = procedures = {
             self.index.passages[i].source_id
             for f in policy.FLOWS.values()
             if (i := self.index.by_id.get(f.passage_id)) is not None
@@ -173,20 +174,23 @@ class Engine:
         history: Sequence[str] = (),
         options: EngineOptions | None = None,
         cited: Sequence[str] = (),
+        passages: Sequence[str] = (),
     ) -> AsyncIterator[EngineEvent]:
         """Answer one customer message as a stream: ``start``, ``delta``*, then ``message``.
 
         ``text`` has been cleaned and redacted by the turn service; ``history`` is the conversation's
         previous customer turns, oldest first (for follow-up resolution); ``cited`` the source ids
-        the assistant's previous answer cited (a follow-up is most likely about them). Nothing is
-        stored here.
+        the assistant's previous answer cited (a follow-up is most likely about them), ``passages``
+        the passages it quoted (after a procedure, a follow-up is most likely about its section).
+        Nothing is stored here.
         """
         started = time.perf_counter()
         answer_id = new_id("msg")
         yield StartEvent(id=answer_id)
 
         final: AnswerObject | None = None
-        async for event in self._route(text, answer_id, options or EngineOptions(), list(history), list(cited)):
+        route = self._route(text, answer_id, options or EngineOptions(), list(history), list(cited), list(passages))
+        async for event in route:
             if isinstance(event, AnswerObject):
                 final = event
             else:
@@ -205,9 +209,10 @@ class Engine:
         history: Sequence[str] = (),
         options: EngineOptions | None = None,
         cited: Sequence[str] = (),
+        passages: Sequence[str] = (),
     ) -> AnswerObject:
         """Convenience for callers that want only the final answer of the pipeline."""
-        async for event in self.respond(text, history, options, cited):
+        async for event in self.respond(text, history, options, cited, passages):
             if isinstance(event, MessageEvent):
                 return event.message
         raise RuntimeError("the engine ended without an answer")
@@ -234,7 +239,13 @@ class Engine:
 
     # ------------------------------------------------------------------ routing
     async def _route(
-        self, query: str, answer_id: str, options: EngineOptions, history: list[str], cited: list[str]
+        self,
+        query: str,
+        answer_id: str,
+        options: EngineOptions,
+        history: list[str],
+        cited: list[str],
+        passages: list[str] | None = None,
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
         """Understand the message (follow-up, injection, intent), then answer by the policy's order.
 
@@ -287,8 +298,12 @@ class Engine:
         missing_flow = decision.flow is not None and decision.flow.passage_id not in known  # KB lacks the procedure
         if decision.route == "retrieval" or missing_flow:
             said = query if resolution.dependent else None  # the follow-up as typed chooses the sentences
+            # After a procedure ("the atm ate my card"), the next question is most likely about its section
+            # ("how am i supposed to get cash until the new one comes": the card-kept section's "tap your
+            # phone", not the unrecognised-withdrawal section beside it).
+            sections = [p for p in passages or [] if p.split("#")[0] in self.procedures and p.split("#")[0] in cited]
             async for item in self._retrieval_route(
-                resolution.query, answer_id, options, understood.hits, cited, said=said
+                resolution.query, answer_id, options, understood.hits, [*cited, *sections], said=said
             ):
                 if isinstance(item, AnswerObject):
                     item.intent = intent
@@ -616,4 +631,4 @@ def context_passage(passage: Passage, max_words: int = 120) -> ContextPassage:
 def source_ref(hit: Hit) -> SourceRef:
     passage = hit.passage
     title = passage.title.split(" — ")[0] if passage.kind == "chunk" else passage.title
-    return SourceRef(id=passage.source_id, title=title, url=passage.url, score=round(hit.score, 4))
+    return SourceRef(id=passage.source_id, title=title, url=passage.url, score=round(hit.score, 4), passage=passage.id)

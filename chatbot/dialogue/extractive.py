@@ -744,6 +744,10 @@ def passage_units(passage: Passage, catalogue: Catalogue, max_list_words: int = 
     def add(text: str, list_items: int = 0, item: str = "") -> None:
         named = catalogue.mentions(text)
         products = named or heading_products
+        if not named and units and units[-1].products and REFERS_BACK.match(text):
+            # "With it, we may pay checks … and charge the $29 overdraft fee" after "Kestrel Everyday Checking and
+            # Kestrel Premier Checking include Standard Overdraft Coverage": about what the sentence before named
+            products = units[-1].products
         row = text.replace(BULLET_MARK, "")
         label = ""
         if list_items == 0 and not named and BULLET_MARK in text:  # a bullet or a table row naming nothing
@@ -812,6 +816,10 @@ def passage_units(passage: Passage, catalogue: Catalogue, max_list_words: int = 
         for u in units
         if len(u.text.split()) >= 3 and not (u.text.endswith(":") and not u.list_items) and not ABOUT_PAGE.match(u.text)
     ]
+
+
+# A sentence whose subject is the one before's: "It's waived…", "With it, we may pay…", "They're free…".
+REFERS_BACK = re.compile(r"^(?:(?:with|for|on|under|in|to)\s+)?(?:it|them|its|they)(?:'s|'re|\b)(?!\s+also\b)", re.I)
 
 
 ABOUT_PAGE = re.compile(
@@ -932,6 +940,9 @@ ASKING_WORDS = frozenset(
 SUBJECT_PREFIX = 5
 # A unit stating the term a question asks in years (``_in_months``), like a named product's (0.12).
 TERM_BONUS = 0.1
+# A unit of a section ``prefer`` names (a passage id: the procedure the previous answer quoted), since
+# the customer's next question is most likely about it.
+SECTION_BONUS = 0.05
 PASSAGE_WEIGHT = 0.35  # a unit's score: (1 - this) x its own similarity + this x its passage's
 # The passage's similarity is to its own text, not to a customer question indexed for it: a question
 # chooses the document and the section, but which sentences answer is read from the sentences
@@ -1135,6 +1146,7 @@ class SentenceSelector:
                 if ruled_out and self.catalogue.only_in(unit.products, ruled_out):
                     continue  # only about the other kind of account than the one the customer named
                 lead = 0.03 if unit.order == 0 and passage.kind == "faq" else 0.0  # a curated answer's opening
+                lead += SECTION_BONUS if passage.id in prefer else 0.0
                 if asked and conflicts(asked, kinds_about(unit.text, unit.context, passage.title)):
                     continue  # about the other kind of what was asked (a domestic limit, a wire abroad)
                 aspects = frozenset(a for a in ASPECTS if answers_aspect(unit.text, a))

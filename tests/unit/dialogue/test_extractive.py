@@ -320,6 +320,23 @@ def test_a_labelled_row_of_a_products_section_is_quoted_with_the_section_it_belo
     assert [u.text for u in passage_units(general, CATALOGUE)] == ["Out-of-network ATM: $3."]
 
 
+def test_a_sentence_about_the_one_before_belongs_to_its_products() -> None:
+    """ "With it, we may pay … and charge the $29 overdraft fee" is Everyday and Premier Checking's coverage:
+    quoted for a Student Checking question, it would put their fee on the account that has none."""
+    passage = chunk(
+        "overdraft#standard",
+        "Overdraft — Standard coverage\nKestrel Everyday Checking and Kestrel Premier Checking include Standard "
+        "Overdraft Coverage. With it, we may pay checks and charge the $29 overdraft fee. Overdrafts are paid "
+        "at our discretion. It's also available by phone.",
+    )
+    units = passage_units(passage, CATALOGUE)
+    both = {"Kestrel Everyday Checking", "Kestrel Premier Checking"}
+    assert units[0].products == both
+    assert units[1].products == both
+    assert units[2].products == frozenset()  # names nothing and does not point back
+    assert units[3].products == frozenset()  # "It's also…" adds to the passage, not to its products
+
+
 def test_how_much_to_open_asks_a_minimum_and_a_sending_limit_is_no_wait() -> None:
     assert "minimum" in aspects_of("how much money need to open?")
     assert "minimum" in aspects_of("how much do i have to put in to start one")
