@@ -271,6 +271,8 @@ def decide(
         and not rules.names_a_transaction(raw)
     ):
         top = IntentRef(name=card, confidence=1.0)  # "someone stole my wallet, my debit card was in it": no payment
+    if top is not None and top.name == rules.LOST_OR_STOLEN_CARD and rules.reports_identity_theft(raw):
+        top = None if len(ranking) < 2 else ranking[1]  # "someone opened a card in my name": identity theft
     if top is not None and top.name == rules.LOST_OR_STOLEN_PHONE and not rules.reports_a_loss(raw):
         top = None if len(ranking) < 2 else ranking[1]  # "it's $80k, can I just do it from my phone?": nothing lost
     if (

@@ -170,6 +170,20 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     (
+        # "the guy at the york branch was super patient, how do i tell his boss": praise for an employee, which
+        # the bank takes as feedback (the classifier's training calls thanking someone off-topic chat)
+        "feedback or compliment an employee",
+        re.compile(
+            r"\b(?:was|were|been|is|are)\s+(?:\w+\s+)?(?:super|so|really|very|incredibly|amazingly|extremely)\s+"
+            r"(?:helpful|patient|kind|nice|friendly|great|amazing|professional)\b[^?!]{0,80}?\b(?:tell|let|thank|"
+            r"compliment|recogni[sz]e|praise|shout)\b"
+            r"|\b(?:tell|let)\s+(?:his|her|their|the)\s+(?:boss|manager|supervisor)\b"
+            r"|\b(?:compliment|praise|shout-? ?out|kudos)\b[^.?!]{0,40}?\b(?:employee|teller|banker|staff|rep|agent|"
+            r"guy|lady|woman|man|someone|branch)\b",
+            re.I,
+        ),
+    ),
+    (
         # "i just quickpayed $800 to the wrong number", "zelled my landlord": the bank's service, used as a verb
         # or called by a rival's name (the search reads "quickpayed" as a word of its own); "pay my roommate
         # using just his phone number" describes it

@@ -129,7 +129,7 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"|\bunrecogni[sz]ed\s+(?:log-?ins?|sign-?ins?|devices?|access|activity)\b"
             # "theres a sign in on my account from a device i dont recognize"
             r"|\b(?:a|an|the|new|strange|weird|unknown|suspicious)\s+(?:sign|log)[- ]?ins?\b"
-            rf"{_GAP}\bdevices?\s+(?:that\s+)?(?:i|we)\s+{_NOT_I}\s+(?:recogni[sz]e|know)"
+            rf"{_GAP}\bdevices?\s+(?:that\s+)?(?:i|we)\s+{_NOT_I}\s+(?:recogni[sz]e|know|own|use|have)"
             # "is someone in my online banking??"
             rf"|\b(?:is|are|was|were|has|have)\s+{_SOMEONE}\s+(?:been\s+)?(?:in|into|inside|using|accessing|"
             rf"logged into|logging into|signed into|signing into)\s+(?:my|our)\s+(?:\w+\s+)?{_BANKING}\b"
@@ -141,7 +141,9 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             # it wasnt me"
             r"|\b(?:(?:password|e-?mail|phone number|username)\s+(?:was|has been|got|were)\s+(?:changed|reset)|"
             r"new (?:device|phone|login|log-?in|sign-?in)s?\s+(?:was\s+|were\s+|has been\s+|got\s+)?"
-            r"(?:added|signed|logged|registered|connected|used))\b"
+            r"(?:added|signed|logged|registered|connected|used)"
+            # "there was a new sign-in to my online banking from a device in another state. That was not me."
+            r"|(?:new|strange|unknown|suspicious)\s+(?:sign|log)[- ]?ins?\s+(?:to|on|into|in)\s+my)\b"
             # (the denial is of the change itself: not "i didnt change anything", "i never requested the code")
             r".{0,100}?\b(?:(?:i|we)\s+(?:did not|didn'?t|never)\s+(?:do|did|make|made|add|added|change|changed|"
             r"authori[sz]e|authori[sz]ed)\s+(?:this|that|it|them)|(?:it|that|this)\s+(?:wasn'?t|was not)\s+(?:me|us)|"
@@ -267,12 +269,33 @@ _THEFT = re.compile(
     re.I,
 )
 _CARRIED = re.compile(r"\b(?:cards?|wallet|purse)\b", re.I)
+# Identity theft ("someone opened a credit card in my name, pretty sure my identity got stolen") is
+# security.md's help, not the lost-card procedure the classifier reads in "stolen" and "credit card".
+_IDENTITY = re.compile(
+    r"\bidentity\s+(?:theft|(?:was|got|has been|been|is being|were)\s+stolen)|\bstole\s+my\s+identity\b"
+    r"|\b(?:opened|took out|applied for|got)\s+(?:a|an|some|two|\d+)\s+(?:[\w-]+\s+){0,3}?(?:in|under|using)\s+my\s+"
+    r"(?:name|ssn|social)\b",
+    re.I,
+)
+_CARD_GONE = re.compile(
+    rf"\bmy\s+{_KIND}(?:card|wallet|purse)\b[^.?!]{{0,30}}?\b(?:lost|stolen|missing|gone|taken)\b"
+    r"|\b(?:lost|stole|took)\s+my\s+(?:\w+\s+)?(?:card|wallet|purse)\b",
+    re.I,
+)
+
+
+def reports_identity_theft(text: str) -> bool:
+    """Whether ``text`` reports identity theft with no card of the customer's lost or stolen."""
+    return bool(_IDENTITY.search(text)) and not _CARD_GONE.search(text)
+
+
 # "reported my card stolen ... found it", "ran up charges before I called it in": not now
 _OVER = re.compile(r"\b(?:reported|found (?:it|my)|called (?:it|them) in\b(?!\s+(?:a|an|the)\b))", re.I)
 _MACHINE = re.compile(r"\b(?:atm|machine|cash ?point)\b[^.?!]{0,20}\b(?:took|stole|kept|ate|swallowed)\b", re.I)
 # "the atm ATE my card", "cash machine kept my debit card": the kept-card procedure, whatever the classifier says.
 _KEPT_CARD = re.compile(
-    r"\b(?:atm|cash machine|cash ?point)\b[^.?!]{0,20}\b(?:took|kept|ate|swallowed|eaten|retained|grabbed|sucked in|"
+    # (the place may sit between: "the atm at the gas station just ate my debit card")
+    r"\b(?:atm|cash machine|cash ?point)\b[^.?!]{0,40}?\b(?:took|kept|ate|swallowed|eaten|retained|grabbed|sucked in|"
     r"(?:won'?t|wouldn'?t|didn'?t) (?:give|spit|return)(?: back)?)(?:\s+it\b|\b[^.?!]{0,12}\bcard\b)",
     re.I,
 )
@@ -334,6 +357,12 @@ ACCOUNT_DATA_PATTERN = re.compile(
     r"|\b(?:check|see|confirm|look)\s+(?:if|whether)\s+(?:it'?s|its|it is|(?:the|my)\s+(?:money|refund|deposit|"
     r"payment|transfer|paycheck|check)\s+is)\s+(?:already\s+)?"
     r"(?:there|posted|through|in(?=\s*(?:[?.!,]|$)|\s+(?:yet|already|my)\b))\b"
+    # "can you see if theres anything pending from my employer on my account right now"
+    r"|\b(?:check|see|look|tell me)\s+(?:if|whether)\s+(?:there'?s|theres|there is|there are)\s+"
+    r"(?:anything|something|any\s+\w+)\b[^.?!]{0,40}?\b(?:on|in|to|from)\s+my\s+(?:acc?ount|acct|checking|savings|card)\b"
+    # "ok can you check if i got charged one this week"
+    r"|\b(?:check|see|look|confirm)\s+(?:if|whether)\s+i\s+(?:already\s+)?(?:got|was|have been|been|get)\s+"
+    r"(?:charged|paid|credited|billed|refunded)\b"
     # "is my paycheck in my account", "has my refund hit my card"
     r"|\b(?:is|are|has|have)\s+my\s+(?:[\w'-]+\s+){0,2}?(?:in|on|hit|reached)\s+my\s+(?:acc?ount|acct|checking|"
     r"savings|card)\b"
@@ -558,6 +587,8 @@ def card_emergency(text: str) -> str | None:
 _PERSON = re.compile(
     r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|some\s+|one of (?:your|ur)\s+)?(?:real\s+|actual\s+|live\s+)?"
     r"(?:someone|somebody|person|people|human|agent|representative|rep|operator)\b"
+    # "I would like to speak to a manager immediately" (not "speak to a manager at any branch", a complaint's way)
+    r"|\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a|your|the|ur|some)\s+(?:manager|supervisor)\b(?!\s+(?:at|in|of)\b)"
     r"|\b(?:connect|transfer|put)\s+me\s+(?:to|with|through)\b(?!\s+(?:my|your|the)\s+(?:savings|checking|account))"
     # "get me an actual person who can look at MY wire" (not "find me a person to co-sign my loan")
     r"|\b(?:get|give|find)\s+me\s+(?:a\s+|an\s+)?(?:real\s+|actual\s+|live\s+)?(?:human|person|agent|representative)\b"
@@ -598,7 +629,11 @@ _ADVICE = re.compile(
     r"my (?:savings|money|bonus|refund))\b"
     rf"{_SPAN}{{0,40}}?\b{_ASSETS}\b"
     # "or is crypto the better bet right now" (not "would a cd or savings bond be the better option")
-    rf"|\b(?:is|are)\s+{_ASSETS}\s+(?:the|a)\s+(?:better|best|safer|smarter)\s+(?:bet|investment|choice|option|move)\b",
+    rf"|\b(?:is|are)\s+{_ASSETS}\s+(?:the|a)\s+(?:better|best|safer|smarter)\s+(?:bet|investment|choice|option|move)\b"
+    # "should i just take the loan or cash out my 401k instead" (retirement savings: the customer's adviser's call)
+    rf"|\bshould (?:i|we)\b{_SPAN}{{0,60}}?\b(?:cash(?:ing)? out|borrow(?:ing)? (?:from|against)|"
+    r"withdraw(?:ing)? from|tap(?:ping)? (?:into )?|rai?d(?:ing)?|dip(?:ping)? into)\s+(?:my|our)\s+"
+    r"(?:401\(?k\)?|403\(?b\)?|retirement|pension|ira|roth)",
     re.I,
 )
 

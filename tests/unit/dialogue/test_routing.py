@@ -816,3 +816,108 @@ def test_each_part_is_answered_from_what_is_close_to_that_part(shipped: tuple[En
     the second part, whose answer is a line of the security page."""
     answer = ask(shipped[1], "can i log in w face id? also how long does my password need to be")
     assert "Face ID" in answer.text and "10 characters" in answer.text, answer.text
+
+
+@pytest.mark.parametrize(
+    ("text", "flow"),
+    [
+        # a sign-in the customer did not make, told as an alert about a device or place they do not know
+        ("I just received an alert about a sign-in to my online banking from a device I do not own, located in "
+         "a state I have never visited. What steps should I take?", rules.ACCOUNT_COMPROMISED),
+        ("got an email saying there was a new sign-in to my online banking from another state. That was not me.",
+         rules.ACCOUNT_COMPROMISED),
+        ("there was a new sign-in to my account yesterday, it was me on my new laptop. do i need to do anything?",
+         None),
+        ("how do i see the new sign-ins on my account", None),
+        ("i got a new phone, how do i sign in on a device i dont have the app on", None),
+    ],
+)  # fmt: skip
+def test_a_sign_in_the_customer_did_not_make_is_a_takeover(text: str, flow: str | None) -> None:
+    assert rules.emergency(text) == flow
+
+
+@pytest.mark.parametrize(
+    ("text", "theft"),
+    [
+        ("someone opened a credit card in my name, pretty sure my identity got stolen", True),
+        ("i think someone stole my identity, they took out a loan using my ssn", True),
+        ("my wallet was stolen with my debit card in it and now i worry about identity theft", False),
+        ("how do i open a credit card in my name only, not joint", False),
+    ],
+)
+def test_identity_theft_is_told_from_a_lost_card(text: str, theft: bool) -> None:
+    assert rules.reports_identity_theft(text) is theft
+
+
+def test_identity_theft_gets_the_banks_help_not_the_lost_card_procedure(shipped: tuple[Engine, TurnService]) -> None:
+    """The classifier reads "stolen" and "credit card" as a lost card; nothing of the customer's was lost."""
+    answer = ask(
+        shipped[1], "someone opened a credit card in my name, pretty sure my identity got stolen. can you help"
+    )
+    assert answer.kind != "flow", answer.text[:80]
+    assert [s.id for s in answer.sources][:1] == ["security"], answer.sources
+
+
+@pytest.mark.parametrize(
+    ("text", "person"),
+    [
+        ("Frankly that is far too long. I would like to speak to a manager immediately.", True),
+        ("let me talk to your supervisor", True),
+        ("can i speak to a manager at any branch about a complaint", False),
+        ("who do i talk to about becoming a manager", False),
+    ],
+)
+def test_a_manager_asked_for_is_a_person(text: str, person: bool) -> None:
+    assert rules.asks_for_person(text) is person
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("honestly should i just take the loan or cash out my 401k instead", True),
+        ("should we borrow from our retirement to pay off the card", True),
+        ("can i hold a cd in my roth ira", False),
+        ("should i pay off my loan early", False),
+    ],
+)
+def test_retirement_money_advice_is_refused(text: str, refused: bool) -> None:
+    assert rules.asks_investment_advice(text) is refused
+
+
+@pytest.mark.parametrize(
+    ("text", "own"),
+    [
+        ("can you see if theres anything pending from my employer on my account right now", True),
+        ("ok can you check if i got charged one this week", True),
+        ("how do i check if i got charged a foreign fee", True),
+        ("is there anything i need to bring to open an account", False),
+        ("check if there are fees for wires", False),
+    ],
+)
+def test_what_is_on_the_customers_account_asked_of_the_assistant_is_account_data(text: str, own: bool) -> None:
+    assert rules.asks_for_account_data(text) is own
+
+
+@pytest.mark.parametrize(
+    ("text", "flow"),
+    [
+        ("the atm at the gas station just ate my debit card", rules.CARD_SWALLOWED),
+        ("i went to the atm and took out cash with my card", None),
+        ("the atm at walmart took my money but no cash came out", None),
+    ],
+)
+def test_a_card_kept_by_an_atm_named_with_its_place_is_the_kept_card_procedure(text: str, flow: str | None) -> None:
+    assert rules.card_emergency(text) == flow
+
+
+def test_a_follow_up_after_a_procedure_is_answered_from_its_section(shipped: tuple[Engine, TurnService]) -> None:
+    """After the card-kept procedure, "how do i get cash until the new one comes" is answered from that
+    section (cash by tapping the phone), not from the unrecognised-withdrawal section beside it."""
+    first, second = converse(
+        shipped,
+        ["the atm at the gas station just ate my debit card", "how am i supposed to get cash until the new one comes"],
+    )
+    assert first.kind == "flow"
+    assert first.sources[0].passage == "urgent-help#card-kept-by-an-atm", first.sources
+    assert [s.id for s in second.sources][:1] == ["urgent-help"], second.sources
+    assert "tapping your phone" in second.text, second.text[:160]

@@ -63,6 +63,14 @@ def test_other_messages_are_left_as_typed(text: str) -> None:
         ("im behind on my car payments", "struggling to make payment"),
         ("i cant make my mortgage payment this month", "struggling to make payment"),
         ("my money's been tight since march", "struggling to make payment"),
+        (
+            "the guy at the york branch helped me and was super patient, how do i tell his boss",
+            "feedback or compliment an employee",
+        ),
+        (
+            "the teller on 5th st was really kind to my dad, i want to compliment her",
+            "feedback or compliment an employee",
+        ),
     ],
 )
 def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, term: str) -> None:
@@ -88,6 +96,8 @@ def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, ter
         "im traveling to mexico next week, can i still transfer money in the app?",
         "can i get money out of an atm in mexico?",
         "how hard is it to open an account",  # "hard", not money being tight
+        "the app was so slow today, how do i tell if my transfer went through",  # no one praised
+        "i want to speak to the branch manager about a complaint",
         "can i make my payment by phone",
         "i can't make a payment in the app, it keeps erroring",
         "cash is hard to deposit at your atms",
