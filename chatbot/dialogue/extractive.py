@@ -819,7 +819,9 @@ def passage_units(passage: Passage, catalogue: Catalogue, max_list_words: int = 
 
 
 # A sentence whose subject is the one before's: "It's waived…", "With it, we may pay…", "They're free…".
-REFERS_BACK = re.compile(r"^(?:(?:with|for|on|under|in|to)\s+)?(?:it|them|its|they)(?:'s|'re|\b)(?!\s+also\b)", re.I)
+REFERS_BACK = re.compile(
+    r"^(?:(?:with|for|on|under|in|to)\s+)?(?:it|them|its|they)\b(?!(?:'s|'re|’s|’re)?\s+also\b)", re.I
+)
 
 
 ABOUT_PAGE = re.compile(

@@ -205,12 +205,20 @@ def _same_procedure(turn: ResolutionTurn, route: str, missing: list[list[str]], 
     kept by an ATM) is labelled ``answer``; its flow, quoting the same procedure with every fact, is right too.
     The other way round as well: a follow-up inside an emergency is labelled ``flow`` ("do my actual
     plastic cards still work?" after a stolen phone), and an answer quoting urgent-help's own sentences
-    (kind ``faq`` or ``extractive``, never generated) with every fact is that procedure."""
+    (kind ``faq`` or ``extractive``, never generated) with every fact is that procedure. Only for a follow-up:
+    a first turn reporting the emergency needs the procedure itself, and many of its facts (the 24/7 number,
+    "freeze") are in several of urgent-help's sections."""
     if missing:
         return False
     if turn.route == "answer" and route == "flow":
         return bool(set(cited) & ({*turn.gold, URGENT_HELP} if turn.gold else {URGENT_HELP}))
-    return turn.route == "flow" and route == "answer" and kind in ("faq", "extractive") and URGENT_HELP in cited
+    return (
+        turn.route == "flow"
+        and turn.followup
+        and route == "answer"
+        and kind in ("faq", "extractive")
+        and URGENT_HELP in cited
+    )
 
 
 def score_turn(

@@ -174,10 +174,11 @@ TERMS: list[tuple[str, re.Pattern[str]]] = [
         # the bank takes as feedback (the classifier's training calls thanking someone off-topic chat)
         "feedback or compliment an employee",
         re.compile(
-            r"\b(?:was|were|been|is|are)\s+(?:\w+\s+)?(?:super|so|really|very|incredibly|amazingly|extremely)\s+"
-            r"(?:helpful|patient|kind|nice|friendly|great|amazing|professional)\b[^?!]{0,80}?\b(?:tell|let|thank|"
-            r"compliment|recogni[sz]e|praise|shout)\b"
-            r"|\b(?:tell|let)\s+(?:his|her|their|the)\s+(?:boss|manager|supervisor)\b"
+            r"\b(?:guy|lady|woman|man|teller|banker|employee|staff|rep|agent|he|she|manager|person|girl|gentleman)\b"
+            r"[^.?!]{0,60}?\b(?:was|were|been|is|are)\s+(?:\w+\s+)?(?:super|so|really|very|incredibly|amazingly|"
+            r"extremely)\s+(?:helpful|patient|kind|nice|friendly|great|amazing|professional)\b[^?!]{0,80}?"
+            r"\b(?:tell|thank|compliment|recogni[sz]e|praise|shout)\b"
+            r"|\b(?:tell|let)\s+(?:his|her|their)\s+(?:boss|manager|supervisor)\b"
             r"|\b(?:compliment|praise|shout-? ?out|kudos)\b[^.?!]{0,40}?\b(?:employee|teller|banker|staff|rep|agent|"
             r"guy|lady|woman|man|someone|branch)\b",
             re.I,

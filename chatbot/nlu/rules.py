@@ -129,7 +129,10 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"|\bunrecogni[sz]ed\s+(?:log-?ins?|sign-?ins?|devices?|access|activity)\b"
             # "theres a sign in on my account from a device i dont recognize"
             r"|\b(?:a|an|the|new|strange|weird|unknown|suspicious)\s+(?:sign|log)[- ]?ins?\b"
-            rf"{_GAP}\bdevices?\s+(?:that\s+)?(?:i|we)\s+{_NOT_I}\s+(?:recogni[sz]e|know|own|use|have)"
+            rf"{_GAP}\bdevices?\s+(?:that\s+)?(?:i|we)\s+{_NOT_I}\s+(?:recogni[sz]e|know)"
+            # "an alert about a sign-in to my online banking from a device I do not own" (a sign-in that happened)
+            rf"|\b(?:sign|log)[- ]?ins?\b{_GAP}\bfrom\s+(?:a|an)\s+(?:\w+\s+)?devices?\s+(?:that\s+)?(?:i|we)\s+"
+            rf"{_NOT_I}\s+own\b"
             # "is someone in my online banking??"
             rf"|\b(?:is|are|was|were|has|have)\s+{_SOMEONE}\s+(?:been\s+)?(?:in|into|inside|using|accessing|"
             rf"logged into|logging into|signed into|signing into)\s+(?:my|our)\s+(?:\w+\s+)?{_BANKING}\b"
@@ -141,13 +144,15 @@ EMERGENCY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             # it wasnt me"
             r"|\b(?:(?:password|e-?mail|phone number|username)\s+(?:was|has been|got|were)\s+(?:changed|reset)|"
             r"new (?:device|phone|login|log-?in|sign-?in)s?\s+(?:was\s+|were\s+|has been\s+|got\s+)?"
-            r"(?:added|signed|logged|registered|connected|used)"
-            # "there was a new sign-in to my online banking from a device in another state. That was not me."
-            r"|(?:new|strange|unknown|suspicious)\s+(?:sign|log)[- ]?ins?\s+(?:to|on|into|in)\s+my)\b"
+            r"(?:added|signed|logged|registered|connected|used))\b"
             # (the denial is of the change itself: not "i didnt change anything", "i never requested the code")
             r".{0,100}?\b(?:(?:i|we)\s+(?:did not|didn'?t|never)\s+(?:do|did|make|made|add|added|change|changed|"
             r"authori[sz]e|authori[sz]ed)\s+(?:this|that|it|them)|(?:it|that|this)\s+(?:wasn'?t|was not)\s+(?:me|us)|"
-            r"not me)\b",
+            r"not me)\b"
+            # "there was a new sign-in to my online banking from a device in another state. That was not me."
+            # (told, not asked: "does a new sign-in trigger a text? ... someone who's not me" is a question)
+            r"|\b(?:new|strange|unknown|suspicious)\s+(?:sign|log)[- ]?ins?\s+(?:to|on|into|in)\s+my\b[^?]{0,100}?"
+            r"[.!]\s*(?:that|it|this)\s+(?:was not|wasn'?t)\s+me\b",
             re.I,
         ),
     ),
@@ -279,14 +284,15 @@ _IDENTITY = re.compile(
 )
 _CARD_GONE = re.compile(
     rf"\bmy\s+{_KIND}(?:card|wallet|purse)\b[^.?!]{{0,30}}?\b(?:lost|stolen|missing|gone|taken)\b"
-    r"|\b(?:lost|stole|took)\s+my\s+(?:\w+\s+)?(?:card|wallet|purse)\b",
+    r"|\b(?:lost|stole|took|snatched|nicked|misplaced|can'?t find)\b[^.?!]{0,30}?"
+    rf"\bmy\s+{_KIND}(?:card|wallet|purse)\b",
     re.I,
 )
 
 
 def reports_identity_theft(text: str) -> bool:
     """Whether ``text`` reports identity theft with no card of the customer's lost or stolen."""
-    return bool(_IDENTITY.search(text)) and not _CARD_GONE.search(text)
+    return bool(_IDENTITY.search(text)) and not _CARD_GONE.search(text) and card_emergency(text) is None
 
 
 # "reported my card stolen ... found it", "ran up charges before I called it in": not now
@@ -359,9 +365,9 @@ ACCOUNT_DATA_PATTERN = re.compile(
     r"(?:there|posted|through|in(?=\s*(?:[?.!,]|$)|\s+(?:yet|already|my)\b))\b"
     # "can you see if theres anything pending from my employer on my account right now"
     r"|\b(?:check|see|look|tell me)\s+(?:if|whether)\s+(?:there'?s|theres|there is|there are)\s+"
-    r"(?:anything|something|any\s+\w+)\b[^.?!]{0,40}?\b(?:on|in|to|from)\s+my\s+(?:acc?ount|acct|checking|savings|card)\b"
+    r"(?:anything|something)\b[^.?!]{0,40}?\b(?:on|in|to|from)\s+my\s+(?:acc?ount|acct|checking|savings|card)\b"
     # "ok can you check if i got charged one this week"
-    r"|\b(?:check|see|look|confirm)\s+(?:if|whether)\s+i\s+(?:already\s+)?(?:got|was|have been|been|get)\s+"
+    r"|\b(?:check|see|look|confirm)\s+(?:if|whether)\s+i\s+(?:already\s+)?(?:got|was|have been|been)\s+"
     r"(?:charged|paid|credited|billed|refunded)\b"
     # "is my paycheck in my account", "has my refund hit my card"
     r"|\b(?:is|are|has|have)\s+my\s+(?:[\w'-]+\s+){0,2}?(?:in|on|hit|reached)\s+my\s+(?:acc?ount|acct|checking|"
@@ -588,7 +594,9 @@ _PERSON = re.compile(
     r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|some\s+|one of (?:your|ur)\s+)?(?:real\s+|actual\s+|live\s+)?"
     r"(?:someone|somebody|person|people|human|agent|representative|rep|operator)\b"
     # "I would like to speak to a manager immediately" (not "speak to a manager at any branch", a complaint's way)
-    r"|\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a|your|the|ur|some)\s+(?:manager|supervisor)\b(?!\s+(?:at|in|of)\b)"
+    r"|(?:\b(?<!\bdo )(?<!\bif )(?<!\bwhen )i(?:'d| would)?\s+(?:like|want|wanna|need)\s+to|\blet me"
+    r"|\b(?:can|could|may) i)\s+"
+    r"(?:talk|speak|chat)\s+(?:to|with)\s+(?:a|your|the|ur|some)\s+(?:manager|supervisor)\b(?!\s+(?:at|in|of|about|to)\b)"
     r"|\b(?:connect|transfer|put)\s+me\s+(?:to|with|through)\b(?!\s+(?:my|your|the)\s+(?:savings|checking|account))"
     # "get me an actual person who can look at MY wire" (not "find me a person to co-sign my loan")
     r"|\b(?:get|give|find)\s+me\s+(?:a\s+|an\s+)?(?:real\s+|actual\s+|live\s+)?(?:human|person|agent|representative)\b"
@@ -631,8 +639,9 @@ _ADVICE = re.compile(
     # "or is crypto the better bet right now" (not "would a cd or savings bond be the better option")
     rf"|\b(?:is|are)\s+{_ASSETS}\s+(?:the|a)\s+(?:better|best|safer|smarter)\s+(?:bet|investment|choice|option|move)\b"
     # "should i just take the loan or cash out my 401k instead" (retirement savings: the customer's adviser's call)
-    rf"|\bshould (?:i|we)\b{_SPAN}{{0,60}}?\b(?:cash(?:ing)? out|borrow(?:ing)? (?:from|against)|"
-    r"withdraw(?:ing)? from|tap(?:ping)? (?:into )?|rai?d(?:ing)?|dip(?:ping)? into)\s+(?:my|our)\s+"
+    rf"|\b(?<!\bhow )(?<!\bwhen )(?<!\bwhere )should (?:i|we)\b{_SPAN}{{0,60}}?\b(?:cash(?:ing)? out|"
+    r"borrow(?:ing)? (?:from|against)|withdraw(?:ing)? from|tap(?:ping)?(?:\s+into)?|raid(?:ing)?|dip(?:ping)? into)\s+"
+    r"(?:my|our)\s+"
     r"(?:401\(?k\)?|403\(?b\)?|retirement|pension|ira|roth)",
     re.I,
 )

@@ -20,6 +20,7 @@ from chatbot.config import PROJECT_ROOT, Settings
 from chatbot.dialogue.engine import Engine, EngineOptions
 from chatbot.dialogue.extractive import (
     _HIGHEST,
+    REFERS_BACK,
     Catalogue,
     SentenceSelector,
     _restates,
@@ -327,14 +328,15 @@ def test_a_sentence_about_the_one_before_belongs_to_its_products() -> None:
         "overdraft#standard",
         "Overdraft — Standard coverage\nKestrel Everyday Checking and Kestrel Premier Checking include Standard "
         "Overdraft Coverage. With it, we may pay checks and charge the $29 overdraft fee. Overdrafts are paid "
-        "at our discretion. It's also available by phone.",
+        "at our discretion. They're free. It's also available by phone.",
     )
     units = passage_units(passage, CATALOGUE)
     both = {"Kestrel Everyday Checking", "Kestrel Premier Checking"}
     assert units[0].products == both
     assert units[1].products == both
     assert units[2].products == frozenset()  # names nothing and does not point back
-    assert units[3].products == frozenset()  # "It's also…" adds to the passage, not to its products
+    assert units[3].products == frozenset()  # points back to a sentence that names nothing
+    assert REFERS_BACK.match("They're free.") and not REFERS_BACK.match("It's also available by phone.")
 
 
 def test_how_much_to_open_asks_a_minimum_and_a_sending_limit_is_no_wait() -> None:

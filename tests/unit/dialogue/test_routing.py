@@ -830,6 +830,9 @@ def test_each_part_is_answered_from_what_is_close_to_that_part(shipped: tuple[En
          None),
         ("how do i see the new sign-ins on my account", None),
         ("i got a new phone, how do i sign in on a device i dont have the app on", None),
+        ("How do I remove the log in on a device I don't use anymore?", None),
+        ("the sign in code goes to a device i don't have anymore, how do i change it?", None),
+        ("Does a new sign-in to my account trigger a text? I want to know if someone who's not me logs in", None),
     ],
 )  # fmt: skip
 def test_a_sign_in_the_customer_did_not_make_is_a_takeover(text: str, flow: str | None) -> None:
@@ -843,6 +846,8 @@ def test_a_sign_in_the_customer_did_not_make_is_a_takeover(text: str, flow: str 
         ("i think someone stole my identity, they took out a loan using my ssn", True),
         ("my wallet was stolen with my debit card in it and now i worry about identity theft", False),
         ("how do i open a credit card in my name only, not joint", False),
+        ("Someone stole my identity and my credit card", False),
+        ("they snatched my purse with my kestrel debit card, i'm scared of identity theft", False),
     ],
 )
 def test_identity_theft_is_told_from_a_lost_card(text: str, theft: bool) -> None:
@@ -865,6 +870,8 @@ def test_identity_theft_gets_the_banks_help_not_the_lost_card_procedure(shipped:
         ("let me talk to your supervisor", True),
         ("can i speak to a manager at any branch about a complaint", False),
         ("who do i talk to about becoming a manager", False),
+        ("Do I need to talk to a manager to raise my daily limit?", False),
+        ("Last time I asked to speak to a manager they hung up on me. How do I file a complaint?", False),
     ],
 )
 def test_a_manager_asked_for_is_a_person(text: str, person: bool) -> None:
@@ -878,6 +885,8 @@ def test_a_manager_asked_for_is_a_person(text: str, person: bool) -> None:
         ("should we borrow from our retirement to pay off the card", True),
         ("can i hold a cd in my roth ira", False),
         ("should i pay off my loan early", False),
+        ("should i tap into my 401k to pay this off", True),
+        ("How should I withdraw from my IRA to avoid penalties?", False),
     ],
 )
 def test_retirement_money_advice_is_refused(text: str, refused: bool) -> None:
@@ -892,6 +901,9 @@ def test_retirement_money_advice_is_refused(text: str, refused: bool) -> None:
         ("how do i check if i got charged a foreign fee", True),
         ("is there anything i need to bring to open an account", False),
         ("check if there are fees for wires", False),
+        ("Can I see whether I get charged a fee for using another bank's ATM?", False),
+        ("How do I check if I get paid early with direct deposit?", False),
+        ("how can i check if there are any fees on my account", False),
     ],
 )
 def test_what_is_on_the_customers_account_asked_of_the_assistant_is_account_data(text: str, own: bool) -> None:

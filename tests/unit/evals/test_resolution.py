@@ -159,7 +159,9 @@ def test_a_flow_quoting_the_procedure_counts_for_an_answer_turn() -> None:
 def test_a_quoted_answer_from_the_procedure_counts_for_a_flow_turn() -> None:
     """A follow-up inside an emergency ("do my plastic cards still work?") is labelled ``flow``; urgent-help's
     own sentences with every fact are that procedure. A generated answer, or one from another page, is not."""
-    turn = ResolutionTurn("do my plastic cards still work?", "flow", ("urgent-help",), (("keep working",),))
+    turn = ResolutionTurn(
+        "do my plastic cards still work?", "flow", ("urgent-help",), (("keep working",),), followup=True
+    )
     text = "We suspend the cards in its mobile wallet. Your physical cards keep working."
     quoted = AnswerObject(
         id="m", text=text, kind="extractive", sources=[SourceRef(id="urgent-help", title="Urgent help")]
@@ -171,6 +173,9 @@ def test_a_quoted_answer_from_the_procedure_counts_for_a_flow_turn() -> None:
     assert score_turn(turn, elsewhere, [text], generation=False)[1] == "wrong_route"
     lacking = quoted.model_copy(update={"text": "We suspend the cards in its mobile wallet."})
     assert score_turn(turn, lacking, [text], generation=False)[1] == "wrong_route"
+    # a first turn reporting the emergency must get the procedure itself, not sentences that share its facts
+    first = ResolutionTurn("my phone was stolen", "flow", ("urgent-help",), (("keep working",),))
+    assert score_turn(first, quoted, [text], generation=False)[1] == "wrong_route"
 
 
 def test_routes_follow_kind_and_intent() -> None:

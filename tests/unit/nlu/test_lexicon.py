@@ -98,6 +98,9 @@ def test_other_concepts_in_the_customers_words_get_the_banks_term(text: str, ter
         "how hard is it to open an account",  # "hard", not money being tight
         "the app was so slow today, how do i tell if my transfer went through",  # no one praised
         "i want to speak to the branch manager about a complaint",
+        "the app is so great, let me know how to add a payee",  # praise of no person
+        "Your rates are very nice, can you tell me how the CD works?",
+        "can you let the manager know i'm disputing this charge",
         "can i make my payment by phone",
         "i can't make a payment in the app, it keeps erroring",
         "cash is hard to deposit at your atms",
