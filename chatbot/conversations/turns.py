@@ -42,6 +42,8 @@ class History:
     cited: list[str]  # the source ids of the assistant's last answer, if it was the last to speak
     # ...and the passages it quoted first from each (the section of a procedure a follow-up asks more about)
     passages: list[str] = field(default_factory=list)
+    # ...and the curated entry it returned whole, if it did (not returned whole again: the customer asks for more)
+    quoted_whole: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,10 @@ class TurnService:
         if last is not None and last.role == "assistant":
             cited = [str(source["id"]) for source in last.sources if source.get("id")]
             passages = [str(source["passage"]) for source in last.sources if source.get("passage")]
-        return History(turns[-turns_kept:], cited, passages)
+        whole = (
+            passages[0] if last is not None and last.role == "assistant" and last.kind == "faq" and passages else None
+        )
+        return History(turns[-turns_kept:], cited, passages, whole)
 
     async def reply(
         self, conversation_id: str | None, text: str, options: EngineOptions | None = None
@@ -133,7 +138,12 @@ class TurnService:
         history = await self.history(conversation_id, text)
         final: AnswerObject | None = None
         async for event in self.engine.respond(
-            text, history=history.turns, options=options, cited=history.cited, passages=history.passages
+            text,
+            history=history.turns,
+            options=options,
+            cited=history.cited,
+            passages=history.passages,
+            quoted_whole=history.quoted_whole,
         ):
             if isinstance(event, StartEvent):
                 event.conversation_id = conversation_id

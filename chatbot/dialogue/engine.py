@@ -175,21 +175,25 @@ class Engine:
         options: EngineOptions | None = None,
         cited: Sequence[str] = (),
         passages: Sequence[str] = (),
+        quoted_whole: str | None = None,
     ) -> AsyncIterator[EngineEvent]:
         """Answer one customer message as a stream: ``start``, ``delta``*, then ``message``.
 
         ``text`` has been cleaned and redacted by the turn service; ``history`` is the conversation's
         previous customer turns, oldest first (for follow-up resolution); ``cited`` the source ids
         the assistant's previous answer cited (a follow-up is most likely about them), ``passages``
-        the passages it quoted (after a procedure, a follow-up is most likely about its section).
-        Nothing is stored here.
+        the passages it quoted (after a procedure, a follow-up is most likely about its section),
+        ``quoted_whole`` the curated entry it returned whole, if it did (a follow-up asks for more than
+        that entry, so it is not returned whole again). Nothing is stored here.
         """
         started = time.perf_counter()
         answer_id = new_id("msg")
         yield StartEvent(id=answer_id)
 
         final: AnswerObject | None = None
-        route = self._route(text, answer_id, options or EngineOptions(), list(history), list(cited), list(passages))
+        route = self._route(
+            text, answer_id, options or EngineOptions(), list(history), list(cited), list(passages), quoted_whole
+        )
         async for event in route:
             if isinstance(event, AnswerObject):
                 final = event
@@ -210,9 +214,10 @@ class Engine:
         options: EngineOptions | None = None,
         cited: Sequence[str] = (),
         passages: Sequence[str] = (),
+        quoted_whole: str | None = None,
     ) -> AnswerObject:
         """Convenience for callers that want only the final answer of the pipeline."""
-        async for event in self.respond(text, history, options, cited, passages):
+        async for event in self.respond(text, history, options, cited, passages, quoted_whole):
             if isinstance(event, MessageEvent):
                 return event.message
         raise RuntimeError("the engine ended without an answer")
@@ -246,6 +251,7 @@ class Engine:
         history: list[str],
         cited: list[str],
         passages: list[str] | None = None,
+        quoted_whole: str | None = None,
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
         """Understand the message (follow-up, injection, intent), then answer by the policy's order.
 
@@ -300,10 +306,21 @@ class Engine:
             said = query if resolution.dependent else None  # the follow-up as typed chooses the sentences
             # After a procedure ("the atm ate my card"), the next question is most likely about its section
             # ("how am i supposed to get cash until the new one comes": the card-kept section's "tap your
-            # phone", not the unrecognised-withdrawal section beside it).
-            sections = [p for p in passages or [] if p.split("#")[0] in self.procedures and p.split("#")[0] in cited]
+            # phone", not the unrecognised-withdrawal section beside it); so is a follow-up read with the
+            # conversation after any answer ("is there a fee for that" after Overdraft Protection).
+            sections = [
+                p
+                for p in passages or []
+                if p.split("#")[0] in cited and (p.split("#")[0] in self.procedures or said is not None)
+            ]
             async for item in self._retrieval_route(
-                resolution.query, answer_id, options, understood.hits, [*cited, *sections], said=said
+                resolution.query,
+                answer_id,
+                options,
+                understood.hits,
+                [*cited, *sections],
+                said=said,
+                quoted_whole=quoted_whole,
             ):
                 if isinstance(item, AnswerObject):
                     item.intent = intent
@@ -401,9 +418,12 @@ class Engine:
         hits: list[Hit] | None = None,
         prefer: Sequence[str] = (),
         said: str | None = None,
+        quoted_whole: str | None = None,
     ) -> AsyncIterator[EngineEvent | AnswerObject]:
         """``prefer``: the documents a follow-up is most likely about (what the previous answer cited);
-        ``said``: a follow-up as typed, when ``query`` is its rewrite (see ``SentenceSelector.select``)."""
+        ``said``: a follow-up as typed, when ``query`` is its rewrite (see ``SentenceSelector.select``);
+        ``quoted_whole``: the curated entry the previous answer returned whole (not returned whole again:
+        "how long do i have" after "how do i dispute a charge" asks for more than it)."""
         mode = options.retrieval_mode or self.settings.retrieval_mode
         if hits is None:
             hits = await self._run(self.search, query, max(self.settings.retrieval_top_k, 10), mode)
@@ -414,6 +434,7 @@ class Engine:
             options.faq_route
             and best_faq is not None
             and best_faq.score >= self.settings.faq_threshold
+            and best_faq.passage.id != quoted_whole
             and self._verbatim(query, best_faq, hits, said)
         ):
             text = best_faq.passage.answer or ""

@@ -31,16 +31,24 @@ class FakeEngine:
         self.settings, self.kind, self.handoff = settings, kind, handoff
         self.calls: list[tuple[str, list[str]]] = []
         self.cited: list[list[str]] = []
+        self.passages: list[tuple[list[str], str | None]] = []
 
     async def respond(
-        self, text: str, history: Sequence[str] = (), options: object = None, cited: Sequence[str] = ()
+        self,
+        text: str,
+        history: Sequence[str] = (),
+        options: object = None,
+        cited: Sequence[str] = (),
+        passages: Sequence[str] = (),
+        quoted_whole: str | None = None,
     ) -> AsyncIterator[EngineEvent]:
         self.calls.append((text, list(history)))
         self.cited.append(list(cited))
+        self.passages.append((list(passages), quoted_whole))
         n = len(self.calls)
         yield StartEvent(id=f"msg_answer{n}")
         yield DeltaEvent(id=f"msg_answer{n}", text="An answer.")
-        source = SourceRef(id=f"doc-{n}", title=f"Document {n}")
+        source = SourceRef(id=f"doc-{n}", title=f"Document {n}", passage=f"doc-{n}#section")
         answer = AnswerObject(id=f"msg_answer{n}", text="An answer.", kind=self.kind,  # type: ignore[arg-type]
                               handoff=self.handoff, sources=[source])  # fmt: skip
         yield MessageEvent(message=answer)
@@ -71,6 +79,8 @@ def test_a_turn_stores_the_redacted_message_passes_history_and_stores_the_answer
     assert isinstance(events[-1], MessageEvent) and events[-1].message.conversation_id == conversation
     assert engine.calls[-1] == ("my card [CARD ••••1111] was stolen", ["how much is a wire?"])
     assert engine.cited == [[], ["doc-1"]]  # a follow-up leans on what the previous answer cited
+    # ...and on the passage it quoted; an entry answered whole (kind faq) is not to be returned whole again
+    assert engine.passages == [([], None), (["doc-1#section"], "doc-1#section")]
     stored = store.messages(conversation)
     assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
     assert "4111" not in stored[2].text and stored[3].id == events[-1].message.id

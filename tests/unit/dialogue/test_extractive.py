@@ -960,3 +960,17 @@ def test_a_place_the_customer_names_finds_the_sentence_naming_it(embedder: Embed
 )
 def test_an_account_family_named_alone_rules_out_the_other(question: str, ruled_out: set[str]) -> None:
     assert CATALOGUE.families_ruled_out(question) == ruled_out
+
+
+def test_the_section_the_previous_answer_quoted_is_preferred() -> None:
+    """A follow-up is most likely about the section just quoted (``prefer`` names it by passage id): with two
+    sections equally close, its sentence is the one quoted."""
+    kept = chunk("cards#kept", "Cards — Card kept by an ATM\nWe send a replacement card in 7 to 10 business days.")
+    stolen = chunk("cards#stolen", "Cards — Card stolen\nWe send a replacement card in 3 to 5 business days.")
+    selector = SentenceSelector(lambda texts: np.zeros((len(texts), 1)), CATALOGUE, [kept, stolen], max_units=1)
+    hits = [hit(kept, 0.70), hit(stolen, 0.70)]
+    question = "when does the new card come"
+    after_stolen = selector.select(question, hits, prefer=frozenset({"cards", "cards#stolen"}))
+    after_kept = selector.select(question, hits, prefer=frozenset({"cards", "cards#kept"}))
+    assert after_stolen is not None and "3 to 5" in after_stolen.text, after_stolen
+    assert after_kept is not None and "7 to 10" in after_kept.text, after_kept

@@ -933,3 +933,11 @@ def test_a_follow_up_after_a_procedure_is_answered_from_its_section(shipped: tup
     assert first.sources[0].passage == "urgent-help#card-kept-by-an-atm", first.sources
     assert [s.id for s in second.sources][:1] == ["urgent-help"], second.sources
     assert "tapping your phone" in second.text, second.text[:160]
+
+
+def test_a_curated_answer_just_given_whole_is_not_given_again(shipped: tuple[Engine, TurnService]) -> None:
+    """ "how long do i have" after "how do i dispute a charge" asks for more than the entry just quoted whole."""
+    first, second = converse(shipped, ["how do i dispute a charge on my card", "how long do i have"])
+    assert first.kind == "faq"
+    assert second.text != first.text
+    assert "60 days" in second.text, second.text[:160]
