@@ -945,6 +945,9 @@ TERM_BONUS = 0.1
 # A unit of a section ``prefer`` names (a passage id: the procedure the previous answer quoted), since
 # the customer's next question is most likely about it.
 SECTION_BONUS = 0.05
+# The aspects a figure answers: a product's own row answers them for it, whatever else a sentence listing its
+# siblings says (``_own_rows_only``).
+FIGURE_ASPECTS = frozenset({"amount", "rate", "minimum", "limit", "no_fee"})
 PASSAGE_WEIGHT = 0.35  # a unit's score: (1 - this) x its own similarity + this x its passage's
 # The passage's similarity is to its own text, not to a customer question indexed for it: a question
 # chooses the document and the section, but which sentences answer is read from the sentences
@@ -1169,7 +1172,9 @@ class SentenceSelector:
 
         Not when it is an Ask CFPB entry and the bank's own content answers the question (the bank's
         policy, not federal generalities); not when it is about a sibling of the product the customer
-        named; not when the question asks several things and the entry answers only some of them.
+        named, nor when it states the named product's figures beside its siblings' (the product's own rows
+        answer, ``_own_rows_only``); not when the question asks several things and the entry answers only
+        some of them.
         ``said``: a follow-up as typed, when ``question`` is its rewrite (its own product counts).
         """
         if is_external(faq.passage) and bank_answers(hits, self.bank_floor, self.bank_margin):
@@ -1177,8 +1182,11 @@ class SentenceSelector:
         entry = faq.passage.text + "\n" + (faq.passage.answer or "")
         if conflicts(asked_kinds(question), kinds_about(faq.passage.text, faq.passage.answer or "")):
             return False  # about the other kind: a domestic limit for a wire abroad
-        if _sibling_only(self.catalogue, self.named(question, said), self.catalogue.mentions(entry)):
+        named = self.named(question, said)
+        if _sibling_only(self.catalogue, named, self.catalogue.mentions(entry)):
             return False
+        if _with_siblings(self.catalogue, named, self.catalogue.mentions(faq.passage.answer or "")):
+            return False  # "the minimum deposit for Everyday Checking" and an entry listing every account's
         ruled_out = self.catalogue.families_ruled_out(said or question)
         if ruled_out and self.catalogue.only_in(self.catalogue.mentions(faq.passage.answer or ""), ruled_out):
             return False  # "…on my savings acct" and an entry on Everyday Checking's fee
@@ -1334,7 +1342,9 @@ class SentenceSelector:
                 break
             if overall[index] >= (overall - tier).max() - 0.15 and not _unasked_figures(pool[index].aspects, asked):
                 take(index)
-        chosen = _own_rows_only(pool, _capped(pool, chosen, self.max_units, self.max_words), named, self.catalogue)
+        chosen = _own_rows_only(
+            pool, _capped(pool, chosen, self.max_units, self.max_words), named, self.catalogue, asked
+        )
         chosen = _with_antecedents(pool, chosen)
         chosen.sort(key=lambda i: (self._position.get(pool[i].unit.passage_id, 1 << 30), pool[i].unit.order))
         text = " ".join(pool[i].unit.text for i in chosen)
@@ -1383,11 +1393,19 @@ def _with_antecedents(pool: list[_Scored], chosen: list[int]) -> list[int]:
     return result
 
 
-def _own_rows_only(pool: list[_Scored], chosen: list[int], named: frozenset[str], catalogue: Catalogue) -> list[int]:
+def _own_rows_only(
+    pool: list[_Scored],
+    chosen: list[int],
+    named: frozenset[str],
+    catalogue: Catalogue,
+    asked: frozenset[str] = frozenset(),
+) -> list[int]:
     """``chosen`` less the units that state the named product's figures beside its siblings' where another
     chosen unit states the same for the named product alone: "atm limit everyday checking?" is answered by
     "Kestrel Everyday Checking: Daily ATM withdrawal limit $1,000", not also by the sentence giving Premier
-    Checking's $2,000 beside it."""
+    Checking's $2,000 beside it." Compared on the aspects asked, where the question asks any: "the minimum
+    deposit for Everyday Checking" is answered by "Kestrel Everyday Checking: $25", whatever else (Student
+    Checking's "$0") the sentence listing every account says."""
     if not named:
         return chosen
     families = {catalogue.family_of(n) for n in named}
@@ -1397,9 +1415,20 @@ def _own_rows_only(pool: list[_Scored], chosen: list[int], named: frozenset[str]
         return bool(products & named) and any(p not in named and catalogue.family_of(p) in families for p in products)
 
     own = [i for i in chosen if pool[i].unit.products and pool[i].unit.products <= named]
-    return [
-        i for i in chosen if not (mixed(i) and pool[i].aspects and any(pool[i].aspects <= pool[j].aspects for j in own))
-    ]
+    figures = asked & FIGURE_ASPECTS  # (a figure asked: "when can i move to a regular card" compares in full)
+
+    def said(i: int) -> frozenset[str]:
+        return (pool[i].aspects & figures) or pool[i].aspects
+
+    return [i for i in chosen if not (mixed(i) and said(i) and any(said(i) <= pool[j].aspects for j in own))]
+
+
+def _with_siblings(catalogue: Catalogue, named: frozenset[str], mentioned: frozenset[str]) -> bool:
+    """The text states the named product's figures beside those of siblings the customer did not name."""
+    if not named or not named & mentioned:
+        return False
+    families = {catalogue.family_of(n) for n in named}
+    return any(catalogue.family_of(m) in families for m in mentioned - named)
 
 
 def _sibling_only(catalogue: Catalogue, named: frozenset[str], mentioned: frozenset[str]) -> bool:

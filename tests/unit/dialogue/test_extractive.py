@@ -974,3 +974,21 @@ def test_the_section_the_previous_answer_quoted_is_preferred() -> None:
     after_kept = selector.select(question, hits, prefer=frozenset({"cards", "cards#kept"}))
     assert after_stolen is not None and "3 to 5" in after_stolen.text, after_stolen
     assert after_kept is not None and "7 to 10" in after_kept.text, after_kept
+
+
+def test_an_entry_listing_the_named_products_figures_beside_its_siblings_is_not_verbatim() -> None:
+    """ "the minimum deposit for Everyday Checking" is not answered by an entry giving every account's minimum
+    (Premier Checking's $100 read as the answer); a question naming no product still is."""
+    entry = Passage(
+        "kb-1", "faq", "opening", "How much do I need to open an account?", None,
+        "How much do I need to open an account?",
+        answer="Kestrel Everyday Checking needs $25 and Kestrel Premier Checking needs $100, with no fee to open either.",
+    )  # fmt: skip
+    row = chunk(
+        "opening#minimums",
+        "Opening — Minimum deposits\n- Kestrel Everyday Checking: $25\n- Kestrel Premier Checking: $100",
+    )
+    selector = SentenceSelector(lambda texts: np.ones((len(texts), 1)), CATALOGUE, [entry, row])
+    hits = [hit(entry, 0.88), hit(row, 0.9)]
+    assert not selector.verbatim_fits("What is the minimum deposit for Everyday Checking?", hits[0], hits)
+    assert selector.verbatim_fits("how much do i need to open an account", hits[0], hits)

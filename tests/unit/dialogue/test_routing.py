@@ -941,3 +941,10 @@ def test_a_curated_answer_just_given_whole_is_not_given_again(shipped: tuple[Eng
     assert first.kind == "faq"
     assert second.text != first.text
     assert "60 days" in second.text, second.text[:160]
+
+
+def test_the_named_products_own_row_answers_not_a_list_of_every_account(shipped: tuple[Engine, TurnService]) -> None:
+    """The closest entry lists every account's minimum deposit; the customer named one account, whose own
+    row answers (a sentence listing its siblings' figures beside it is left out when that row says the same)."""
+    answer = ask(shipped[1], "What is the minimum deposit for Everyday Checking?")
+    assert "$25" in answer.text and "$100" not in answer.text, answer.text[:200]
