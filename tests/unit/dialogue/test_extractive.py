@@ -982,7 +982,7 @@ def test_an_entry_listing_the_named_products_figures_beside_its_siblings_is_not_
     entry = Passage(
         "kb-1", "faq", "opening", "How much do I need to open an account?", None,
         "How much do I need to open an account?",
-        answer="Kestrel Everyday Checking needs $25 and Kestrel Premier Checking needs $100, with no fee to open either.",
+        answer="Kestrel Everyday Checking needs $25 and Kestrel Premier Checking needs $100, no fee to open either.",
     )  # fmt: skip
     row = chunk(
         "opening#minimums",
