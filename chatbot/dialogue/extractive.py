@@ -942,8 +942,8 @@ ASKING_WORDS = frozenset(
 SUBJECT_PREFIX = 5
 # A unit stating the term a question asks in years (``_in_months``), like a named product's (0.12).
 TERM_BONUS = 0.1
-# A unit of a section ``prefer`` names (a passage id: the procedure the previous answer quoted), since
-# the customer's next question is most likely about it.
+# A unit of a section ``prefer`` names (a passage id: the section the previous answer quoted, after a
+# procedure or for a follow-up read with the conversation), since the next question is most likely about it.
 SECTION_BONUS = 0.05
 # The aspects a figure answers: a product's own row answers them for it, whatever else a sentence listing its
 # siblings says (``_own_rows_only``).
@@ -1403,7 +1403,7 @@ def _own_rows_only(
     """``chosen`` less the units that state the named product's figures beside its siblings' where another
     chosen unit states the same for the named product alone: "atm limit everyday checking?" is answered by
     "Kestrel Everyday Checking: Daily ATM withdrawal limit $1,000", not also by the sentence giving Premier
-    Checking's $2,000 beside it." Compared on the aspects asked, where the question asks any: "the minimum
+    Checking's $2,000 beside it." Compared on the figures asked, where the question asks one: "the minimum
     deposit for Everyday Checking" is answered by "Kestrel Everyday Checking: $25", whatever else (Student
     Checking's "$0") the sentence listing every account says."""
     if not named:
