@@ -118,12 +118,12 @@ class TurnService:
         last = stored[-1] if stored else None
         cited: list[str] = []
         passages: list[str] = []
+        whole: str | None = None
         if last is not None and last.role == "assistant":
             cited = [str(source["id"]) for source in last.sources if source.get("id")]
             passages = [str(source["passage"]) for source in last.sources if source.get("passage")]
-        whole = (
-            passages[0] if last is not None and last.role == "assistant" and last.kind == "faq" and passages else None
-        )
+            if last.kind == "faq" and passages:
+                whole = passages[0]
         return History(turns[-turns_kept:], cited, passages, whole)
 
     async def reply(

@@ -311,7 +311,7 @@ class Engine:
             sections = [
                 p
                 for p in passages or []
-                if p.split("#")[0] in cited and (p.split("#")[0] in self.procedures or said is not None)
+                if (document := p.partition("#")[0]) in cited and (document in self.procedures or said is not None)
             ]
             async for item in self._retrieval_route(
                 resolution.query,

@@ -1055,15 +1055,16 @@ class SentenceSelector:
         prefer: Collection[str] = frozenset(),
         asked: dict[str, str] | None = None,
         question: str | None = None,
+        ruled_out: frozenset[str] = frozenset(),
     ) -> list[str]:
         """Source ids by preference: closeness (the closest passage, plus a share of the next two:
         ``DOCUMENT_SUPPORT_WEIGHT``), the bank's own content, the named product, ``prefer``, and not
-        being about the other kind of what was asked (``asked``: an international wire)."""
+        being about the other kind of what was asked (``asked``: an international wire) nor only about
+        the account family the question rules out (``ruled_out``: ``Catalogue.families_ruled_out``)."""
         scores: dict[str, float] = {}
         support: dict[str, list[tuple[float, float]]] = {}
         own_first = bank_answers(hits, self.bank_floor, self.bank_margin)
         asked_words = {_stem(w) for w in _content_words(question)} if question is not None else set()
-        ruled_out = self.catalogue.families_ruled_out(question) if question is not None else frozenset()
         for hit in hits:
             bonus = self.prefer_bonus if hit.passage.source_id in prefer else 0.0
             if ruled_out:  # a section only on the other kind of account than the customer named
@@ -1116,7 +1117,8 @@ class SentenceSelector:
         asked: dict[str, str] | None = None,
         question: str | None = None,
     ) -> list[_Scored]:
-        ranked = self.best_document(hits, named, prefer, asked, question)
+        ruled_out = self.catalogue.families_ruled_out(question) if question else frozenset()
+        ranked = self.best_document(hits, named, prefer, asked, question, ruled_out)
         if not ranked:
             return []
         primary = ranked[0]
@@ -1138,7 +1140,6 @@ class SentenceSelector:
             chosen.append((best_hit.passage, best_hit, 0.0))
         scored = []
         family = {self.catalogue.family_of(n) for n in named}
-        ruled_out = self.catalogue.families_ruled_out(question) if question else frozenset()
         for passage, hit, prior in chosen:
             units, vectors = self.units(passage)
             for unit, vector in zip(units, vectors, strict=True):
@@ -1185,10 +1186,11 @@ class SentenceSelector:
         named = self.named(question, said)
         if _sibling_only(self.catalogue, named, self.catalogue.mentions(entry)):
             return False
-        if _with_siblings(self.catalogue, named, self.catalogue.mentions(faq.passage.answer or "")):
+        answered = self.catalogue.mentions(faq.passage.answer or "")
+        if _with_siblings(self.catalogue, named, answered):
             return False  # "the minimum deposit for Everyday Checking" and an entry listing every account's
         ruled_out = self.catalogue.families_ruled_out(said or question)
-        if ruled_out and self.catalogue.only_in(self.catalogue.mentions(faq.passage.answer or ""), ruled_out):
+        if ruled_out and self.catalogue.only_in(answered, ruled_out):
             return False  # "…on my savings acct" and an entry on Everyday Checking's fee
         pieces = question_parts(question)
         parts = [self.catalogue.aspects_of(p) for p in pieces]
@@ -1408,11 +1410,9 @@ def _own_rows_only(
     Checking's "$0") the sentence listing every account says."""
     if not named:
         return chosen
-    families = {catalogue.family_of(n) for n in named}
 
     def mixed(i: int) -> bool:
-        products = pool[i].unit.products
-        return bool(products & named) and any(p not in named and catalogue.family_of(p) in families for p in products)
+        return _with_siblings(catalogue, named, pool[i].unit.products)
 
     own = [i for i in chosen if pool[i].unit.products and pool[i].unit.products <= named]
     figures = asked & FIGURE_ASPECTS  # (a figure asked: "when can i move to a regular card" compares in full)
